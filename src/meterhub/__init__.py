@@ -1,0 +1,1 @@
+"""meterhub: meter readings as time series, served and billed."""

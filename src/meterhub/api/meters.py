@@ -1,0 +1,158 @@
+"""Meter management and health: ``/api/v1/meters/``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, Field
+
+from meterhub.api.deps import ConnDep, SettingsDep
+from meterhub.collector.health import Status
+from meterhub.collector.meter_view import MeterFilter, MeterView, list_meter_views, meter_view
+from meterhub.errors import InvalidInput
+from meterhub.registry.channels import DeviceType
+from meterhub.registry.devices import create_device, delete_device, set_enabled
+from meterhub.settings import Settings
+from meterhub.times import iso
+
+router = APIRouter(prefix="/api/v1/meters", tags=["meters"])
+
+DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
+
+
+class MeterCreate(BaseModel):
+    device_id: DeviceId
+    type: DeviceType = DeviceType.ELECTRICITY
+    host: str | None = Field(None, description="Defaults to the configured meter host.")
+    port: int | None = Field(None, ge=9000, le=65000, description="None: not polled.")
+    enabled: bool = True
+
+
+class MeterUpdate(BaseModel):
+    enabled: bool
+
+
+class HealthPublic(BaseModel):
+    status: Status
+    last_seen: str | None
+    last_attempt: str | None
+    last_error: str | None
+    last_error_at: str | None
+    consecutive_failures: int
+    last_poll_duration_ms: float | None
+    polls: int
+    failures: int
+
+
+class ReadingPublic(BaseModel):
+    timestamp: str
+    values: dict[str, float]
+
+
+class MeterPublic(BaseModel):
+    device_id: str
+    type: DeviceType
+    host: str | None
+    port: int | None
+    enabled: bool
+    created_at: str
+    health: HealthPublic
+    last_reading: ReadingPublic | None
+
+
+class MetersPublic(BaseModel):
+    count: int
+    page: int
+    page_size: int
+    next: bool
+    previous: bool
+    results: list[MeterPublic]
+
+
+def _public(view: MeterView, settings: Settings) -> MeterPublic:
+    zone = settings.zone
+    h = view.health
+
+    def when(us: int | None) -> str | None:
+        return None if us is None else iso(us, zone)
+
+    return MeterPublic(
+        device_id=view.device.device_id,
+        type=view.device.type,
+        host=view.device.host,
+        port=view.device.port,
+        enabled=view.device.enabled,
+        created_at=iso(view.device.created_at, zone),
+        health=HealthPublic(
+            status=h.status,
+            last_seen=when(h.last_seen),
+            last_attempt=when(h.last_attempt),
+            last_error=h.last_error,
+            last_error_at=when(h.last_error_at),
+            consecutive_failures=h.consecutive_failures,
+            last_poll_duration_ms=h.last_duration_ms,
+            polls=h.polls,
+            failures=h.failures,
+        ),
+        last_reading=None
+        if view.reading_ts is None
+        else ReadingPublic(timestamp=iso(view.reading_ts, zone), values=view.values),
+    )
+
+
+@router.get("/", operation_id="listMeters")
+def list_meters(
+    conn: ConnDep,
+    settings: SettingsDep,
+    status: Status | None = None,
+    type: DeviceType | None = None,
+    enabled: bool | None = None,
+    search: Annotated[str | None, Query(max_length=64)] = None,
+    page: Annotated[int, Query(ge=1)] = 1,
+    page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> MetersPublic:
+    """Meters with their poll health and latest reading, filtered and paginated."""
+    where = MeterFilter(status=status, type=type, enabled=enabled, search=search)
+    total, views = list_meter_views(conn, where, offset=(page - 1) * page_size, limit=page_size)
+    return MetersPublic(
+        count=total,
+        page=page,
+        page_size=page_size,
+        next=page * page_size < total,
+        previous=page > 1,
+        results=[_public(v, settings) for v in views],
+    )
+
+
+@router.post("/", status_code=201, operation_id="createMeter")
+def create_meter(body: MeterCreate, conn: ConnDep, settings: SettingsDep) -> MeterPublic:
+    """Register a meter; with a port it is polled from the next registry check on."""
+    if body.host is not None and body.port is None:
+        raise InvalidInput.field("port", "required when host is given")
+    host = body.host or (settings.meter_host if body.port is not None else None)
+    create_device(conn, body.device_id, body.type, host=host, port=body.port, enabled=body.enabled)
+    return _public(meter_view(conn, body.device_id), settings)
+
+
+@router.get("/{device_id}/", operation_id="getMeter")
+def get_meter(device_id: str, conn: ConnDep, settings: SettingsDep) -> MeterPublic:
+    """One meter with its poll health and latest reading."""
+    return _public(meter_view(conn, device_id), settings)
+
+
+@router.patch("/{device_id}/", operation_id="updateMeter")
+def update_meter(
+    device_id: str, body: MeterUpdate, conn: ConnDep, settings: SettingsDep
+) -> MeterPublic:
+    """Enable or disable polling of a meter."""
+    set_enabled(conn, device_id, body.enabled)
+    return _public(meter_view(conn, device_id), settings)
+
+
+@router.delete(
+    "/{device_id}/", status_code=204, response_class=Response, operation_id="deleteMeter"
+)
+def delete_meter(device_id: str, conn: ConnDep) -> None:
+    """Remove a meter; its stored readings are kept."""
+    delete_device(conn, device_id)

@@ -1,0 +1,181 @@
+"""The ``meterhub`` command: serve | simulate | demo | db upgrade."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from meterhub.settings import Settings
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        result: int = args.handler(args)
+    except ValidationError as exc:
+        parser.error(_settings_problem(exc))
+    except KeyboardInterrupt:
+        return 130
+    return result
+
+
+def _settings_problem(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meterhub",
+        description="Read meters, keep their readings as time series, serve and bill them.",
+        epilog="Every setting can also come from the environment as METERHUB_<NAME>.",
+    )
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    _add_serve(commands)
+    _add_simulate(commands)
+    _add_demo(commands)
+    _add_db(commands)
+    return parser
+
+
+def _settings(args: argparse.Namespace, **fixed: Any) -> Settings:
+    """Settings from the environment, overridden by the flags the user gave."""
+    names = Settings.model_fields
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    return Settings(**{**given, **fixed})
+
+
+def _add_serve(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve", help="run the HTTP API and the collector", description=_serve_doc()
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on")
+    serve.add_argument("--database", dest="database_url", help="database URL")
+    serve.add_argument("--poll-interval", type=float, help="seconds between reads of a meter")
+    serve.add_argument("--collector-processes", type=int, help="poll in N child processes")
+    serve.add_argument("--source-address", help="local address polls are sent from")
+    serve.add_argument(
+        "--no-collector",
+        dest="collector_enabled",
+        action="store_const",
+        const=False,
+        help="serve the API only",
+    )
+    serve.set_defaults(handler=_serve)
+
+
+def _serve_doc() -> str:
+    return "Serve the API and poll meters in one process; Ctrl-C stops cleanly."
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from meterhub.server import serve
+
+    serve(_settings(args), host=args.host, port=args.port)
+    return 0
+
+
+def _add_simulate(commands: Any) -> None:
+    sim = commands.add_parser(
+        "simulate",
+        help="serve simulated meters, one per port",
+        description="Serve simulated meters on a port range, e.g. --ports 9000-65000.",
+    )
+    sim.add_argument("--ports", required=True, type=_port_range, help="FIRST-LAST, inclusive")
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sim.add_argument("--seed", type=int, default=0, help="seed of the simulated values")
+    sim.add_argument("--id-offset", type=int, default=0, help="meter id = port + offset")
+    sim.add_argument("--processes", type=int, help="serving processes (default: as needed)")
+    sim.add_argument("--register", metavar="URL", help="register the meters with this server")
+    sim.add_argument("--source-address", help="local address for registration requests")
+    sim.add_argument("--record", type=Path, help="append every answer served to PATH.<n>")
+    for fault, what in (
+        ("timeout", "never answer"),
+        ("garbage", "answer non-JSON"),
+        ("wrong-id", "answer another meter's id"),
+        ("reset", "reset their register every 3rd request"),
+    ):
+        sim.add_argument(f"--{fault}", type=float, default=0.0, metavar="FRACTION", help=what)
+    sim.set_defaults(handler=_simulate)
+
+
+def _port_range(text: str) -> range:
+    first, _, last = text.partition("-")
+    try:
+        ports = range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port range: {text!r}") from None
+    if not ports or ports.start < 1 or ports.stop > 65536:
+        raise argparse.ArgumentTypeError(f"not a port range within 1-65535: {text!r}")
+    return ports
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from meterhub.collector.simulator import Faults, SimulatorConfig, run_simulator
+
+    try:
+        faults = Faults(
+            timeout=args.timeout, garbage=args.garbage, wrong_id=args.wrong_id, reset=args.reset
+        )
+    except ValueError as exc:
+        print(f"meterhub simulate: {exc}", file=sys.stderr)
+        return 2
+    config = SimulatorConfig(
+        ports=args.ports,
+        host=args.host,
+        id_offset=args.id_offset,
+        seed=args.seed,
+        faults=faults,
+        processes=args.processes,
+        record=args.record,
+    )
+    run_simulator(config, register_url=args.register, source_address=args.source_address)
+    return 0
+
+
+def _add_demo(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="server + 200 simulated meters on SQLite, polled every 5 s",
+        description="Start simulated meters on ports 9000-9199, register them, and serve.",
+    )
+    demo.add_argument("--port", type=int, default=8000, help="API port")
+    demo.add_argument("--meters", type=int, default=200, help="how many simulated meters")
+    demo.add_argument("--database", dest="database_url", help="database URL")
+    demo.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from meterhub.demo import run_demo
+
+    run_demo(_settings(args, poll_interval=5.0), port=args.port, meters=args.meters)
+    return 0
+
+
+def _add_db(commands: Any) -> None:
+    db = commands.add_parser("db", help="database maintenance")
+    actions = db.add_subparsers(required=True, metavar="ACTION")
+    upgrade = actions.add_parser("upgrade", help="apply every pending migration")
+    upgrade.add_argument("--database", dest="database_url", help="database URL")
+    upgrade.set_defaults(handler=_db_upgrade)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from meterhub.migrations import upgrade
+
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    print(f"database is up to date: {settings.database_url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

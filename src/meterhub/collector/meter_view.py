@@ -1,0 +1,92 @@
+"""Meters as operators see them: registry entry, poll health and latest reading together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, Connection, Select, func, select
+
+from meterhub.collector.health import Health, Status
+from meterhub.collector.health_store import health_from_row, meter_status
+from meterhub.registry.channels import DeviceType
+from meterhub.registry.devices import Device, channel_tags, get_device
+from meterhub.registry.tables import devices, tags
+from meterhub.storage import latest
+
+
+@dataclass(frozen=True, slots=True)
+class MeterView:
+    device: Device
+    health: Health
+    reading_ts: int | None
+    values: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class MeterFilter:
+    status: Status | None = None
+    type: DeviceType | None = None
+    enabled: bool | None = None
+    search: str | None = None
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = []
+        if self.status is Status.NEVER_SEEN:
+            where.append(meter_status.c.status.is_(None))
+        elif self.status is not None:
+            where.append(meter_status.c.status == self.status.value)
+        if self.type is not None:
+            where.append(devices.c.type == self.type.value)
+        if self.enabled is not None:
+            where.append(devices.c.enabled.is_(self.enabled))
+        if self.search:
+            where.append(devices.c.device_id.contains(self.search, autoescape=True))
+        return where
+
+
+def meter_view(conn: Connection, device_id: str) -> MeterView:
+    device = get_device(conn, device_id)
+    row = conn.execute(select(meter_status).where(meter_status.c.device_pk == device.pk)).first()
+    health = health_from_row(row._mapping) if row else Health()
+    return _with_readings(conn, [(device, health)], {device.pk: channel_tags(conn, device.pk)})[0]
+
+
+def list_meter_views(
+    conn: Connection, where: MeterFilter, *, offset: int, limit: int
+) -> tuple[int, list[MeterView]]:
+    """One page of meters in registration order, and the total count."""
+    base: Select[tuple[int]] = (
+        select(devices.c.id)
+        .outerjoin(meter_status, meter_status.c.device_pk == devices.c.id)
+        .where(*where.clauses())
+    )
+    total = conn.execute(select(func.count()).select_from(base.subquery())).scalar_one()
+    page = (
+        select(devices, *meter_status.c)
+        .outerjoin(meter_status, meter_status.c.device_pk == devices.c.id)
+        .where(*where.clauses())
+        .order_by(devices.c.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    pairs = [(Device.from_row(row), health_from_row(row._mapping)) for row in conn.execute(page)]
+    tag_map: dict[int, dict[str, int]] = {}
+    pks = [device.pk for device, _ in pairs]
+    for row in conn.execute(
+        select(tags.c.device_pk, tags.c.channel, tags.c.id).where(tags.c.device_pk.in_(pks))
+    ):
+        tag_map.setdefault(row.device_pk, {})[row.channel] = row.id
+    return total, _with_readings(conn, pairs, tag_map)
+
+
+def _with_readings(
+    conn: Connection, pairs: list[tuple[Device, Health]], tag_map: dict[int, dict[str, int]]
+) -> list[MeterView]:
+    found = latest(conn, [t for channels in tag_map.values() for t in channels.values()])
+    views = []
+    for device, health in pairs:
+        points = {name: found[t] for name, t in tag_map.get(device.pk, {}).items() if t in found}
+        reading_ts = max((p.ts for p in points.values()), default=None)
+        values = {name: p.value for name, p in points.items() if p.ts == reading_ts}
+        views.append(MeterView(device, health, reading_ts, values))
+    return views

@@ -1,0 +1,178 @@
+"""The poller: reads every enabled meter of its shard once per interval.
+
+A scheduler releases each meter at its own phase of the interval, so polls spread
+evenly; a fixed pool of worker coroutines performs them, so one slow or dead meter
+holds at most one worker for at most the timeout. Failing meters back off but are
+never dropped. The registry is re-read when it changes (checked every second) and
+at least once per interval, so added and removed meters are picked up without restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from itertools import count
+
+from sqlalchemy import Engine
+
+from meterhub.collector.aio import wait_for_event
+from meterhub.collector.health import cycles_to_skip, failed, succeeded
+from meterhub.collector.http_get import http_get
+from meterhub.collector.protocol import Reading, parse_answer, register_check
+from meterhub.collector.targets import Target, load_targets, registry_signature
+from meterhub.collector.writer import BatchWriter
+from meterhub.errors import MeterError
+from meterhub.registry.channels import ChannelKind
+from meterhub.settings import Settings
+from meterhub.storage import Point
+from meterhub.times import now_us
+
+log = logging.getLogger("meterhub.collector")
+
+REGISTRY_CHECK_SECONDS = 1.0
+
+
+class Poller:
+    """Polls the meters of shard ``shard`` of ``shards`` and hands results to ``writer``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        writer: BatchWriter,
+        shard: int = 0,
+        shards: int = 1,
+    ) -> None:
+        self._settings = settings
+        self._engine = engine
+        self._writer = writer
+        self._shard, self._shards = shard, shards
+        self._targets: dict[int, Target] = {}
+        self._due: list[tuple[float, int, int]] = []  # (loop time, tiebreak, pk)
+        self._tiebreak = count()
+        self._queue: asyncio.Queue[Target | None] = asyncio.Queue()
+        self._in_flight: set[int] = set()
+        self._signature: tuple[int, int] | None = None
+        self.polls = 0
+
+    @property
+    def targets(self) -> dict[int, Target]:
+        return self._targets
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` is set, then finish the polls in flight (new ones are not begun)."""
+        interval = self._settings.poll_interval
+        workers = [
+            asyncio.create_task(self._work()) for _ in range(self._settings.poll_concurrency)
+        ]
+        loop = asyncio.get_running_loop()
+        next_check = next_reload = loop.time()
+        while not stop.is_set():
+            now = loop.time()
+            if now >= next_check:
+                await self._refresh(force=now >= next_reload)
+                next_check = now + REGISTRY_CHECK_SECONDS
+                next_reload = now + interval if now >= next_reload else next_reload
+            self._release_due(now)
+            wake = min(next_check, self._due[0][0] if self._due else next_check)
+            await wait_for_event(stop, max(0.005, wake - loop.time()))
+        await self._drain(workers)
+
+    async def _refresh(self, *, force: bool) -> None:
+        signature = await asyncio.to_thread(self._read_signature)
+        if signature == self._signature and not force:
+            return
+        self._signature = signature
+        known = set(self._targets)
+        fresh = await asyncio.to_thread(self._read_targets, known)
+        now = asyncio.get_running_loop().time()
+        current: dict[int, Target] = {}
+        for target in fresh:
+            old = self._targets.get(target.pk)
+            if old is not None:
+                target.health, target.registers = old.health, old.registers
+            else:
+                self._schedule(target.pk, now + target.phase(self._settings.poll_interval))
+            current[target.pk] = target
+        for pk in set(self._targets) - set(current):
+            log.info("meter %s no longer polled", self._targets[pk].device_id)
+        self._targets = current
+
+    def _read_signature(self) -> tuple[int, int]:
+        with self._engine.connect() as conn:
+            return registry_signature(conn, self._shard, self._shards)
+
+    def _read_targets(self, known: set[int]) -> list[Target]:
+        with self._engine.connect() as conn:
+            return load_targets(conn, self._shard, self._shards, known)
+
+    def _schedule(self, pk: int, at: float) -> None:
+        heapq.heappush(self._due, (at, next(self._tiebreak), pk))
+
+    def _release_due(self, now: float) -> None:
+        interval = self._settings.poll_interval
+        while self._due and self._due[0][0] <= now:
+            at, _, pk = heapq.heappop(self._due)
+            target = self._targets.get(pk)
+            if target is None:
+                continue  # removed from the registry: forget its slot
+            if pk not in self._in_flight:
+                self._in_flight.add(pk)
+                self._queue.put_nowait(target)
+            skip = cycles_to_skip(target.health, interval, self._settings.poll_max_backoff)
+            at += interval * (1 + skip)
+            while at <= now:  # fell behind: keep the phase, do not burst
+                at += interval
+            self._schedule(pk, at)
+
+    async def _work(self) -> None:
+        while (target := await self._queue.get()) is not None:
+            try:
+                await self._poll(target)
+            except Exception:
+                log.exception("polling meter %s failed unexpectedly", target.device_id)
+            finally:
+                self._in_flight.discard(target.pk)
+
+    async def _poll(self, target: Target) -> None:
+        started = time.perf_counter()
+        try:
+            answer = await http_get(
+                *target.address,
+                timeout=self._settings.poll_timeout,
+                source_address=self._settings.source_address,
+            )
+            values = parse_answer(answer.status, answer.body, target.device_id, target.channels)
+        except MeterError as exc:
+            duration = (time.perf_counter() - started) * 1000
+            target.health = failed(target.health, target.device_id, now_us(), duration, str(exc))
+            self._writer.add(target.pk, target.health, [])
+            return
+        duration = (time.perf_counter() - started) * 1000
+        self._record(target, values, now_us(), duration)
+
+    def _record(self, target: Target, values: Reading, at: int, duration_ms: float) -> None:
+        points, warnings = [], []
+        for channel in target.channels:
+            value = values[channel.name]
+            quality, warning = register_check(channel, target.registers.get(channel.name), value)
+            if channel.kind is ChannelKind.REGISTER:
+                target.registers[channel.name] = value
+            if warning:
+                warnings.append(warning)
+            points.append(Point(target.tag_ids[channel.name], at, value, quality))
+        warning = "; ".join(warnings) or None
+        target.health = succeeded(target.health, target.device_id, at, duration_ms, warning)
+        self.polls += 1
+        self._writer.add(target.pk, target.health, points)
+
+    async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
+        while not self._queue.empty():
+            target = self._queue.get_nowait()
+            if target is not None:
+                self._in_flight.discard(target.pk)
+        for _ in workers:
+            self._queue.put_nowait(None)
+        await asyncio.gather(*workers)

@@ -1,0 +1,102 @@
+"""Running the collector: in the server's event loop, or as shard processes beside it.
+
+With ``collector_processes = 0`` one poller covers every meter inside the calling
+process. With N > 0, N child processes each poll the meters whose pk falls in their
+shard (``pk % N``), write their own batches, and are restarted if they die.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+from multiprocessing.process import BaseProcess
+
+from meterhub.collector.aio import wait_for_event
+from meterhub.collector.poller import Poller
+from meterhub.collector.writer import BatchWriter
+from meterhub.db import make_engine
+from meterhub.settings import Settings
+
+log = logging.getLogger("meterhub.collector")
+
+
+async def run_shard(settings: Settings, shard: int, shards: int, stop: asyncio.Event) -> None:
+    """Poll one shard until ``stop``; then finish polls in flight and write every reading."""
+    engine = make_engine(settings.database_url)
+    writer = BatchWriter(engine, settings.write_batch_size, settings.write_flush_interval)
+    writing = asyncio.create_task(writer.run())
+    try:
+        await Poller(settings, engine, writer, shard, shards).run(stop)
+    finally:
+        await writer.close()
+        await writing
+        engine.dispose()
+
+
+def _shard_process(settings: Settings, shard: int, shards: int) -> None:
+    """Entry point of a child: SIGTERM stops it cleanly; Ctrl-C is left to the parent."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s shard{shard} %(message)s")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await run_shard(settings, shard, shards, stop)
+
+    try:
+        import uvloop
+
+        uvloop.run(main())
+    except ImportError:
+        asyncio.run(main())
+
+
+class Collector:
+    """Starts and stops the pollers for ``settings``; ``stop`` loses no buffered reading."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._children: dict[int, BaseProcess] = {}
+
+    async def start(self) -> None:
+        count = self._settings.collector_processes
+        if count == 0:
+            self._tasks.append(asyncio.create_task(run_shard(self._settings, 0, 1, self._stop)))
+            return
+        for shard in range(count):
+            self._spawn(shard)
+        self._tasks.append(asyncio.create_task(self._supervise()))
+
+    def _spawn(self, shard: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        shards = self._settings.collector_processes
+        child = context.Process(
+            target=_shard_process,
+            args=(self._settings, shard, shards),
+            name=f"meterhub-collector-{shard}",
+        )
+        child.start()
+        self._children[shard] = child
+
+    async def _supervise(self) -> None:
+        while not await wait_for_event(self._stop, 1.0):
+            for shard, child in list(self._children.items()):
+                if not child.is_alive():
+                    log.error("collector shard %d exited (%s); restarting", shard, child.exitcode)
+                    self._spawn(shard)
+
+    async def stop(self) -> None:
+        self._stop.set()
+        for child in self._children.values():
+            child.terminate()
+        grace = self._settings.poll_timeout + 10
+        for child in self._children.values():
+            await asyncio.to_thread(child.join, grace)
+            if child.is_alive():
+                log.error("collector %s did not stop in %.0f s; killing it", child.name, grace)
+                child.kill()
+        await asyncio.gather(*self._tasks)

@@ -1,0 +1,90 @@
+"""The meters one collector shard polls, read from the registry."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, Connection, func, select
+
+from meterhub.collector.health import Health
+from meterhub.collector.health_store import health_from_row, meter_status
+from meterhub.registry.channels import CHANNELS, Channel, ChannelKind, DeviceType
+from meterhub.registry.tables import devices, tags
+from meterhub.storage import latest
+
+
+@dataclass(slots=True)
+class Target:
+    """One meter as the poller sees it, with the state it carries between polls."""
+
+    pk: int
+    device_id: str
+    host: str
+    port: int
+    channels: tuple[Channel, ...]
+    tag_ids: dict[str, int]
+    health: Health = field(default_factory=Health)
+    registers: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+    def phase(self, interval: float) -> float:
+        """A stable offset in [0, interval) that spreads meters evenly over the interval."""
+        return zlib.crc32(self.device_id.encode()) / 2**32 * interval
+
+
+def _shard_filter(shard: int, shards: int) -> list[ColumnElement[bool]]:
+    where: list[ColumnElement[bool]] = [devices.c.enabled.is_(True), devices.c.port.is_not(None)]
+    if shards > 1:
+        where.append(devices.c.id % shards == shard)
+    return where
+
+
+def registry_signature(conn: Connection, shard: int, shards: int) -> tuple[int, int]:
+    """A cheap fingerprint of the shard's meter set: it changes when meters come or go."""
+    query = select(func.count(), func.coalesce(func.sum(devices.c.id), 0))
+    count, total = conn.execute(query.where(*_shard_filter(shard, shards))).one()
+    return int(count), int(total)
+
+
+def load_targets(conn: Connection, shard: int, shards: int, known: set[int]) -> list[Target]:
+    """Every enabled meter of the shard with an address; new ones get saved health and registers."""
+    query = (
+        select(devices, tags.c.channel, tags.c.id.label("tag_id"), *meter_status.c)
+        .join(tags, tags.c.device_pk == devices.c.id)
+        .outerjoin(meter_status, meter_status.c.device_pk == devices.c.id)
+        .where(*_shard_filter(shard, shards))
+    )
+    by_pk: dict[int, Target] = {}
+    for row in conn.execute(query):
+        m = row._mapping
+        target = by_pk.get(m["id"])
+        if target is None:
+            kind = DeviceType(m["type"])
+            target = by_pk[m["id"]] = Target(
+                pk=m["id"],
+                device_id=m["device_id"],
+                host=m["host"],
+                port=m["port"],
+                channels=CHANNELS[kind],
+                tag_ids={},
+                health=health_from_row(m) if m["id"] not in known else Health(),
+            )
+        target.tag_ids[m["channel"]] = m["tag_id"]
+    _load_registers(conn, [t for t in by_pk.values() if t.pk not in known])
+    return list(by_pk.values())
+
+
+def _load_registers(conn: Connection, targets: list[Target]) -> None:
+    register_tags = {
+        target.tag_ids[channel.name]: (target, channel.name)
+        for target in targets
+        for channel in target.channels
+        if channel.kind is ChannelKind.REGISTER and channel.name in target.tag_ids
+    }
+    for tag_id, point in latest(conn, list(register_tags)).items():
+        target, name = register_tags[tag_id]
+        target.registers[name] = point.value

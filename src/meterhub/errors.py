@@ -1,0 +1,55 @@
+"""One exception tree for the whole product, translated once at each boundary.
+
+MeterhubError
+├── InvalidInput          bad input from a caller; names the field(s)  -> 400
+├── NotFound              the named thing does not exist               -> 404
+└── MeterError            a meter could not be read (collector only)
+    ├── MeterUnreachable  no HTTP answer: refused, reset, closed early
+    │   └── MeterTimeout  no complete answer within the timeout
+    └── MeterAnswerInvalid an answer came but cannot be used
+        (HTTP status, non-JSON, wrong id, missing or non-numeric field)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+
+class MeterhubError(Exception):
+    """Base of every error meterhub raises on purpose."""
+
+
+class InvalidInput(MeterhubError):
+    """Input that cannot be accepted; ``errors`` maps each bad field to its messages."""
+
+    def __init__(self, errors: Mapping[str, str | list[str]]) -> None:
+        self.errors = {
+            field: [msgs] if isinstance(msgs, str) else list(msgs) for field, msgs in errors.items()
+        }
+        super().__init__("; ".join(f"{f}: {', '.join(m)}" for f, m in self.errors.items()))
+
+    @classmethod
+    def field(cls, name: str, message: str) -> InvalidInput:
+        return cls({name: message})
+
+
+class NotFound(MeterhubError):
+    """The named object does not exist."""
+
+
+class MeterError(MeterhubError):
+    """A meter could not be read; the message is what health reports as ``last_error``."""
+
+    kind = "error"
+
+
+class MeterUnreachable(MeterError):
+    kind = "unreachable"
+
+
+class MeterTimeout(MeterUnreachable):
+    kind = "timeout"
+
+
+class MeterAnswerInvalid(MeterError):
+    kind = "invalid_answer"

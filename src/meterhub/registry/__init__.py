@@ -1,0 +1,1 @@
+"""The registry: devices (meters) and the tags that hold their channels."""

@@ -1,0 +1,122 @@
+"""Devices (meters): create, find, enable, delete; their channel tags come with them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Row, delete, insert, select, update
+
+from meterhub.errors import InvalidInput, NotFound
+from meterhub.registry.channels import CHANNELS, DeviceType, tag_key
+from meterhub.registry.tables import devices, tags
+from meterhub.times import now_us
+
+PORT_RANGE = range(9000, 65001)
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    pk: int
+    device_id: str
+    type: DeviceType
+    host: str | None
+    port: int | None
+    enabled: bool
+    created_at: int
+
+    @classmethod
+    def from_row(cls, row: Row[tuple[object, ...]]) -> Device:
+        m = row._mapping
+        return cls(
+            pk=m["id"],
+            device_id=m["device_id"],
+            type=DeviceType(m["type"]),
+            host=m["host"],
+            port=m["port"],
+            enabled=m["enabled"],
+            created_at=m["created_at"],
+        )
+
+
+def create_device(
+    conn: Connection,
+    device_id: str,
+    device_type: DeviceType,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    enabled: bool = True,
+) -> Device:
+    """Register a device and its channel tags; raises ``InvalidInput`` on a taken id or address."""
+    _check_free(conn, device_id, host, port)
+    pk: int = conn.execute(
+        insert(devices)
+        .values(
+            device_id=device_id,
+            type=device_type.value,
+            host=host,
+            port=port,
+            enabled=enabled,
+            created_at=now_us(),
+        )
+        .returning(devices.c.id)
+    ).scalar_one()
+    _attach_channel_tags(conn, pk, device_id, device_type)
+    return get_device(conn, device_id)
+
+
+def _check_free(conn: Connection, device_id: str, host: str | None, port: int | None) -> None:
+    errors: dict[str, str] = {}
+    if conn.execute(select(devices.c.id).where(devices.c.device_id == device_id)).first():
+        errors["device_id"] = f"a device with id {device_id} already exists"
+    if port is not None and port not in PORT_RANGE:
+        errors["port"] = f"must be between {PORT_RANGE.start} and {PORT_RANGE.stop - 1}"
+    elif (
+        port is not None
+        and conn.execute(
+            select(devices.c.device_id).where(devices.c.host == host, devices.c.port == port)
+        ).first()
+    ):
+        errors["port"] = f"port {port} on {host} is already used by another meter"
+    if errors:
+        raise InvalidInput(errors)
+
+
+def _attach_channel_tags(conn: Connection, pk: int, device_id: str, kind: DeviceType) -> None:
+    """Create the channel tags, or re-attach those a deleted device of the same id left."""
+    now = now_us()
+    for channel in CHANNELS[kind]:
+        key = tag_key(device_id, channel.name)
+        found = conn.execute(select(tags.c.id).where(tags.c.key == key)).first()
+        values = {"device_pk": pk, "channel": channel.name, "kind": channel.kind.value}
+        if found:
+            query = update(tags).where(tags.c.id == found.id)
+            conn.execute(query.values(unit=channel.unit, **values))
+        else:
+            conn.execute(insert(tags).values(key=key, unit=channel.unit, created_at=now, **values))
+
+
+def get_device(conn: Connection, device_id: str) -> Device:
+    row = conn.execute(select(devices).where(devices.c.device_id == device_id)).first()
+    if row is None:
+        raise NotFound(f"no meter with id {device_id}")
+    return Device.from_row(row)
+
+
+def set_enabled(conn: Connection, device_id: str, enabled: bool) -> Device:
+    device = get_device(conn, device_id)
+    conn.execute(update(devices).where(devices.c.id == device.pk).values(enabled=enabled))
+    return get_device(conn, device_id)
+
+
+def delete_device(conn: Connection, device_id: str) -> None:
+    """Remove a device; its tags and readings stay, detached, and return if it is re-registered."""
+    device = get_device(conn, device_id)
+    conn.execute(update(tags).where(tags.c.device_pk == device.pk).values(device_pk=None))
+    conn.execute(delete(devices).where(devices.c.id == device.pk))
+
+
+def channel_tags(conn: Connection, device_pk: int) -> dict[str, int]:
+    """``{channel name: tag id}`` of one device."""
+    rows = conn.execute(select(tags.c.channel, tags.c.id).where(tags.c.device_pk == device_pk))
+    return {row.channel: row.id for row in rows}

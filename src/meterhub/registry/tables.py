@@ -1,0 +1,42 @@
+"""Registry tables: devices (meters) and tags (one time series each)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    UniqueConstraint,
+)
+
+from meterhub.db import metadata
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("device_id", String(64), nullable=False, unique=True),
+    Column("type", String(16), nullable=False),
+    Column("host", String(255), nullable=True),
+    Column("port", Integer, nullable=True),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", BigInteger, nullable=False),
+    UniqueConstraint("host", "port", name="uq_devices_address"),
+    sqlite_autoincrement=True,
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(255), nullable=False, unique=True),
+    Column("device_pk", Integer, ForeignKey("devices.id", ondelete="SET NULL"), index=True),
+    Column("channel", String(32), nullable=True),
+    Column("kind", String(16), nullable=False),
+    Column("unit", String(32), nullable=False, default=""),
+    Column("created_at", BigInteger, nullable=False),
+)

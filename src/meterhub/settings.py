@@ -1,0 +1,74 @@
+"""Configuration: one validated ``Settings`` object, built by the entry point and passed down."""
+
+from __future__ import annotations
+
+import ipaddress
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///./meterhub.db"
+
+
+class Settings(BaseSettings):
+    """Every knob of meterhub; each field can be set by ``METERHUB_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="METERHUB_", frozen=True, extra="forbid")
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL: sqlite:///path (default) or postgresql://user@host/db.",
+    )
+    timezone: str = Field("UTC", description="IANA zone for naive times in and ISO times out.")
+    poll_interval: float = Field(60.0, gt=0, description="Seconds between two reads of a meter.")
+    poll_timeout: float = Field(3.0, gt=0, description="Seconds a meter may take to answer.")
+    poll_concurrency: int = Field(256, ge=1, le=4096, description="Requests in flight per shard.")
+    poll_max_backoff: float = Field(
+        600.0, gt=0, description="Longest pause, in seconds, before retrying a failing meter."
+    )
+    collector_enabled: bool = Field(True, description="Poll meters inside `meterhub serve`.")
+    collector_processes: int = Field(
+        0, ge=0, le=64, description="Poll in N child processes; 0 polls inside the server process."
+    )
+    source_address: str | None = Field(
+        None, description="Local address polls are sent from, e.g. 127.0.0.2 (see README)."
+    )
+    meter_host: str = Field("127.0.0.1", description="Host of meters registered by port only.")
+    write_batch_size: int = Field(5000, ge=1, description="Readings per store transaction.")
+    write_flush_interval: float = Field(
+        1.0, gt=0, description="Seconds a reading may wait in the buffer before it is written."
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, url: str) -> str:
+        if url.startswith(("postgres://", "postgresql://")):
+            return "postgresql+psycopg://" + url.split("://", 1)[1]
+        if not url.startswith(("sqlite://", "postgresql+psycopg://")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return url
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA timezone {name!r}") from exc
+        return name
+
+    @field_validator("source_address")
+    @classmethod
+    def _ip_address(cls, address: str | None) -> str | None:
+        if address:
+            ipaddress.ip_address(address)
+        return address or None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")

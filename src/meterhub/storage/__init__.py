@@ -1,0 +1,26 @@
+"""The time-series store: one points table for every tag, whatever wrote it."""
+
+from meterhub.storage.interpolate import Estimate, Method, interpolate, value_at
+from meterhub.storage.points import (
+    Point,
+    Quality,
+    TimeRange,
+    aligned_rows,
+    latest,
+    points_between,
+    write_points,
+)
+
+__all__ = [
+    "Estimate",
+    "Method",
+    "Point",
+    "Quality",
+    "TimeRange",
+    "aligned_rows",
+    "interpolate",
+    "latest",
+    "points_between",
+    "value_at",
+    "write_points",
+]
