@@ -1,0 +1,130 @@
+"""Helpers for tests that run the real server and real simulated meters."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+from meterhub.collector.simulator import Faults, Simulator, SimulatorConfig
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _block_is_free(ports: range) -> bool:
+    for port in ports:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                return False
+    return True
+
+
+def free_port_block(size: int, first: int = 20000) -> range:
+    """A run of ``size`` consecutive free ports within the meters' 9000-65000."""
+    start = first + (os.getpid() % 50) * 100
+    while start + size <= 32000:
+        block = range(start, start + size)
+        if _block_is_free(block):
+            return block
+        start += size
+    raise RuntimeError("no free port block")
+
+
+@contextmanager
+def simulator(size: int, faults: Faults | None = None, record: Path | None = None) -> Iterator[
+    Simulator
+]:
+    """Real simulated meters on a free block; ids equal ports."""
+    for _attempt in range(5):
+        config = SimulatorConfig(
+            ports=free_port_block(size), seed=7, faults=faults or Faults(), record=record
+        )
+        sim = Simulator(config)
+        try:
+            sim.start()
+        except RuntimeError:
+            continue
+        try:
+            yield sim
+        finally:
+            sim.stop()
+        return
+    raise RuntimeError("could not start the simulator")
+
+
+class Server:
+    """``meterhub serve`` in a subprocess, on a free port."""
+
+    def __init__(self, database_url: str, tmp: Path, **env: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tmp / f"server-{self.port}.log"
+        self._env = {
+            **os.environ,
+            "METERHUB_DATABASE_URL": database_url,
+            "METERHUB_POLL_INTERVAL": "1",
+            "METERHUB_POLL_TIMEOUT": "0.5",
+            "METERHUB_WRITE_FLUSH_INTERVAL": "0.2",
+            **env,
+        }
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [sys.executable, "-m", "meterhub.cli", "serve", "--port", str(self.port)]
+        with self.log.open("wb") as out:
+            self._process = subprocess.Popen(
+                command, env=self._env, stdout=out, stderr=subprocess.STDOUT
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                httpx.get(self.url + "/openapi.json", timeout=1).raise_for_status()
+                return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    def stop(self) -> int:
+        """Ctrl-C, as a user would; returns the exit code."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGINT)
+        try:
+            return self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            raise
+
+    def __enter__(self) -> Server:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process and self._process.poll() is None:
+            self.stop()
+
+
+def wait_until(predicate: object, timeout: float, interval: float = 0.2) -> None:
+    """Poll ``predicate()`` until true or fail after ``timeout`` seconds."""
+    assert callable(predicate)
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
