@@ -1,9 +1,9 @@
 """A lean HTTP/1.1 GET for polling meters: one connection per request, parsed by httptools.
 
-The socket is created here so that it can be bound to a chosen source address with
-``IP_BIND_ADDRESS_NO_PORT``: the kernel then picks the source port at connect time per
-4-tuple, so tens of thousands of meters can be polled without exhausting ephemeral ports.
-When the server announces ``Connection: close`` the client waits for its FIN before closing,
+The socket is created here so that it can be bound to a chosen source address: while
+meters listen on every ephemeral port of 127.0.0.1, connect() cannot pick a source port
+(EADDRNOTAVAIL), but bind() to another address such as 127.0.0.2 can, because it only
+avoids ports taken on that address. When the server announces ``Connection: close`` the client waits for its FIN before closing,
 so TIME_WAIT lands on the server.
 """
 
@@ -16,9 +16,6 @@ from dataclasses import dataclass
 import httptools
 
 from meterhub.errors import MeterAnswerInvalid, MeterError, MeterTimeout, MeterUnreachable
-
-_IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
-
 
 @dataclass(frozen=True, slots=True)
 class HttpAnswer:
@@ -94,9 +91,8 @@ async def _connect(
 
 
 def _bind_source(sock: socket.socket, source_address: str) -> None:
-    """Bind to ``source_address`` leaving the port to connect(), so ports are not exhausted."""
+    """Bind to ``source_address`` with a port bind() picks among those free on that address."""
     try:
-        sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
         sock.bind((source_address, 0))
     except OSError as exc:
         raise MeterUnreachable(f"cannot bind to {source_address}: {exc.strerror or exc}") from exc

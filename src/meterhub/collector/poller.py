@@ -56,17 +56,12 @@ class Poller:
         self._in_flight: set[int] = set()
         self._signature: tuple[int, int] | None = None
         self.polls = 0
-
-    @property
-    def targets(self) -> dict[int, Target]:
-        return self._targets
+        self.failures = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set, then finish the polls in flight (new ones are not begun)."""
         interval = self._settings.poll_interval
-        workers = [
-            asyncio.create_task(self._work()) for _ in range(self._settings.poll_concurrency)
-        ]
+        workers = self._start_workers()
         loop = asyncio.get_running_loop()
         next_check = next_reload = loop.time()
         while not stop.is_set():
@@ -78,7 +73,27 @@ class Poller:
             self._release_due(now)
             wake = min(next_check, self._due[0][0] if self._due else next_check)
             await wait_for_event(stop, max(0.005, wake - loop.time()))
-        await self._drain(workers)
+        while not self._queue.empty():  # polls not begun are dropped; those in flight finish
+            self._queue.get_nowait()
+        await self._finish(workers)
+
+    async def sweep(self) -> None:
+        """Poll every meter of the shard once, now, as fast as the concurrency allows."""
+        await self._refresh(force=True)
+        workers = self._start_workers()
+        for target in self._targets.values():
+            self._queue.put_nowait(target)
+        await self._finish(workers)
+
+    def _start_workers(self) -> list[asyncio.Task[None]]:
+        count = self._settings.poll_concurrency
+        return [asyncio.create_task(self._work()) for _ in range(count)]
+
+    async def _finish(self, workers: list[asyncio.Task[None]]) -> None:
+        """Let the workers empty the queue and finish their polls, then end them."""
+        for _ in workers:
+            self._queue.put_nowait(None)
+        await asyncio.gather(*workers)
 
     async def _refresh(self, *, force: bool) -> None:
         signature = await asyncio.to_thread(self._read_signature)
@@ -148,6 +163,7 @@ class Poller:
         except MeterError as exc:
             duration = (time.perf_counter() - started) * 1000
             target.health = failed(target.health, target.device_id, now_us(), duration, str(exc))
+            self.failures += 1
             self._writer.add(target.pk, target.health, [])
             return
         duration = (time.perf_counter() - started) * 1000
@@ -167,12 +183,3 @@ class Poller:
         target.health = succeeded(target.health, target.device_id, at, duration_ms, warning)
         self.polls += 1
         self._writer.add(target.pk, target.health, points)
-
-    async def _drain(self, workers: list[asyncio.Task[None]]) -> None:
-        while not self._queue.empty():
-            target = self._queue.get_nowait()
-            if target is not None:
-                self._in_flight.discard(target.pk)
-        for _ in workers:
-            self._queue.put_nowait(None)
-        await asyncio.gather(*workers)

@@ -11,7 +11,10 @@ import asyncio
 import logging
 import multiprocessing
 import signal
+from collections.abc import Coroutine
+from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.process import BaseProcess
+from typing import Any, NamedTuple
 
 from meterhub.collector.aio import wait_for_event
 from meterhub.collector.poller import Poller
@@ -22,17 +25,53 @@ from meterhub.settings import Settings
 log = logging.getLogger("meterhub.collector")
 
 
-async def run_shard(settings: Settings, shard: int, shards: int, stop: asyncio.Event) -> None:
-    """Poll one shard until ``stop``; then finish polls in flight and write every reading."""
+class SweepResult(NamedTuple):
+    polled: int
+    failed: int
+    points_written: int
+
+
+async def run_shard(
+    settings: Settings, shard: int, shards: int, stop: asyncio.Event | None
+) -> SweepResult:
+    """Poll one shard until ``stop`` (``None``: one sweep of every meter), then finish the
+    polls in flight and write every reading."""
     engine = make_engine(settings.database_url)
     writer = BatchWriter(engine, settings.write_batch_size, settings.write_flush_interval)
     writing = asyncio.create_task(writer.run())
+    poller = Poller(settings, engine, writer, shard, shards)
     try:
-        await Poller(settings, engine, writer, shard, shards).run(stop)
+        await (poller.sweep() if stop is None else poller.run(stop))
     finally:
         await writer.close()
         await writing
         engine.dispose()
+    return SweepResult(poller.polls, poller.failures, writer.points_written)
+
+
+def sweep_once(settings: Settings) -> SweepResult:
+    """Poll every enabled meter once, in ``collector_processes`` processes (0: this one)."""
+    shards = settings.collector_processes
+    if shards == 0:
+        return _run(run_shard(settings, 0, 1, None))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(shards, mp_context=context) as pool:
+        parts = list(pool.map(_sweep_shard, [settings] * shards, range(shards), [shards] * shards))
+    return SweepResult(*(sum(column) for column in zip(*parts, strict=True)))
+
+
+def _sweep_shard(settings: Settings, shard: int, shards: int) -> SweepResult:
+    return _run(run_shard(settings, shard, shards, None))
+
+
+def _run(main: Coroutine[Any, Any, SweepResult]) -> SweepResult:
+    """Run ``main`` on uvloop where available."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    result: SweepResult = uvloop.run(main)
+    return result
 
 
 def _shard_process(settings: Settings, shard: int, shards: int) -> None:
@@ -40,17 +79,12 @@ def _shard_process(settings: Settings, shard: int, shards: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s shard{shard} %(message)s")
 
-    async def main() -> None:
+    async def main() -> SweepResult:
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-        await run_shard(settings, shard, shards, stop)
+        return await run_shard(settings, shard, shards, stop)
 
-    try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:
-        asyncio.run(main())
+    _run(main())
 
 
 class Collector:
@@ -59,7 +93,7 @@ class Collector:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[object]] = []
         self._children: dict[int, BaseProcess] = {}
 
     async def start(self) -> None:
