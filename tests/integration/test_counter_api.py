@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -15,7 +16,6 @@ from meterhub.collector.simulator import read_records
 from tests.support import Server, simulator, wait_until
 
 JSON = {"Content-Type": "application/json"}
-UTC_ZONE = timezone.utc
 
 
 def _register(client: httpx.Client, meters: list[tuple[int, int]]) -> None:
@@ -53,7 +53,7 @@ def test_register_poll_read_and_delete(database_url: str, tmp_path: Path) -> Non
         assert client.get(f"/counter-data/{gone_id}/").status_code == 404
         assert client.get("/counter-archive/", params={"counter_id": gone_id}).status_code == 404
         assert client.delete(f"/counter/{gone_id}/").status_code == 404
-        time.sleep(0.6)  # a poll in flight at the deletion may still finish
+        time.sleep(1.6)  # the registry is re-checked each second; a poll in flight may finish
         before = {m: len(v) for m, v in _served(record).items()}
         time.sleep(2.5)
         after = {m: len(v) for m, v in _served(record).items()}
@@ -93,7 +93,7 @@ def test_archive_filters(database_url: str, tmp_path: Path) -> None:
         middle = stamps[1]
         moment = datetime.fromisoformat(middle)
         in_moscow = moment.astimezone(timezone(timedelta(hours=3))).isoformat()
-        naive_utc = moment.astimezone(UTC_ZONE).replace(tzinfo=None).isoformat(sep=" ")
+        naive_utc = moment.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ")
         assert archive(timestamp=middle) == [middle]
         assert archive(timestamp=in_moscow) == [middle]
         assert archive(timestamp=naive_utc) == [middle]
@@ -107,9 +107,8 @@ def test_archive_filters(database_url: str, tmp_path: Path) -> None:
         assert [row["timestamp"] for row in seed_form.json()] == after[:1]
 
 
-
 @pytest.fixture
-def quiet_server(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+def quiet_server(database_url: str, tmp_path: Path) -> Iterator[httpx.Client]:
     with (
         Server(database_url, tmp_path, METERHUB_COLLECTOR_ENABLED="false") as server,
         httpx.Client(base_url=server.url, timeout=5) as client,

@@ -176,7 +176,7 @@ def _bounds(name: str, at: int) -> tuple[int | None, int | None]:
 
 
 def _counter_id(text: str, errors: dict[str, str]) -> int | None:
-    if not re.fullmatch(r"\d{1,19}", text.strip()) or int(text) > MAX_ID:
+    if not re.fullmatch(r"[0-9]{1,19}", text.strip()) or int(text) > MAX_ID:
         errors["counter_id"] = f"must be a non-negative integer, got {text!r}"
         return None
     return int(text)
@@ -184,4 +184,4 @@ def _counter_id(text: str, errors: dict[str, str]) -> int | None:
 
 def _restore_plus(text: str) -> str:
     """An unencoded ``+03:00`` offset arrives as `` 03:00``; put the plus back."""
-    return re.sub(r"(\d) (\d{2}:?\d{2})$", r"\1+\2", text.strip())
+    return re.sub(r"(\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?) (\d{2}:?\d{2})$", r"\1+\2", text.strip())

@@ -3,8 +3,8 @@
 The socket is created here so that it can be bound to a chosen source address: while
 meters listen on every ephemeral port of 127.0.0.1, connect() cannot pick a source port
 (EADDRNOTAVAIL), but bind() to another address such as 127.0.0.2 can, because it only
-avoids ports taken on that address. When the server announces ``Connection: close`` the client waits for its FIN before closing,
-so TIME_WAIT lands on the server.
+avoids ports taken on that address. When the server announces ``Connection: close``, the
+client waits for its FIN before closing, so TIME_WAIT lands on the server.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httptools
 
 from meterhub.errors import MeterAnswerInvalid, MeterError, MeterTimeout, MeterUnreachable
+
 
 @dataclass(frozen=True, slots=True)
 class HttpAnswer:

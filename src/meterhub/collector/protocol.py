@@ -49,7 +49,7 @@ def _number(doc: dict[str, object], name: str) -> float:
         raise MeterAnswerInvalid(f"field {name!r} is not a number: {raw!r}")
     try:
         value = float(raw)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise MeterAnswerInvalid(f"field {name!r} is not a number: {raw!r}") from None
     if not math.isfinite(value):
         raise MeterAnswerInvalid(f"field {name!r} is not a finite number: {raw!r}")

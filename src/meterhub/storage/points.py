@@ -27,6 +27,10 @@ class Point(NamedTuple):
     quality: int = Quality.GOOD
 
 
+POINT_COLUMNS = (points.c.tag_id, points.c.ts, points.c.value, points.c.quality)
+"""The columns of a ``Point``, in its field order."""
+
+
 class TimeRange(NamedTuple):
     """Inclusive bounds in µs; ``None`` leaves a side open."""
 
@@ -85,7 +89,7 @@ def points_between(
 ) -> list[Point]:
     """Points of one tag in ``span``, oldest first."""
     query = (
-        select(points)
+        select(*POINT_COLUMNS)
         .where(points.c.tag_id == tag_id, *span.clause(points.c.ts))
         .order_by(points.c.ts)
         .limit(limit)
@@ -96,13 +100,13 @@ def points_between(
 def neighbours(conn: Connection, tag_id: int, ts: int) -> tuple[Point | None, Point | None]:
     """The last point at or before ``ts`` and the first point at or after it."""
     before = conn.execute(
-        select(points)
+        select(*POINT_COLUMNS)
         .where(points.c.tag_id == tag_id, points.c.ts <= ts)
         .order_by(points.c.ts.desc())
         .limit(1)
     ).first()
     after = conn.execute(
-        select(points)
+        select(*POINT_COLUMNS)
         .where(points.c.tag_id == tag_id, points.c.ts >= ts)
         .order_by(points.c.ts)
         .limit(1)

@@ -1,4 +1,8 @@
-"""The points table: (tag, time µs) is the clustered primary key, so writes are upserts."""
+"""The points table: (tag, time µs) is the primary key, so a repeated write is an upsert.
+
+SQLite keeps it WITHOUT ROWID (rows clustered by tag and time, no second index);
+columns are ordered widest first so PostgreSQL rows carry no alignment padding.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +13,9 @@ from meterhub.db import metadata
 points = Table(
     "points",
     metadata,
-    Column("tag_id", Integer, nullable=False),
     Column("ts", BigInteger, nullable=False),
     Column("value", Float, nullable=False),
+    Column("tag_id", Integer, nullable=False),
     Column("quality", SmallInteger, nullable=False, default=0),
     PrimaryKeyConstraint("tag_id", "ts", name="pk_points"),
     sqlite_with_rowid=False,

@@ -40,9 +40,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "points",
-        sa.Column("tag_id", sa.Integer, nullable=False),
         sa.Column("ts", sa.BigInteger, nullable=False),
         sa.Column("value", sa.Float, nullable=False),
+        sa.Column("tag_id", sa.Integer, nullable=False),
         sa.Column("quality", sa.SmallInteger, nullable=False),
         sa.PrimaryKeyConstraint("tag_id", "ts", name="pk_points"),
         sqlite_with_rowid=False,
