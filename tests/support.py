@@ -46,9 +46,9 @@ def free_port_block(size: int, first: int = 20000) -> range:
 
 
 @contextmanager
-def simulator(size: int, faults: Faults | None = None, record: Path | None = None) -> Iterator[
-    Simulator
-]:
+def simulator(
+    size: int, faults: Faults | None = None, record: Path | None = None
+) -> Iterator[Simulator]:
     """Real simulated meters on a free block; ids equal ports."""
     for _attempt in range(5):
         config = SimulatorConfig(
