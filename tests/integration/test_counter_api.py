@@ -162,3 +162,16 @@ def test_bad_input_is_refused_and_changes_nothing(quiet_server: httpx.Client) ->
             assert field in answer.json()["errors"], (path, answer.json())
     assert client.get("/api/v1/meters/").json() == before
     assert Counter(m["device_id"] for m in before["results"]) == Counter(["44"])
+
+
+def test_openapi_and_docs_are_served(quiet_server: httpx.Client) -> None:
+    schema = quiet_server.get("/openapi.json").json()
+    assert {"/counter/", "/counter/{counter_id}/", "/counter-data/{counter_id}/"} <= set(
+        schema["paths"]
+    )
+    assert {"/counter-archive/", "/api/v1/meters/", "/api/v1/meters/{device_id}/"} <= set(
+        schema["paths"]
+    )
+    docs = quiet_server.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in docs.text.lower()
