@@ -6,18 +6,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint types unit bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./client
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/meterhub demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench client
+	$(BIN)/ruff format --check src tests bench client
 
 types: $(STAMP)
 	$(BIN)/mypy

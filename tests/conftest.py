@@ -9,10 +9,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from meterhub.api.app import create_app
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
+from meterhub.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("METERHUB_TEST_PG", "postgresql://127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -67,3 +70,11 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine = make_engine(database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def api(database_url: str) -> Iterator[TestClient]:
+    """The real app in-process (no collector), on a fresh database of each kind."""
+    app = create_app(Settings(database_url=database_url, collector_enabled=False))
+    with TestClient(app) as client:
+        yield client

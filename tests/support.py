@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import httpx
 
 from meterhub.collector.simulator import Faults, Simulator, SimulatorConfig
 
@@ -71,9 +71,9 @@ class Server:
     """``meterhub serve`` in a subprocess, on a free port."""
 
     def __init__(self, database_url: str, tmp: Path, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = tmp / f"server-{self.port}.log"
+        self.port = 0  # chosen by the server itself: no other process can take it first
+        self.url = ""
+        self.log = tmp / f"server-{uuid.uuid4().hex[:8]}.log"
         self._env = {
             **os.environ,
             "METERHUB_DATABASE_URL": database_url,
@@ -85,7 +85,7 @@ class Server:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "meterhub.cli", "serve", "--port", str(self.port)]
+        command = [sys.executable, "-m", "meterhub.cli", "serve", "--port", "0"]
         with self.log.open("wb") as out:
             self._process = subprocess.Popen(
                 command, env=self._env, stdout=out, stderr=subprocess.STDOUT
@@ -94,11 +94,12 @@ class Server:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()}")
-            try:
-                httpx.get(self.url + "/openapi.json", timeout=1).raise_for_status()
+            found = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", self.log.read_text())
+            if found:
+                self.port = int(found.group(1))
+                self.url = f"http://127.0.0.1:{self.port}"
                 return
-            except httpx.HTTPError:
-                time.sleep(0.1)
+            time.sleep(0.05)
         raise RuntimeError(f"server did not start: {self.log.read_text()}")
 
     def stop(self) -> int:

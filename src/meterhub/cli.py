@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_simulate(commands)
     _add_sweep(commands)
     _add_demo(commands)
+    _add_source(commands)
     _add_db(commands)
     return parser
 
@@ -179,6 +180,54 @@ def _demo(args: argparse.Namespace) -> int:
     from meterhub.demo import run_demo
 
     run_demo(_settings(args, poll_interval=5.0), port=args.port, meters=args.meters)
+    return 0
+
+
+def _add_source(commands: Any) -> None:
+    source = commands.add_parser("source", help="manage connector data sources")
+    actions = source.add_subparsers(required=True, metavar="ACTION")
+    create = actions.add_parser(
+        "create",
+        help="create a data source with its tags",
+        description="Create a data source that connectors push into, with its tags.",
+    )
+    create.add_argument("id", help="data source id, e.g. plant-1")
+    create.add_argument("--name", help="display name (default: the id)")
+    create.add_argument(
+        "--tag", dest="tags", action="append", default=[], metavar="TAG_ID", help="repeatable"
+    )
+    create.add_argument("--inactive", action="store_true", help="create it deactivated")
+    create.add_argument("--config", default="{}", help="JSON configuration string")
+    create.add_argument("--database", dest="database_url", help="database URL")
+    create.set_defaults(handler=_source_create)
+
+
+def _source_create(args: argparse.Namespace) -> int:
+    from meterhub.db import make_engine
+    from meterhub.errors import InvalidInput
+    from meterhub.migrations import upgrade
+    from meterhub.registry.sources import create_source
+    from meterhub.registry.tags import TagSpec
+
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            create_source(
+                conn,
+                args.id,
+                args.name or args.id,
+                active=not args.inactive,
+                config=args.config,
+                tag_specs=[TagSpec(tag) for tag in args.tags],
+            )
+    except InvalidInput as exc:
+        print(f"meterhub source create: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(f"created data source {args.id} with {len(args.tags)} tags")
     return 0
 
 

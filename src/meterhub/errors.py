@@ -33,8 +33,32 @@ class InvalidInput(MeterhubError):
         return cls({name: message})
 
 
+class InvalidTime(InvalidInput):
+    """A time that is neither µs since the epoch nor ISO 8601."""
+
+
+class InvalidValue(InvalidInput):
+    """A point value that is not a finite number."""
+
+
+class TooLarge(InvalidInput):
+    """A request over one of the size limits."""
+
+
 class NotFound(MeterhubError):
     """The named object does not exist."""
+
+
+class UnknownSource(NotFound):
+    """No data source has that id."""
+
+
+class UnknownTag(NotFound):
+    """No tag has that id."""
+
+
+class SourceInactive(MeterhubError):
+    """The data source exists but is deactivated: it accepts no connections or writes."""
 
 
 class MeterError(MeterhubError):

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from meterhub.api import counter, meters
+from meterhub.api import counter, meters, smt, sources
 from meterhub.api.errors import install_error_handlers
 from meterhub.collector.service import Collector
 from meterhub.db import make_engine
@@ -39,6 +40,19 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     install_error_handlers(app)
-    app.include_router(counter.router)
-    app.include_router(meters.router)
+    for router in (counter.router, meters.router, sources.router, smt.router):
+        app.include_router(router)
+    app.add_middleware(CollapseLeadingSlashes)
     return app
+
+
+class CollapseLeadingSlashes:
+    """``//smt/data/set`` (a base URL ending in ``/``) is served as ``/smt/data/set``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("//"):
+            scope = {**scope, "path": "/" + scope["path"].lstrip("/")}
+        await self.app(scope, receive, send)

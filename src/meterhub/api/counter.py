@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import Engine
 
 from meterhub.api.deps import ConnDep, EngineDep, SettingsDep
+from meterhub.api.encoding import json_number
 from meterhub.collector.meter_view import meter_view
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.channels import DeviceType
@@ -84,7 +85,7 @@ def counter_data(counter_id: CounterId, conn: ConnDep) -> CounterReading:
     view = meter_view(conn, str(counter_id))
     if view.reading_ts is None:
         raise NotFound(f"meter {counter_id} has no reading yet")
-    values = {name: _number(view.values.get(name)) for name in ("A", "kW")}
+    values = {name: json_number(view.values.get(name)) for name in ("A", "kW")}
     return CounterReading(id=counter_id, **values)
 
 
@@ -110,13 +111,9 @@ def _archive_json(
     with engine.connect() as conn:
         yield "["
         for n, (ts, (kw, amps)) in enumerate(aligned_rows(conn, tag_ids, span)):
-            row = {"timestamp": iso(ts, zone), "A": _number(amps), "kW": _number(kw)}
+            row = {"timestamp": iso(ts, zone), "A": json_number(amps), "kW": json_number(kw)}
             yield ("," if n else "") + json.dumps(row)
         yield "]"
-
-
-def _number(value: float | None) -> float | int | None:
-    return int(value) if value is not None and value.is_integer() else value
 
 
 _BOUNDS = {"timestamp__gte", "timestamp__gt", "timestamp__lte", "timestamp__lt", "timestamp"}

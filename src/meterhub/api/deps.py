@@ -22,11 +22,15 @@ def get_settings(request: Request) -> Settings:
 
 
 def get_conn(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connection]:
-    """One transaction per request: committed on success, rolled back on any error."""
+    """One transaction per request: committed on success, rolled back on any error.
+
+    Function-scoped, so the commit happens before the response is sent: a client that
+    got its answer reads its own writes.
+    """
     with engine.begin() as conn:
         yield conn
 
 
-ConnDep = Annotated[Connection, Depends(get_conn)]
+ConnDep = Annotated[Connection, Depends(get_conn, scope="function")]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,11 +1,15 @@
-"""The one place where errors become HTTP answers.
+"""The one place where errors become HTTP answers, in each surface's own envelope.
 
-Bad input is 400 with ``{"detail": "...", "errors": {"<field>": ["<message>", ...]}}``;
-a missing object is 404 with ``{"detail": "..."}``.
+- ``/smt/...``: HTTP 200 ``{"error": {"id": N, "message": "..."}}``, N per kind (below);
+  an unexpected failure is HTTP 500 with id 8.
+- everything else: bad input is 400 with
+  ``{"detail": "...", "errors": {"<field>": ["<message>", ...]}}``; a missing object 404,
+  an inactive source 409, an oversized request 413, each with ``{"detail": "..."}``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -13,26 +17,75 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from meterhub.errors import InvalidInput, NotFound
+from meterhub.errors import (
+    InvalidInput,
+    InvalidTime,
+    InvalidValue,
+    MeterhubError,
+    NotFound,
+    SourceInactive,
+    TooLarge,
+    UnknownSource,
+    UnknownTag,
+)
+
+log = logging.getLogger("meterhub.api")
+
+SMT_ERROR_IDS: tuple[tuple[type[MeterhubError], int], ...] = (
+    (UnknownSource, 2),
+    (SourceInactive, 3),
+    (UnknownTag, 4),
+    (InvalidTime, 5),
+    (InvalidValue, 6),
+    (TooLarge, 7),
+    (InvalidInput, 1),
+)
+"""Platform error ids, most specific first: 1 bad parameter, 2 unknown data source,
+3 data source not active, 4 unknown tag, 5 bad time, 6 bad value, 7 too large, 8 internal."""
+SMT_INTERNAL = 8
+
+STATUS: tuple[tuple[type[MeterhubError], int], ...] = (
+    (TooLarge, 413),
+    (InvalidInput, 400),
+    (NotFound, 404),
+    (SourceInactive, 409),
+)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(InvalidInput, _invalid_input)  # type: ignore[arg-type]
-    app.add_exception_handler(NotFound, _not_found)  # type: ignore[arg-type]
+    app.add_exception_handler(MeterhubError, _domain_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _request_invalid)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def _is_platform(request: Request) -> bool:
+    return request.url.path.lstrip("/").startswith("smt/")
+
+
+def _smt(error_id: int, message: str, status: int = 200) -> JSONResponse:
+    return JSONResponse({"error": {"id": error_id, "message": message}}, status_code=status)
+
+
+async def _domain_error(request: Request, exc: MeterhubError) -> JSONResponse:
+    if _is_platform(request):
+        error_id = next(i for kind, i in SMT_ERROR_IDS if isinstance(exc, kind))
+        return _smt(error_id, str(exc))
+    status = next(code for kind, code in STATUS if isinstance(exc, kind))
+    if isinstance(exc, InvalidInput) and status == 400:
+        return invalid_response(exc.errors)
+    return JSONResponse({"detail": str(exc)}, status_code=status)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    if _is_platform(request):
+        return _smt(SMT_INTERNAL, "internal error", status=500)
+    return JSONResponse({"detail": "internal error"}, status_code=500)
 
 
 def invalid_response(errors: dict[str, list[str]]) -> JSONResponse:
     fields = ", ".join(errors)
     return JSONResponse({"detail": f"invalid input: {fields}", "errors": errors}, status_code=400)
-
-
-async def _invalid_input(_request: Request, exc: InvalidInput) -> JSONResponse:
-    return invalid_response(exc.errors)
-
-
-async def _not_found(_request: Request, exc: NotFound) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, status_code=404)
 
 
 async def _request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:

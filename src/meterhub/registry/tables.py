@@ -1,4 +1,4 @@
-"""Registry tables: devices (meters) and tags (one time series each)."""
+"""Registry tables: devices (meters), data sources, and tags (one time series each)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Integer,
+    SmallInteger,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
@@ -29,6 +32,16 @@ devices = Table(
     sqlite_autoincrement=True,
 )
 
+data_sources = Table(
+    "data_sources",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("name", String(255), nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+    Column("config", Text, nullable=False, default="{}"),
+    Column("created_at", BigInteger, nullable=False),
+)
+
 tags = Table(
     "tags",
     metadata,
@@ -39,4 +52,11 @@ tags = Table(
     Column("kind", String(16), nullable=False),
     Column("unit", String(32), nullable=False, default=""),
     Column("created_at", BigInteger, nullable=False),
+    Column("source_id", String(128), ForeignKey("data_sources.id", ondelete="CASCADE"), index=True),
+    Column("tag_name", String(255), nullable=True),
+    Column("parent_object_id", String(255), nullable=True),
+    Column("value_type", SmallInteger, nullable=False, default=1),
+    Column("scale", Float, nullable=False, default=1.0),
+    Column("attributes", Text, nullable=False, default="{}"),
+    Column("active", Boolean, nullable=False, default=True),
 )

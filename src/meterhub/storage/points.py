@@ -47,8 +47,10 @@ class TimeRange(NamedTuple):
 
 
 def write_points(conn: Connection, batch: Sequence[Point]) -> int:
-    """Upsert ``batch``: a point at an existing (tag, ts) replaces it. Returns the count."""
-    if not batch:
+    """Upsert ``batch``: a point at an existing (tag, ts) replaces it, and within the batch
+    the last point of a (tag, ts) wins. Returns the number of distinct points written."""
+    unique = {(p.tag_id, p.ts): p for p in batch}
+    if not unique:
         return 0
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     stmt = dialect.insert(points)
@@ -56,8 +58,8 @@ def write_points(conn: Connection, batch: Sequence[Point]) -> int:
         index_elements=[points.c.tag_id, points.c.ts],
         set_={"value": stmt.excluded.value, "quality": stmt.excluded.quality},
     )
-    conn.execute(stmt, [p._asdict() for p in batch])
-    return len(batch)
+    conn.execute(stmt, [p._asdict() for p in unique.values()])
+    return len(unique)
 
 
 def latest(conn: Connection, tag_ids: Sequence[int]) -> dict[int, Point]:
@@ -151,3 +153,9 @@ def aligned_rows(
         if len(rows) < chunk:
             return
         cursor = rows[-1][0] + 1
+
+
+def delete_points(conn: Connection, tag_ids: Sequence[int]) -> None:
+    """Drop every point of the given tags (when the tags themselves are deleted)."""
+    if tag_ids:
+        conn.execute(points.delete().where(points.c.tag_id.in_(list(tag_ids))))

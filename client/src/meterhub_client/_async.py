@@ -1,0 +1,156 @@
+"""``AsyncDataInteractionClient``: the core of ``_core`` sending over one ``httpx.AsyncClient``.
+
+The source of ``_sync.py``, which ``scripts/unasync.py`` generates from this file.
+Retry pauses use ``asyncio.sleep``, so this client runs under asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+from meterhub_client._core import BaseClient, Call, Reply
+from meterhub_client._encoding import TimeInput
+from meterhub_client.request_data import (
+    UNSET,
+    RequestData,
+    TagIdsInput,
+    ValuesInput,
+    _Unset,
+    given,
+)
+from meterhub_client.tags import Tag
+
+
+class AsyncDataInteractionClient(BaseClient):
+    """Async client of the meterhub platform data API; one connection pool per client.
+
+    ``base_url``: the platform, e.g. ``"http://127.0.0.1:8000"`` (a trailing slash is
+    fine). ``timeout``: seconds per attempt. ``retries``: further attempts after a
+    connection error, timeout or 5xx status, pausing ``backoff * 2**n`` seconds.
+    ``max_points_per_request``: ``set_data`` batch size. ``transport``: an httpx
+    transport, e.g. ``httpx.ASGITransport(app)``. ``headers``: sent with every request.
+
+    Use ``async with`` or call :meth:`aclose` when done.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_points_per_request: int = 5000,
+        transport: httpx.AsyncBaseTransport | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            max_points_per_request=max_points_per_request,
+            headers=headers,
+        )
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=self.timeout,
+            headers=self.headers,
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def connect(self, data_source_id: str | int) -> dict[str, Any]:
+        """Connect to a data source: the platform's answer, with ``attributes`` and ``tags``.
+
+        Raises :class:`DataSourceNotFound` or :class:`DataSourceNotActive`.
+        """
+        call = self.build_connect(data_source_id)
+        return self.parse_connect(call, await self._send(call))
+
+    async def set_data(self, tags: Tag | Iterable[Tag]) -> int:
+        """Send the points buffered in ``tags``; the number of points the platform wrote.
+
+        A snapshot of each buffer is sent in batches of at most ``max_points_per_request``
+        points; each acknowledged batch removes exactly its points from the buffers.
+        On an exception, the points of the failed batch and of later ones stay buffered
+        (resending is safe: a point replaces any at the same tag and time).
+        Raises :class:`NoDataToSend` when no tag holds a point.
+        """
+        written = 0
+        for batch in self.build_set_data(tags):
+            written += batch.acknowledge(await self._send(batch.call))
+        return written
+
+    async def get_data(
+        self,
+        request: RequestData | None = None,
+        *,
+        tag_id: TagIdsInput | _Unset = UNSET,
+        from_time: TimeInput | _Unset | None = UNSET,
+        to_time: TimeInput | _Unset | None = UNSET,
+        max_count: int | _Unset | None = UNSET,
+        time_step: int | timedelta | _Unset | None = UNSET,
+        value: ValuesInput | _Unset | None = UNSET,
+        format_param: bool | _Unset | None = UNSET,
+        actual: bool | _Unset | None = UNSET,
+    ) -> list[dict[str, Any]]:
+        """Read history: ``[{"tagId", "excess", "data": [{"x", "y", "q"}, ...]}, ...]``.
+
+        Give a :class:`RequestData`, keywords (as for ``create_request_data``), or both:
+        keywords then override the request's attributes for this call only.
+        """
+        changes = given(
+            tag_id=tag_id,
+            from_time=from_time,
+            to_time=to_time,
+            max_count=max_count,
+            time_step=time_step,
+            value=value,
+            format_param=format_param,
+            actual=actual,
+        )
+        call = self.build_get_data(request, changes)
+        return self.parse_get_data(call, await self._send(call))
+
+    async def _send(self, call: Call) -> Reply:
+        """One call with retries: the final reply, or TransportError when none came."""
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(
+                    call.method,
+                    call.url,
+                    content=call.content,
+                    headers=call.headers,
+                )
+            except httpx.HTTPError as exc:
+                delay = self.retry_delay(attempt, error=exc)
+                if delay is None:
+                    raise self.transport_error(call, exc, attempt + 1) from exc
+            else:
+                reply = Reply(response.status_code, response.content)
+                delay = self.retry_delay(attempt, status_code=reply.status_code)
+                if delay is None:
+                    return reply
+            await asyncio.sleep(delay)
+            attempt += 1

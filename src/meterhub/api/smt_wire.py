@@ -1,0 +1,146 @@
+"""Decoding the platform calls' parameters from every form clients send them in.
+
+Parameters may come as a JSON body (``{"id": ...}``, ``{"data": [...]}``,
+``{"params": {...}}``), as plain query fields (``?tagId=a&from=100``), or as the
+original connector client sends them: query values holding Python literals
+(``data={'tagId': 'a', 'data': [...]}``, ``params={'tagId': 'a', 'actual': True}``).
+Literals are read with ``json.loads`` then ``ast.literal_eval`` (never ``eval``),
+under a size cap.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from datetime import tzinfo
+from typing import Any
+
+from starlette.requests import Request
+
+from meterhub.errors import InvalidInput, InvalidTime, InvalidValue, TooLarge
+from meterhub.times import parse_iso
+
+MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_LITERAL_CHARS = 1024 * 1024
+
+
+async def read_params(request: Request) -> dict[str, Any]:
+    """Every parameter of a call, merged: query first, then the JSON body over it."""
+    params: dict[str, Any] = {}
+    records: list[Any] = []
+    for key, value in request.query_params.multi_items():
+        if key == "data":
+            records.extend(_as_list(parse_literal(value, "data")))
+        elif key == "params":
+            params.update(_as_dict(parse_literal(value, "params"), "params"))
+        else:
+            _add(params, key, _plain(value))
+    body = _as_dict(await _json_body(request), "body")
+    params.update(_as_dict(body.pop("params", {}), "params"))
+    records.extend(_as_list(body.pop("data", [])))
+    params.update(body)
+    if records or "data" in request.query_params:
+        params["data"] = records
+    return params
+
+
+def parse_literal(text: str, name: str) -> Any:
+    """A JSON or Python literal; ``InvalidInput`` naming ``name`` when it is neither."""
+    if len(text) > MAX_LITERAL_CHARS:
+        raise TooLarge.field(name, f"over {MAX_LITERAL_CHARS} characters")
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        hint = " (a Python type such as <class 'int'> is not a value)" if "<class " in text else ""
+        raise InvalidInput.field(name, f"not a JSON or Python literal{hint}: {text:.80}") from None
+
+
+def _plain(value: str) -> Any:
+    """A plain query value; lists and objects may be written as literals."""
+    return parse_literal(value, "query") if value[:1] in ("[", "{") else value
+
+
+def _add(params: dict[str, Any], key: str, value: Any) -> None:
+    if key in params:
+        previous = params[key] if isinstance(params[key], list) else [params[key]]
+        params[key] = [*previous, value]
+    else:
+        params[key] = value
+
+
+async def _json_body(request: Request) -> Any:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise TooLarge.field("body", f"over {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise TooLarge.field("body", f"over {MAX_BODY_BYTES} bytes")
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise InvalidInput.field("body", "malformed JSON") from None
+
+
+def _as_dict(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise InvalidInput.field(name, "must be an object")
+    return dict(value)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def time_param(value: Any, name: str, zone: tzinfo) -> int:
+    """µs since the epoch from an integer, a numeric string or an ISO 8601 string.
+
+    A naive ISO time (``2018-06-26 17:16:00``) is read in ``zone``.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lstrip("-").isdigit():
+            return int(text)
+        try:
+            return parse_iso(text, zone)
+        except ValueError:
+            pass
+    raise InvalidTime.field(name, f"not µs since the epoch nor ISO 8601: {value!r:.60}")
+
+
+def number_param(value: Any, name: str) -> float:
+    """A finite int or float (booleans and strings are not values)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise InvalidValue.field(name, f"must be a finite number, got {value!r:.60}")
+
+
+def int_param(value: Any, name: str, *, minimum: int = 1) -> int:
+    """An integer >= ``minimum``; numeric strings (from the query) are accepted."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+        return value
+    raise InvalidInput.field(name, f"must be an integer >= {minimum}, got {value!r:.60}")
+
+
+def bool_param(value: Any, name: str) -> bool:
+    """``true``/``false`` as JSON, Python literal or query text (``1``/``0`` too)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1"):
+        return True
+    if text in ("false", "0"):
+        return False
+    raise InvalidInput.field(name, f"must be true or false, got {value!r:.60}")

@@ -1,0 +1,163 @@
+"""The platform calls and source/tag management through the real app, both databases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+PLANT = {
+    "id": "plant-1",
+    "name": "Plant 1",
+    "active": True,
+    "config": {"url": "opc.tcp://plant-1"},
+    "tags": [
+        {"id": "plant-1.flow", "unit": "m3/h"},
+        {"id": {"tagName": "valve", "parentObjectId": "plant-1"}, "value_type": 3},
+    ],
+}
+
+
+def smt(api: TestClient, call: str, body: dict[str, Any]) -> dict[str, Any]:
+    answer = api.post(f"/smt/{call}", json=body)
+    assert answer.status_code == 200, answer.text
+    result: dict[str, Any] = answer.json()
+    return result
+
+
+@pytest.fixture
+def plant(api: TestClient) -> dict[str, Any]:
+    answer = api.post("/api/v1/data-sources/", json=PLANT)
+    assert answer.status_code == 201, answer.text
+    created: dict[str, Any] = answer.json()
+    return created
+
+
+def test_source_created_with_tags_in_one_request(api: TestClient, plant: dict[str, Any]) -> None:
+    assert plant["id"] == "plant-1"
+    assert plant["config"] == '{"url": "opc.tcp://plant-1"}'
+    assert [t["key"] for t in plant["tags"]] == ["plant-1.flow", "plant-1.valve"]
+    assert plant["tags"][1]["id"] == {"tagName": "valve", "parentObjectId": "plant-1"}
+    assert api.get("/api/v1/data-sources/plant-1/").json() == plant
+    listed = api.get("/api/v1/data-sources/").json()
+    assert [s["id"] for s in listed["results"]] == ["plant-1"]
+
+
+def test_connect_returns_tags_and_attributes(api: TestClient, plant: dict[str, Any]) -> None:
+    answer = smt(api, "dataSources/connect", {"id": "plant-1"})
+    assert answer["error"] == {"id": 0}
+    assert answer["attributes"] == {
+        "smtActive": True,
+        "smtJsonConfigString": '{"url": "opc.tcp://plant-1"}',
+    }
+    assert [t["id"] for t in answer["tags"]] == [
+        "plant-1.flow",
+        {"tagName": "valve", "parentObjectId": "plant-1"},
+    ]
+    assert answer["tags"][1]["attributes"]["smtTagValueTypeCode"] == 3
+
+
+def test_set_then_get_latest_and_upsert(api: TestClient, plant: dict[str, Any]) -> None:
+    points = [{"x": 1_000_000 * i, "y": i * 1.5, "q": 0} for i in range(1, 6)]
+    body = {"data": [{"tagId": "plant-1.flow", "data": points}]}
+    assert smt(api, "data/set", body) == {"error": {"id": 0}, "written": 5}
+    assert smt(api, "data/set", body)["written"] == 5  # a retry replaces, never adds
+    latest = smt(api, "data/get", {"params": {"tagId": "plant-1.flow"}})
+    assert latest["data"] == [
+        {"tagId": "plant-1.flow", "excess": False, "data": [{"x": 5_000_000, "y": 7.5, "q": 0}]}
+    ]
+    period = smt(api, "data/get", {"params": {"tagId": "plant-1.flow", "from": 0, "to": 10**7}})
+    assert len(period["data"][0]["data"]) == 5
+    tag = api.get("/api/v1/tags/plant-1.flow/").json()
+    assert tag["last"]["value"] == 7.5
+
+
+@pytest.mark.parametrize(
+    ("call", "body", "error_id"),
+    [
+        ("dataSources/connect", {"id": "nope"}, 2),
+        ("dataSources/connect", {}, 1),
+        ("data/set", {"data": [{"tagId": "nope", "data": [{"x": 1, "y": 1}]}]}, 4),
+        ("data/set", {"data": [{"tagId": "plant-1.flow", "data": [{"x": "soon", "y": 1}]}]}, 5),
+        ("data/set", {"data": [{"tagId": "plant-1.flow", "data": [{"x": 1, "y": "1"}]}]}, 6),
+        ("data/set", {"data": [{"tagId": "plant-1.flow", "data": [{"x": 1, "y": True}]}]}, 6),
+        (
+            "data/set",
+            {"data": [{"tagId": "plant-1.flow", "data": [{"x": 1, "y": 1, "q": "a"}]}]},
+            1,
+        ),
+        ("data/set", {"data": [{"tagId": "plant-1.flow"}]}, 1),
+        ("data/set", {"data": [{"tagId": 5, "data": []}]}, 1),
+        ("data/set", {}, 1),
+        ("data/get", {"params": {}}, 1),
+        ("data/get", {"params": {"tagId": "nope"}}, 4),
+        ("data/get", {"params": {"tagId": "plant-1.flow", "from": "yesterday"}}, 5),
+        ("data/get", {"params": {"tagId": "plant-1.flow", "maxCount": 0}}, 1),
+        ("data/get", {"params": {"tagId": "plant-1.flow", "colour": "red"}}, 1),
+        ("data/get", {"params": {"tagId": "plant-1.flow", "value": "x"}}, 6),
+    ],
+)
+def test_each_failure_has_its_own_error_id_and_changes_nothing(
+    api: TestClient, plant: dict[str, Any], call: str, body: dict[str, Any], error_id: int
+) -> None:
+    good = {"data": [{"tagId": "plant-1.flow", "data": [{"x": 7, "y": 1.25}]}]}
+    smt(api, "data/set", good)
+    answer = smt(api, call, body)
+    assert answer["error"]["id"] == error_id, answer
+    assert answer["error"]["message"]
+    after = smt(api, "data/get", {"params": {"tagId": "plant-1.flow", "from": 0, "to": 100}})
+    assert after["data"][0]["data"] == [{"x": 7, "y": 1.25, "q": 0}]
+
+
+def test_a_bad_point_rejects_the_whole_call(api: TestClient, plant: dict[str, Any]) -> None:
+    points = '[{"x": 1, "y": 1}, {"x": 2, "y": NaN}]'  # JSON as Python's json.dumps writes it
+    body = '{"data": [{"tagId": "plant-1.flow", "data": ' + points + "}]}"
+    headers = {"Content-Type": "application/json"}
+    answer = api.post("/smt/data/set", content=body, headers=headers).json()
+    assert answer["error"]["id"] == 6, answer
+    empty = smt(api, "data/get", {"params": {"tagId": "plant-1.flow", "from": 0, "to": 10}})
+    assert empty["data"][0]["data"] == []
+
+
+def test_inactive_source_refuses_connect_and_writes(api: TestClient, plant: dict[str, Any]) -> None:
+    assert api.patch("/api/v1/data-sources/plant-1/", json={"active": False}).status_code == 200
+    assert smt(api, "dataSources/connect", {"id": "plant-1"})["error"]["id"] == 3
+    body = {"data": [{"tagId": "plant-1.flow", "data": [{"x": 1, "y": 1}]}]}
+    assert smt(api, "data/set", body)["error"]["id"] == 3
+    assert api.patch("/api/v1/tags/plant-1.flow/", json={"active": False}).json()["active"] is False
+    api.patch("/api/v1/data-sources/plant-1/", json={"active": True})
+    assert smt(api, "data/set", body)["error"]["id"] == 3  # the tag itself is inactive
+
+
+def test_device_channels_are_tags(api: TestClient) -> None:
+    assert api.post("/counter/", json={"id": 44, "port": 9044}).status_code == 201
+    body = {
+        "data": [{"tagId": {"tagName": "kW", "parentObjectId": "44"}, "data": [{"x": 5, "y": 10}]}]
+    }
+    assert smt(api, "data/set", body)["written"] == 1
+    assert api.get("/counter-data/44/").json() == {"id": 44, "A": None, "kW": 10}
+    got = smt(api, "data/get", {"params": {"tagId": "44.kW"}})
+    assert got["data"][0]["data"] == [{"x": 5, "y": 10, "q": 0}]
+
+
+def test_management_errors(api: TestClient, plant: dict[str, Any]) -> None:
+    again = api.post("/api/v1/data-sources/", json=PLANT)
+    assert again.status_code == 400
+    assert "id" in again.json()["errors"]
+    bad_config = api.post("/api/v1/data-sources/", json={"id": "p2", "config": "{nope"})
+    assert "config" in bad_config.json()["errors"]
+    dup_tag = api.post("/api/v1/data-sources/", json={"id": "p3", "tags": [{"id": "plant-1.flow"}]})
+    assert "tags[0].id" in dup_tag.json()["errors"]
+    assert api.get("/api/v1/data-sources/p3/").status_code == 404  # nothing half-created
+    assert api.get("/api/v1/tags/nope/").status_code == 404
+    assert api.post("/api/v1/tags/", json={"source_id": "nope", "id": "x"}).status_code == 404
+
+
+def test_delete_source_removes_tags_and_points(api: TestClient, plant: dict[str, Any]) -> None:
+    smt(api, "data/set", {"data": [{"tagId": "plant-1.flow", "data": [{"x": 1, "y": 2}]}]})
+    assert api.delete("/api/v1/data-sources/plant-1/").status_code == 204
+    assert api.get("/api/v1/tags/plant-1.flow/").status_code == 404
+    api.post("/api/v1/data-sources/", json=PLANT)  # same ids again: no old points come back
+    got = smt(api, "data/get", {"params": {"tagId": "plant-1.flow"}})
+    assert got["data"][0]["data"] == []
