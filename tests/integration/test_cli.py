@@ -12,9 +12,21 @@ import httpx
 import pytest
 
 from meterhub.cli import main
+from meterhub.db import make_engine
+from meterhub.registry.sources import get_source, source_tags
 from tests.support import free_port, wait_until
 
-COMMANDS = [[], ["serve"], ["simulate"], ["sweep"], ["demo"], ["db"], ["db", "upgrade"]]
+COMMANDS = [
+    [],
+    ["serve"],
+    ["simulate"],
+    ["sweep"],
+    ["demo"],
+    ["source"],
+    ["source", "create"],
+    ["db"],
+    ["db", "upgrade"],
+]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "meterhub")
@@ -30,6 +42,25 @@ def test_db_upgrade_creates_the_schema(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["db", "upgrade", "--database", url]) == 0
     assert main(["db", "upgrade", "--database", url]) == 0  # idempotent
     assert "up to date" in capsys.readouterr().out
+
+
+def test_source_create_makes_a_source_with_tags(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'sources.db'}"
+    command = ["source", "create", "plant-1", "--name", "Plant 1", "--database", url]
+    assert main([*command, "--tag", "plant-1.flow", "--tag", "plant-1.level"]) == 0
+    assert "created data source plant-1 with 2 tags" in capsys.readouterr().out
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert get_source(conn, "plant-1").name == "Plant 1"
+        assert [tag.key for tag in source_tags(conn, "plant-1")] == [
+            "plant-1.flow",
+            "plant-1.level",
+        ]
+    engine.dispose()
+    assert main([*command, "--tag", "other"]) == 2  # the id is taken
+    assert "already exists" in capsys.readouterr().err
 
 
 def test_bad_setting_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -114,6 +114,19 @@ def test_connect_set_get_as_the_original_client(server: Server, encode: Any) -> 
     assert got["data"][0]["data"][0]["x"] == "2024-06-10T06:13:20+00:00"
 
 
+def test_the_seeds_full_get_example(server: Server) -> None:
+    params = quote_plus(
+        "{'from': '2018-06-26 17:00:00', 'to': 1718000002000000, 'tagId': '1.tag1', "
+        "'maxCount': 100, 'timeStep': 1000000, 'format': True, 'actual': True}"
+    )
+    status, got = post(server.port, f"/smt/data/get?params={params}")
+    assert status == 200
+    assert got["error"] == {"id": 0}
+    (entry,) = got["data"]
+    assert entry["excess"] is True  # the 6-year grid is cut to its first 100 instants
+    assert all(point["x"].startswith("2018-06-26T17:0") for point in entry["data"])
+
+
 def test_double_slash_paths_are_served(server: Server) -> None:
     status, connected = post(server.port, "//smt/dataSources/connect?id=1")
     assert (status, connected["error"]) == (200, {"id": 0})

@@ -1,5 +1,6 @@
 """The time-series store: one points table for every tag, whatever wrote it."""
 
+from meterhub.storage.history import History, HistoryQuery, read_history
 from meterhub.storage.interpolate import Estimate, Method, interpolate, value_at
 from meterhub.storage.points import (
     Point,
@@ -14,6 +15,8 @@ from meterhub.storage.points import (
 
 __all__ = [
     "Estimate",
+    "History",
+    "HistoryQuery",
     "Method",
     "Point",
     "Quality",
@@ -23,6 +26,7 @@ __all__ = [
     "interpolate",
     "latest",
     "points_between",
+    "read_history",
     "value_at",
     "write_points",
 ]

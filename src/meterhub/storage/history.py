@@ -13,17 +13,18 @@ Times are µs; every answer is oldest first.
    extrapolated. ``start`` after ``end`` is an empty period.
 3. ``step`` (needs ``start`` and ``end``; not with ``values``): the values, worked out as in
    2, at ``start``, ``start + step``, ... up to ``end``; instants without a value are
-   left out. A grid of more than ``max_count`` instants is cut to its first ``max_count``
-   and ``excess`` is set.
+   left out (``actual`` changes nothing here). A grid of more than ``max_count`` instants
+   is cut to its first ``max_count`` and ``excess`` is set.
 4. ``max_count`` (with 2): when the period holds more stored points than that, they are
    thinned: [first, last point] is split into B = max(1, max_count // 4) buckets of equal
    width and each keeps its first, last, lowest and highest point (ties: the earliest),
-   so peaks and the shape survive; ``excess`` is set. Below 4 the bucket's points are cut
-   to the first ``max_count``. Bound values are then added only while they fit in
-   ``max_count``, the start one first.
+   so peaks and the shape survive; ``excess`` is set. With ``max_count`` below 4, the one
+   bucket's points are cut to the first ``max_count``. Bound values are then added only
+   while they fit in ``max_count``, the start one first.
 5. At most ``HARD_CAP`` points per tag: without ``max_count``, a longer period is cut to its
    first ``HARD_CAP`` stored points with ``excess`` set; a larger ``max_count`` counts as
-   ``HARD_CAP``; a grid of more than ``HARD_CAP`` instants is refused.
+   ``HARD_CAP``; a grid of more than ``HARD_CAP`` instants is refused unless ``max_count``
+   cuts it to its first ``max_count`` instants.
 6. Refused with ``InvalidInput``: ``step`` not positive or without both bounds ("timeStep"),
    ``step`` with ``values`` ("value"), ``max_count`` below 1 ("maxCount").
 
@@ -65,6 +66,8 @@ class HistoryQuery:
 
 
 class History(NamedTuple):
+    """Points of one tag, oldest first, and whether some were left out."""
+
     points: list[Point]
     excess: bool  # points were thinned or cut to honour max_count / HARD_CAP
 
@@ -119,7 +122,10 @@ SELECT q.tag_id, q.ts, q.value, q.quality
 FROM picked JOIN points AS q ON q.tag_id = :tag AND q.ts = picked.ts
 ORDER BY q.ts LIMIT :keep
 """
-"""First, last, lowest and highest point of each bucket (empty buckets pick NULL)."""
+"""First, last, lowest and highest point of each bucket (empty buckets pick NULL).
+
+Range scans per bucket need no sort of the period: on a year of minutes this takes ~90 ms
+on SQLite, where ``row_number()`` windows per bucket take 1.4 s and a GROUP BY 130 ms."""
 
 
 def read_history(conn: Connection, tag_id: int, query: HistoryQuery) -> History:
@@ -129,12 +135,10 @@ def read_history(conn: Connection, tag_id: int, query: HistoryQuery) -> History:
         raise InvalidInput(problems)
     grid = _grid_instants(query)
     if grid is not None:
-        rows, excess = _grid(conn, tag_id, grid, query)
-    elif query.start is None and query.end is None:
-        rows, excess = _latest(conn, tag_id, query.values), False
-    else:
-        rows, excess = _period(conn, tag_id, query)
-    return History(rows, excess)
+        return _grid(conn, tag_id, grid, query)
+    if query.start is None and query.end is None:
+        return History(_latest(conn, tag_id, query.values), excess=False)
+    return _period(conn, tag_id, query)
 
 
 def _problems(query: HistoryQuery) -> dict[str, list[str]]:
@@ -151,8 +155,12 @@ def _problems(query: HistoryQuery) -> dict[str, list[str]]:
         step.append("must be positive")
     if query.start is None or query.end is None:
         step.append("needs both from and to")
-    elif query.step > 0 and len(range(query.start, query.end + 1, query.step)) > HARD_CAP:
-        step.append(f"makes a grid of more than {HARD_CAP} instants")
+    elif (
+        query.step > 0
+        and len(range(query.start, query.end + 1, query.step)) > HARD_CAP
+        and (query.max_count is None or query.max_count > HARD_CAP)
+    ):
+        step.append(f"makes a grid of more than {HARD_CAP} instants; give maxCount to cut it")
     if step:
         problems["timeStep"] = step
     return problems
@@ -179,10 +187,10 @@ def _latest(conn: Connection, tag_id: int, values: tuple[float, ...] | None) -> 
     return [Point(*row) for row in conn.execute(query)]
 
 
-def _period(conn: Connection, tag_id: int, query: HistoryQuery) -> tuple[list[Point], bool]:
+def _period(conn: Connection, tag_id: int, query: HistoryQuery) -> History:
     """Rules 2, 4 and 5: stored points (thinned or cut when too many), then bound values."""
     if query.start is not None and query.end is not None and query.start > query.end:
-        return [], False
+        return History([], excess=False)
     keep = HARD_CAP if query.max_count is None else min(query.max_count, HARD_CAP)
     where = [
         points.c.tag_id == tag_id,
@@ -199,7 +207,7 @@ def _period(conn: Connection, tag_id: int, query: HistoryQuery) -> tuple[list[Po
         rows = [Point(*row) for row in conn.execute(stored)]
     if not query.actual and query.values is None:
         rows = _with_bounds(conn, tag_id, query, rows, keep)
-    return rows, excess
+    return History(rows, excess)
 
 
 def _thin(
@@ -214,11 +222,17 @@ def _thin(
     buckets = max(1, keep // 4)
     width = (last - first + buckets) // buckets  # ceil((last - first + 1) / buckets)
     sql = text(_THIN.format(matching=" AND p.value IN :values" if values is not None else ""))
-    params: dict[str, Any] = {"tag": tag_id, "first": first, "last": last, "width": width}
+    params: dict[str, Any] = {
+        "tag": tag_id,
+        "first": first,
+        "last": last,
+        "width": width,
+        "keep": keep,
+    }
     if values is not None:
         sql = sql.bindparams(bindparam("values", expanding=True))
         params["values"] = list(values)
-    return [Point(*row) for row in conn.execute(sql, {**params, "keep": keep})]
+    return [Point(*row) for row in conn.execute(sql, params)]
 
 
 def _with_bounds(
@@ -235,14 +249,13 @@ def _with_bounds(
     return start + rows + end[: keep - len(rows) - len(start)]
 
 
-def _grid(
-    conn: Connection, tag_id: int, grid: range, query: HistoryQuery
-) -> tuple[list[Point], bool]:
+def _grid(conn: Connection, tag_id: int, grid: range, query: HistoryQuery) -> History:
     """Rule 3: the values on ``grid``, cut to its first ``max_count`` instants."""
     kept = grid if query.max_count is None else grid[: query.max_count]
     if not kept:
-        return [], False
-    return _values_at(conn, tag_id, kept, query.stepwise, exact=True), len(kept) < len(grid)
+        return History([], excess=False)
+    values = _values_at(conn, tag_id, kept, query.stepwise, exact=True)
+    return History(values, excess=len(kept) < len(grid))
 
 
 def _values_at(
@@ -251,12 +264,12 @@ def _values_at(
     """Values at ``instants``; ``exact=False`` skips those holding a stored point."""
     params = {"tag": tag_id, "first": instants[0], "step": instants.step, "last": instants[-1]}
     sql = _NEIGHBOURS_PG if conn.dialect.name == "postgresql" else _NEIGHBOURS
-    values = (
-        _value(ts, _side(near[:4]), _side(near[4:]), stepwise)
-        for ts, *near in conn.execute(sql, params)
-        if exact or near[1] != ts
-    )
-    return [value for value in values if value is not None]
+    found = []
+    for ts, *near in conn.execute(sql, params):
+        before, after = _side(near[:4]), _side(near[4:])
+        if exact or before is None or before.ts != ts:
+            found.append(_value(ts, before, after, stepwise))
+    return [value for value in found if value is not None]
 
 
 def _side(columns: Sequence[Any]) -> Point | None:
