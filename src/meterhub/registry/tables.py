@@ -1,4 +1,5 @@
-"""Registry tables: devices (meters), data sources, and tags (one time series each)."""
+"""Registry tables: projects, houses and residents, devices (meters), data sources,
+and tags (one time series each)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,42 @@ from sqlalchemy import (
 
 from meterhub.db import metadata
 
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+houses = Table(
+    "houses",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "project_id",
+        Integer,
+        ForeignKey("projects.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("address", Text, nullable=False),  # JSON list of 5 parts
+    Column("created_at", BigInteger, nullable=False),
+)
+
+residents = Table(
+    "residents",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "house_id", Integer, ForeignKey("houses.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("name", String(255), nullable=False),
+    Column("cellphone", String(32), nullable=False),
+)
+
 devices = Table(
     "devices",
     metadata,
@@ -28,6 +65,8 @@ devices = Table(
     Column("port", Integer, nullable=True),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("created_at", BigInteger, nullable=False),
+    Column("house_id", Integer, ForeignKey("houses.id", ondelete="SET NULL"), index=True),
+    Column("water_kind", String(16), nullable=True),
     UniqueConstraint("host", "port", name="uq_devices_address"),
     sqlite_autoincrement=True,
 )

@@ -6,7 +6,17 @@ columns are ordered widest first so PostgreSQL rows carry no alignment padding.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Float, Integer, PrimaryKeyConstraint, SmallInteger, Table
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    SmallInteger,
+    Table,
+    text,
+)
 
 from meterhub.db import metadata
 
@@ -20,3 +30,12 @@ points = Table(
     PrimaryKeyConstraint("tag_id", "ts", name="pk_points"),
     sqlite_with_rowid=False,
 )
+
+Index(
+    "ix_points_flagged",
+    points.c.tag_id,
+    points.c.ts,
+    sqlite_where=text("quality != 0"),
+    postgresql_where=text("quality != 0"),
+)
+"""Flagged points only (a register that went backwards): billing finds resets without scans."""

@@ -1,0 +1,1 @@
+"""Billing: tariffs and the consumption of a device over a period."""

@@ -1,0 +1,1031 @@
+"""The connector SDK (``meterhub_client``) against the real app, end to end.
+
+Every test runs on six *stacks*: each database (fresh SQLite, fresh PostgreSQL) with
+
+- ``async-asgi``: :class:`AsyncDataInteractionClient` on the app in-process through
+  ``httpx.ASGITransport`` (no lifespan runs, which is fine with the collector disabled);
+- ``sync-server`` and ``async-server``: :class:`DataInteractionClient` and
+  :class:`AsyncDataInteractionClient` over HTTP to ``meterhub serve`` (uvicorn) on 127.0.0.1.
+
+There is no ``sync-asgi`` stack: httpx's ``ASGITransport`` is async only, and the sync
+``httpx.Client`` cannot drive an ASGI app (its ``WSGITransport`` is for WSGI apps).
+
+Each stack creates its own data source with five tags in one ``POST /api/v1/data-sources/``
+(three FLOAT, one of them named by the pair id ``{"tagName", "parentObjectId"}``, one
+INTEGER and one BOOLEAN, which is stepwise), connects with the SDK and pushes 10,000 points
+(2,000 a tag, irregular times down to 1 µs apart, in every accepted time form, mixed
+qualities) with ``Tag.add_data`` / ``Tag.update`` / ``set_data`` in batches of 1,500, then
+re-sends 250 of them (some changed: the platform upserts, so the count stays 10,000).
+
+The read-back matrix then asks for every combination of from/to (9 kinds of period),
+actual, timeStep, maxCount, value and format, all five tags per request, and compares
+each answer with :func:`expected_history`: the documented rules of
+``meterhub.storage.history`` worked out here, naively, over the points the test pushed
+(never over what the database holds). Combinations the server refuses by contract
+(``timeStep`` without both bounds, ``timeStep`` with ``value``) must give error 1.
+
+Then the errors: unknown and inactive sources, unknown tags, and ~60 malformed requests,
+each sent raw (the SDK would refuse most of them before sending) with its own expected
+error id; after each, everything stored is read back and must be exactly what was pushed.
+
+Data times lie in ``America/St_Johns`` (UTC-3:30, DST from 2024-03-10), the server's zone,
+so naive times and ``format: true`` answers cross a half-hour offset and a DST change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+from bisect import bisect_right
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import httpx
+import pytest
+
+from meterhub.api.app import create_app
+from meterhub.migrations import upgrade
+from meterhub.settings import Settings
+from meterhub_client import (
+    AsyncDataInteractionClient,
+    DataInteractionClient,
+    DataSourceNotActive,
+    DataSourceNotFound,
+    ErrorCode,
+    NoDataToSend,
+    RequestData,
+    ServerResponseError,
+    Tag,
+    TagId,
+    TagNotFound,
+)
+from tests.conftest import _fresh_postgres
+from tests.support import Server
+
+TZ_NAME = "America/St_Johns"
+ZONE = ZoneInfo(TZ_NAME)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+POINTS_PER_TAG = 2_000
+BATCH = 1_500  # max_points_per_request: 10,000 points go in 7 requests
+HARD_CAP = 100_000  # documented: the most points one tag ever returns
+SMALL_MAX_COUNT = 23  # 5 buckets of 4 points, and room for bound values
+LARGE_MAX_COUNT = 1_000_000  # above HARD_CAP: counts as HARD_CAP
+MiB = 1024 * 1024
+
+Pt = tuple[int, float, int]
+"""A point as the reference sees it: (µs since the epoch, value, quality)."""
+
+
+def to_us(moment: datetime) -> int:
+    """µs since the epoch of an aware datetime, exactly."""
+    delta = moment - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(us: int, zone: Any = ZONE) -> datetime:
+    return (EPOCH + timedelta(microseconds=us)).astimezone(zone)
+
+
+def naive_local(us: int) -> datetime | None:
+    """The naive wall-clock time of ``us`` in the server's zone, if it names ``us`` alone."""
+    naive = from_us(us).replace(tzinfo=None)
+    if to_us(naive.replace(tzinfo=ZONE)) != us or to_us(naive.replace(tzinfo=ZONE, fold=1)) != us:
+        return None  # in a DST gap or fold
+    return naive
+
+
+# --- the tags and the points pushed ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TagPlan:
+    name: str
+    value_type: int  # 1 FLOAT, 2 INTEGER, 3 BOOLEAN
+    pair: bool = False  # named {"tagName": name, "parentObjectId": source}
+
+    @property
+    def stepwise(self) -> bool:
+        return self.value_type == 3
+
+    def wire_id(self, source: str) -> str | dict[str, str]:
+        if self.pair:
+            return {"tagName": self.name, "parentObjectId": source}
+        return f"{source}.{self.name}"
+
+
+PLANS = (
+    TagPlan("flow", 1),
+    TagPlan("temp", 1),
+    TagPlan("kW", 1, pair=True),
+    TagPlan("count", 2),
+    TagPlan("valve", 3),
+)
+GAPS = (1, 17, 999_999, 59_999_999, 60_000_000, 120_000_123, 600_000_000, 3_600_000_000)
+T0 = to_us(datetime(2024, 3, 9, tzinfo=ZONE))
+
+
+def make_series(rng: random.Random, plan: TagPlan) -> list[Pt]:
+    ts = T0 + rng.randrange(60_000_000)
+    series = []
+    for _ in range(POINTS_PER_TAG):
+        if plan.value_type == 1:
+            value = round(rng.uniform(-20, 20) * 4) / 4  # exact in binary; values repeat
+        elif plan.value_type == 2:
+            value = float(rng.randint(-2, 6))
+        else:
+            value = float(rng.random() < 0.5)
+        series.append((ts, value, rng.choice((0, 0, 0, 0, 1, 2, 192, -7))))
+        ts += rng.choice(GAPS)
+    return series
+
+
+def place(series: list[Pt], instant: int) -> None:
+    """Move the point nearest below ``instant`` onto it (keeps the series sorted, unique)."""
+    i = bisect_right([p[0] for p in series], instant) - 1
+    assert 0 < i < len(series) - 1
+    series[i] = (instant, *series[i][1:])
+
+
+def build_world() -> World:
+    rng = random.Random(20240310)
+    series = [make_series(rng, plan) for plan in PLANS]
+    start = max(s[0][0] for s in series)
+    end = min(s[-1][0] for s in series)
+    span = end - start
+
+    def at(share: float) -> int:
+        return start + int(span * share)
+
+    anchors = {name: at(share) + 123 for name, share in (("a0", 0.06), ("a1", 0.4), ("a2", 0.48))}
+    for s in series:
+        for instant in anchors.values():
+            place(s, instant)
+    stored = {p[0] for s in series for p in s}
+    between = {}
+    for name, share in (("b0", 0.12), ("b1", 0.6), ("b2", 0.69), ("b3", 0.8), ("b4", 0.93)):
+        instant = at(share) + 777
+        while instant in stored:
+            instant += 1
+        between[name] = instant
+    first = [list(s) for s in series]
+    # the duplicates re-sent: 50 a tag, 30 of them with a new value and quality
+    resent: list[list[Pt]] = []
+    for i, s in enumerate(series):
+        picks = sorted(rng.sample(range(POINTS_PER_TAG), 50))
+        batch = []
+        for n, k in enumerate(picks):
+            ts, value, quality = s[k]
+            if n % 5 >= 2:
+                value = float(1 - value) if PLANS[i].value_type == 3 else value + 1
+                quality = 3
+                s[k] = (ts, value, quality)
+            batch.append((ts, value, quality))
+        resent.append(batch)
+    return World(series, first, anchors, between, resent, max(s[-1][0] for s in series))
+
+
+@dataclass
+class World:
+    series: list[list[Pt]]  # what each tag holds once everything is pushed, oldest first
+    first: list[list[Pt]]  # what the first push sends (before 30 a tag are changed)
+    anchors: dict[str, int]  # instants where every tag holds a point
+    between: dict[str, int]  # instants where no tag holds one, inside every tag's span
+    resent: list[list[Pt]]  # re-sent after the first push; the changed ones are in ``series``
+    last: int  # the latest point of all
+
+
+WORLD = build_world()
+
+
+def time_form(us: int, k: int) -> Any:
+    """``us`` in one of the forms the SDK takes, chosen by ``k``."""
+    forms: list[Callable[[], Any]] = [
+        lambda: us,
+        lambda: from_us(us, UTC),
+        lambda: from_us(us),
+        lambda: from_us(us, timezone(timedelta(hours=5, minutes=45))).isoformat(),
+        lambda: naive_local(us),
+        lambda: (naive := naive_local(us)) and naive.isoformat(sep=" "),
+        lambda: str(us),
+    ]
+    return forms[k % len(forms)]() or us
+
+
+def value_form(value: float, plan: TagPlan, k: int) -> Any:
+    if plan.value_type == 3:
+        return bool(value)
+    if plan.value_type == 2:
+        return int(value)
+    return (value, Decimal(str(value)), int(value) if value.is_integer() else value)[k % 3]
+
+
+# --- the reference: the documented history rules, naively ------------------------------------
+
+
+@dataclass(frozen=True)
+class Query:
+    start: int | None = None
+    end: int | None = None
+    actual: bool | None = None
+    step: int | None = None
+    max_count: int | None = None
+    values: tuple[float, ...] | None = None
+
+    def refusal(self) -> str | None:
+        """The field the server refuses (error 1), by contract, if any."""
+        if self.step is not None and (self.start is None or self.end is None):
+            return "timeStep"
+        if self.step is not None and self.values is not None:
+            return "value"
+        return None
+
+
+def value_at(series: list[Pt], instant: int, stepwise: bool) -> Pt | None:
+    """The value at ``instant``: held or linear between the neighbours, never extrapolated."""
+    i = bisect_right([p[0] for p in series], instant)
+    if i == 0:
+        return None
+    ts, value, quality = series[i - 1]
+    if ts == instant or stepwise:
+        return (instant, value, quality)
+    if i == len(series):
+        return None
+    after_ts, after_value, after_quality = series[i]
+    share = (instant - ts) / (after_ts - ts)
+    return (instant, value + (after_value - value) * share, max(quality, after_quality))
+
+
+def thin(inside: list[Pt], keep: int) -> list[Pt]:
+    """Buckets of equal width over [first, last]; each keeps first, last, lowest, highest."""
+    buckets = max(1, keep // 4)
+    first, last = inside[0][0], inside[-1][0]
+    width = math.ceil((last - first + 1) / buckets)
+    groups: dict[int, list[Pt]] = {}
+    for p in inside:
+        groups.setdefault((p[0] - first) // width, []).append(p)
+    picked: set[Pt] = set()
+    for group in groups.values():
+        lowest = min(group, key=lambda p: (p[1], p[0]))
+        highest = min(group, key=lambda p: (-p[1], p[0]))
+        picked |= {group[0], group[-1], lowest, highest}
+    return sorted(picked)[:keep]
+
+
+def expected_history(series: list[Pt], stepwise: bool, q: Query) -> tuple[list[Pt], bool]:
+    """(points, excess) of one tag, from the module docstring of ``storage.history``."""
+    if q.step is not None:
+        assert q.start is not None
+        assert q.end is not None
+        grid = range(q.start, q.end + 1, q.step)
+        kept = grid if q.max_count is None else grid[: q.max_count]
+        found = [value_at(series, instant, stepwise) for instant in kept]
+        return [p for p in found if p is not None], len(kept) < len(grid)
+    matching = [p for p in series if q.values is None or p[1] in q.values]
+    if q.start is None and q.end is None:
+        return matching[-1:], False
+    if q.start is not None and q.end is not None and q.start > q.end:
+        return [], False
+    inside = [
+        p
+        for p in matching
+        if (q.start is None or p[0] >= q.start) and (q.end is None or p[0] <= q.end)
+    ]
+    keep = HARD_CAP if q.max_count is None else min(q.max_count, HARD_CAP)
+    excess = len(inside) > keep
+    if excess:
+        inside = thin(inside, keep) if q.max_count is not None else inside[:keep]
+    if q.actual or q.values is not None:
+        return inside, excess
+    stored = {p[0] for p in series}
+    at_bounds = [
+        value_at(series, bound, stepwise)
+        for bound in dict.fromkeys((q.start, q.end))
+        if bound is not None and bound not in stored
+    ]
+    extra = [p for p in at_bounds if p is not None][: keep - len(inside)]
+    return sorted(inside + extra), excess
+
+
+# --- the stacks ----------------------------------------------------------------------------
+
+
+class Resources:
+    """Databases, in-process apps and servers, made once per module on first use."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.exit = ExitStack()
+        self.databases: dict[str, str] = {}
+        self.apps: dict[str, Any] = {}
+        self.servers: dict[str, Server] = {}
+
+    def database(self, kind: str, postgres_admin: str | None) -> str:
+        if kind not in self.databases:
+            if kind == "sqlite":
+                url = f"sqlite:///{self.tmp / 'sdk.db'}"
+            else:
+                assert postgres_admin is not None
+                # dropped when the module is done
+                url = self.exit.enter_context(contextmanager(_fresh_postgres)(postgres_admin))
+            upgrade(url)
+            self.databases[kind] = url
+        return self.databases[kind]
+
+    def app(self, kind: str) -> Any:
+        if kind not in self.apps:
+            settings = Settings(
+                database_url=self.databases[kind], collector_enabled=False, timezone=TZ_NAME
+            )
+            app = create_app(settings)
+            self.exit.callback(app.state.engine.dispose)
+            self.apps[kind] = app
+        return self.apps[kind]
+
+    def server(self, kind: str) -> Server:
+        if kind not in self.servers:
+            server = Server(
+                self.databases[kind],
+                self.tmp,
+                METERHUB_COLLECTOR_ENABLED="false",
+                METERHUB_TIMEZONE=TZ_NAME,
+            )
+            self.servers[kind] = self.exit.enter_context(server)
+        return self.servers[kind]
+
+
+@pytest.fixture(scope="module")
+def resources(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Resources]:
+    found = Resources(tmp_path_factory.mktemp("sdk"))
+    with found.exit:
+        yield found
+
+
+@dataclass
+class Stack:
+    """One client kind on one transport and database, with its own data source."""
+
+    name: str
+    client: Any  # DataInteractionClient | AsyncDataInteractionClient
+    raw: Any  # httpx.Client | httpx.AsyncClient, same transport
+    runner: asyncio.Runner | None
+    source: str
+    tags: list[Tag] = field(default_factory=list)
+    written: list[int] = field(default_factory=list)
+
+    def run(self, result: Any) -> Any:
+        """The result of a client call: awaited when the client is async."""
+        return self.runner.run(result) if self.runner else result
+
+    def connect(self, source: str) -> dict[str, Any]:
+        answer: dict[str, Any] = self.run(self.client.connect(source))
+        return answer
+
+    def set_data(self, tags: Tag | list[Tag]) -> int:
+        written: int = self.run(self.client.set_data(tags))
+        return written
+
+    def get_data(self, request: RequestData | None = None, **changes: Any) -> list[dict[str, Any]]:
+        answer: list[dict[str, Any]] = self.run(self.client.get_data(request, **changes))
+        return answer
+
+    def http(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response: httpx.Response = self.run(self.raw.request(method, path, **kwargs))
+        return response
+
+    def post_raw(self, path: str, content: bytes) -> dict[str, Any]:
+        """POST ``content`` as is; the platform's JSON answer (always HTTP 200 for errors)."""
+        response = self.http(
+            "POST", path, content=content, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 200, response.text[:300]
+        answer: dict[str, Any] = response.json()
+        return answer
+
+    def wire_ids(self) -> list[str | dict[str, str]]:
+        return [plan.wire_id(self.source) for plan in PLANS]
+
+    def read_all(self) -> list[list[Pt]]:
+        """Every stored point of the five tags, through the SDK."""
+        answer = self.get_data(tag_id=[tag.id for tag in self.tags], from_time=0, actual=True)
+        assert [entry["excess"] for entry in answer] == [False] * len(PLANS)
+        return [[(p["x"], p["y"], p["q"]) for p in entry["data"]] for entry in answer]
+
+
+STACKS = [
+    pytest.param((db, kind), id=f"{db}-{kind}", marks=[pytest.mark.postgres] * (db == "postgresql"))
+    for db in ("sqlite", "postgresql")
+    for kind in ("async-asgi", "sync-server", "async-server")
+]
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def stack(request: pytest.FixtureRequest, resources: Resources) -> Iterator[Stack]:
+    """A client with its data source holding the 10,000 points of ``WORLD``."""
+    db, kind = request.param
+    admin = request.getfixturevalue("postgres_admin") if db == "postgresql" else None
+    resources.database(db, admin)
+    source = f"sdk-{kind}"
+    options: dict[str, Any] = {"max_points_per_request": BATCH, "retries": 0, "timeout": 60}
+    with ExitStack() as exit:
+        runner: asyncio.Runner | None = None
+        if kind == "async-asgi":
+            runner = exit.enter_context(asyncio.Runner())
+            app = resources.app(db)
+            base = "http://meterhub.test"
+            client: Any = AsyncDataInteractionClient(
+                base, transport=httpx.ASGITransport(app=app), **options
+            )
+            raw: Any = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url=base, timeout=60
+            )
+        else:
+            base = resources.server(db).url
+            if kind == "sync-server":
+                client = exit.enter_context(DataInteractionClient(base, **options))
+                raw = exit.enter_context(httpx.Client(base_url=base, timeout=60))
+            else:
+                runner = exit.enter_context(asyncio.Runner())
+                client = AsyncDataInteractionClient(base, **options)
+                raw = httpx.AsyncClient(base_url=base, timeout=60)
+        if runner is not None:
+            exit.callback(runner.run, client.aclose())
+            exit.callback(runner.run, raw.aclose())
+        found = Stack(f"{db}-{kind}", client, raw, runner, source)
+        create_source(found, source)
+        push_world(found)
+        yield found
+
+
+def create_source(stack: Stack, source: str, plans: tuple[TagPlan, ...] = PLANS) -> None:
+    body = {
+        "id": source,
+        "name": f"SDK test {source}",
+        "config": {"poll": 5},
+        "tags": [
+            {
+                "id": plan.wire_id(source),
+                "value_type": plan.value_type,
+                "unit": "u" + plan.name,
+                "attributes": {"line": plan.name},
+            }
+            for plan in plans
+        ],
+    }
+    created = stack.http("POST", "/api/v1/data-sources/", json=body)
+    assert created.status_code == 201, created.text
+
+
+def push_world(stack: Stack) -> None:
+    """Connect and push ``WORLD`` in three rounds; ``stack.written`` gets each round's count."""
+    answer = stack.connect(stack.source)
+    stack.tags = tags = stack.client.create_tags(answer["tags"])
+    rng = random.Random(7)
+    # round 1: 1,200 points a tag through add_data, in shuffled order
+    orders = [rng.sample(range(POINTS_PER_TAG), POINTS_PER_TAG) for _ in PLANS]
+    for tag, plan, series, order in zip(tags, PLANS, WORLD.first, orders, strict=True):
+        for k in order[:1200]:
+            ts, value, quality = series[k]
+            tag.add_data(time_form(ts, k), value_form(value, plan, k), quality)
+    stack.written.append(stack.set_data(tags))
+    buffered = [len(tag) for tag in tags]
+    # round 2: the other 800 a tag through update (one call a tag)
+    for tag, plan, series, order in zip(tags, PLANS, WORLD.first, orders, strict=True):
+        tag.update(
+            {
+                "x": time_form(series[k][0], k + 3),
+                "y": value_form(series[k][1], plan, k),
+                "q": series[k][2],
+            }
+            for k in sorted(order[1200:])
+        )
+    stack.written.append(stack.set_data(tags))
+    buffered += [len(tag) for tag in tags]
+    # round 3: the duplicates, some changed; the first tag alone, the others together
+    for tag, plan, batch in zip(tags, PLANS, WORLD.resent, strict=True):
+        for k, (ts, value, quality) in enumerate(batch):
+            tag.add_data(time_form(ts, k), value_form(value, plan, k), quality)
+    stack.written.append(stack.set_data(tags[0]))
+    stack.written.append(stack.set_data(tags[1:]))
+    buffered += [len(tag) for tag in tags]
+    stack.written.append(sum(buffered))  # 0: every acknowledged point left the buffers
+
+
+# --- connect and push ------------------------------------------------------------------------
+
+
+def test_connect_gives_the_source_and_its_tags(stack: Stack) -> None:
+    answer = stack.connect(stack.source)
+    assert answer["error"] == {"id": 0}
+    assert answer["attributes"] == {"smtActive": True, "smtJsonConfigString": '{"poll": 5}'}
+    assert [tag["id"] for tag in answer["tags"]] == stack.wire_ids()
+    for tag, plan in zip(answer["tags"], PLANS, strict=True):
+        assert tag["attributes"] == {
+            "line": plan.name,
+            "smtTagValueTypeCode": plan.value_type,
+            "smtTagValueScale": 1.0,
+            "smtTagUnit": "u" + plan.name,
+        }
+    assert stack.tags[2].id == TagId("kW", stack.source)
+    assert [tag.wire_id for tag in stack.tags] == stack.wire_ids()
+
+
+def test_push_10000_points_in_batches_with_upserts(stack: Stack) -> None:
+    assert stack.written == [6000, 4000, 50, 200, 0]
+    with pytest.raises(NoDataToSend):
+        stack.set_data(stack.tags)
+    stored = stack.read_all()
+    assert sum(len(s) for s in stored) == 10_000
+    assert stored == WORLD.series
+
+
+# --- the read-back matrix ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Period:
+    """``from``/``to`` as sent (any SDK time form) and as µs, and a grid step for it."""
+
+    start: Any
+    end: Any
+    start_us: int | None
+    end_us: int | None
+    step: int
+
+
+def _period(start: int | None, end: int | None, form_start: int = 0, form_end: int = 0) -> Period:
+    bounded = start is not None and end is not None
+    # ~30 instants, off the stored points
+    step = max(1, abs((end or 0) - (start or 0)) // 29) + 7 if bounded else 60_000_000
+    return Period(
+        None if start is None else time_form(start, form_start),
+        None if end is None else time_form(end, form_end),
+        start,
+        end,
+        step,
+    )
+
+
+A, B = WORLD.anchors, WORLD.between
+PERIODS = {
+    # latest value only
+    "none": _period(None, None),
+    # open end; the start between points (ISO 8601 with a +05:45 offset)
+    "from": _period(B["b4"], None, form_start=3),
+    # open start; the end on a point every tag holds (naive datetime, server's zone)
+    "to": _period(None, A["a0"], form_end=4),
+    # from before every point (no value there: never extrapolated) to between points
+    "both": _period(T0 - 3_600_000_000, B["b0"], form_start=1, form_end=0),
+    # both on stored points (int µs, numeric string)
+    "exact": _period(A["a1"], A["a2"], form_start=0, form_end=6),
+    # both between points (naive ISO string, aware datetime in the server's zone)
+    "between": _period(B["b1"], B["b2"], form_start=5, form_end=2),
+    # from after to: an empty period
+    "reversed": _period(A["a2"], A["a1"]),
+    # after the last point: only the stepwise tag holds a value there
+    "after": _period(WORLD.last + 600_000_000, WORLD.last + 7_200_000_000, 4, 3),
+    # one instant between points
+    "instant": _period(B["b3"], B["b3"], form_start=1, form_end=0),
+}
+VALUES: dict[str, Any] = {"none": None, "one": 1, "list": [2.5, 0]}
+MAX_COUNTS = {"none": None, "small": SMALL_MAX_COUNT, "large": LARGE_MAX_COUNT}
+
+
+def check_history(
+    stack: Stack, answer: list[dict[str, Any]], q: Query, as_iso: bool, label: str
+) -> None:
+    assert [entry["tagId"] for entry in answer] == stack.wire_ids(), label
+    for entry, plan, series in zip(answer, PLANS, WORLD.series, strict=True):
+        where = f"{label} tag={plan.name}"
+        expected, excess = expected_history(series, plan.stepwise, q)
+        got = [(decode_time(p["x"], as_iso, where), p["y"], p["q"]) for p in entry["data"]]
+        assert entry["excess"] is excess, where
+        assert [(ts, quality) for ts, _, quality in got] == [
+            (ts, quality) for ts, _, quality in expected
+        ], where
+        assert [value for _, value, _ in got] == pytest.approx(
+            [value for _, value, _ in expected], rel=1e-12, abs=1e-9
+        ), where
+        if excess and q.step is None and q.max_count is not None and q.max_count >= 4:
+            check_thinning(series, got, q, where)
+
+
+def check_thinning(series: list[Pt], got: list[Pt], q: Query, where: str) -> None:
+    """The documented invariants of thinning, whatever the exact bucket rule."""
+    assert q.max_count is not None
+    assert len(got) <= q.max_count, where
+    stored = set(series)
+    bounds = {q.start, q.end} - {p[0] for p in series}
+    kept = [p for p in got if p[0] not in bounds]
+    assert set(kept) <= stored, where
+    period = [
+        p
+        for p in series
+        if (q.start is None or p[0] >= q.start)
+        and (q.end is None or p[0] <= q.end)
+        and (q.values is None or p[1] in q.values)
+    ]
+    lowest = min(period, key=lambda p: (p[1], p[0]))
+    highest = min(period, key=lambda p: (-p[1], p[0]))
+    assert {period[0], period[-1], lowest, highest} <= set(kept), where
+
+
+def decode_time(x: Any, as_iso: bool, where: str) -> int:
+    if not as_iso:
+        assert type(x) is int, where
+        return x
+    assert isinstance(x, str), where
+    moment = datetime.fromisoformat(x)
+    assert moment.utcoffset() == moment.astimezone(ZONE).utcoffset(), (where, x)
+    return to_us(moment)
+
+
+@pytest.mark.parametrize("value", list(VALUES), ids=[f"value-{v}" for v in VALUES])
+@pytest.mark.parametrize("max_count", list(MAX_COUNTS), ids=[f"max-{m}" for m in MAX_COUNTS])
+@pytest.mark.parametrize("with_step", [False, True], ids=["raw", "step"])
+@pytest.mark.parametrize("actual", [None, True, False], ids=["actual-absent", "actual", "stored"])
+@pytest.mark.parametrize("period", list(PERIODS))
+def test_read_back_matrix(
+    stack: Stack, period: str, actual: bool | None, with_step: bool, max_count: str, value: str
+) -> None:
+    """One combination of from/to, actual, timeStep, maxCount and value; format absent and
+    true (two requests, the same points)."""
+    p = PERIODS[period]
+    filter_by = VALUES[value]
+    q = Query(
+        start=p.start_us,
+        end=p.end_us,
+        actual=actual,
+        step=p.step if with_step else None,
+        max_count=MAX_COUNTS[max_count],
+        values=None
+        if filter_by is None
+        else tuple(float(v) for v in (filter_by if isinstance(filter_by, list) else [filter_by])),
+    )
+    request = stack.client.create_request_data(
+        tag_id=[tag.id for tag in stack.tags],
+        from_time=p.start,
+        to_time=p.end,
+        max_count=q.max_count,
+        time_step=timedelta(microseconds=p.step) if with_step else None,
+        value=filter_by,
+        actual=actual,
+    )
+    for as_iso in (None, True):
+        label = f"{stack.name} {q} format={as_iso}"
+        refused = q.refusal()
+        if refused is None:
+            answer = stack.get_data(request, format_param=as_iso)
+            check_history(stack, answer, q, bool(as_iso), label)
+            continue
+        with pytest.raises(ServerResponseError) as caught:
+            stack.get_data(request, format_param=as_iso)
+        assert type(caught.value) is ServerResponseError, label
+        assert caught.value.error_id == ErrorCode.BAD_PARAMETER, label
+        assert refused in caught.value.message, (label, caught.value.message)
+
+
+def _edges(period: str) -> list[int]:
+    """maxCount below 4, at bucket sizes, and at each tag's count of stored points -1..+2."""
+    p = PERIODS[period]
+    assert p.start_us is not None
+    assert p.end_us is not None
+    counts = [sum(p.start_us <= ts <= p.end_us for ts, _, _ in s) for s in WORLD.series]
+    return sorted({1, 2, 3, 4, 5, 8, 9} | {n + d for n in counts for d in (-1, 0, 1, 2)})
+
+
+@pytest.mark.parametrize(
+    ("period", "max_count"),
+    [(period, n) for period in ("both", "between") for n in _edges(period)],
+)
+def test_max_count_edges(stack: Stack, period: str, max_count: int) -> None:
+    """Thinning below 4 (one bucket, cut to the first points), at bucket edges, and where
+    the bound values stop fitting: "both" has a value at its end only (nothing precedes its
+    start), "between" at both bounds, so with room for one only the start one is added."""
+    p = PERIODS[period]
+    q = Query(start=p.start_us, end=p.end_us, max_count=max_count)
+    answer = stack.get_data(
+        tag_id=[tag.id for tag in stack.tags], from_time=p.start, to_time=p.end, max_count=max_count
+    )
+    check_history(stack, answer, q, False, f"{stack.name} {q}")
+
+
+def test_single_tag_ids_and_request_data_reuse(stack: Stack) -> None:
+    """A tag id alone (string or pair), a ``RequestData`` reused with per-call overrides."""
+    p = PERIODS["between"]
+    request = stack.client.create_request_data(
+        tag_id=stack.tags[2].id, from_time=p.start, to_time=p.end, actual=True
+    )
+    for tag, plan, series in zip(stack.tags, PLANS, WORLD.series, strict=True):
+        for override in ({"tag_id": tag.id}, {"tag_id": tag.wire_id}, {"tag_id": tag}):
+            (entry,) = stack.get_data(request, **override)
+            assert entry["tagId"] == plan.wire_id(stack.source)
+            expected, _ = expected_history(series, plan.stepwise, Query(p.start_us, p.end_us, True))
+            assert [(d["x"], d["y"], d["q"]) for d in entry["data"]] == expected
+    assert request.tag_id == stack.tags[2].id  # overrides left the request as it was
+    request.update(from_time=None, to_time=None, actual=None)
+    (entry,) = stack.get_data(request)
+    assert [(d["x"], d["y"], d["q"]) for d in entry["data"]] == WORLD.series[2][-1:]
+
+
+# --- unknown and inactive sources, unknown tags ----------------------------------------------
+
+
+def test_unknown_source(stack: Stack) -> None:
+    with pytest.raises(DataSourceNotFound) as caught:
+        stack.connect("no-such-source")
+    assert caught.value.error_id == 2
+
+
+def test_unknown_tag(stack: Stack) -> None:
+    known = stack.tags[0]
+    for tag_id in ("no.such.tag", [known.id, "no.such.tag"], TagId("nope", stack.source)):
+        with pytest.raises(TagNotFound) as caught:
+            stack.get_data(tag_id=tag_id)
+        assert caught.value.error_id == 4
+    # one request names a known and an unknown tag: nothing of it is written
+    stranger = Tag("no.such.tag")
+    known.add_data(WORLD.last + 1, 1.0)
+    stranger.add_data(WORLD.last + 1, 1.0)
+    with pytest.raises(TagNotFound):
+        stack.set_data([known, stranger])
+    assert (len(known), len(stranger)) == (1, 1)  # still buffered
+    known.clear_data()
+    assert stack.read_all() == WORLD.series
+
+
+def test_inactive_source(stack: Stack) -> None:
+    source = f"{stack.source}-off"
+    plans = (TagPlan("flow", 1), TagPlan("valve", 3, pair=True))
+    create_source(stack, source, plans)
+    tags = stack.client.create_tags(stack.connect(source)["tags"])
+    before = [(T0 + 1_000_000, 1.5, 0), (T0 + 2_000_000, 0.0, 1)]
+    for tag in tags:
+        tag.update([{"x": ts, "y": y, "q": q} for ts, y, q in before])
+    assert stack.set_data(tags) == 4
+
+    def history() -> list[list[Pt]]:
+        answer = stack.get_data(tag_id=[t.id for t in tags], from_time=0, actual=True)
+        return [[(p["x"], p["y"], p["q"]) for p in entry["data"]] for entry in answer]
+
+    assert history() == [before, before]
+    patched = stack.http("PATCH", f"/api/v1/data-sources/{source}/", json={"active": False})
+    assert patched.status_code == 200, patched.text
+    assert patched.json()["active"] is False
+
+    with pytest.raises(DataSourceNotActive) as refused:
+        stack.connect(source)
+    assert refused.value.error_id == 3
+    for tag in tags:
+        tag.add_data(T0 + 3_000_000, 7)
+    with pytest.raises(ServerResponseError) as caught:
+        stack.set_data(tags)
+    assert caught.value.error_id == 3
+    assert [len(tag) for tag in tags] == [1, 1]  # kept for a later try
+    body = {"data": [{"tagId": tags[0].wire_id, "data": [{"x": T0, "y": 1}]}]}
+    assert stack.post_raw("/smt/data/set", json.dumps(body).encode())["error"]["id"] == 3
+    assert history() == [before, before]  # still readable, unchanged
+
+    stack.http("PATCH", f"/api/v1/data-sources/{source}/", json={"active": True})
+    assert stack.connect(source)["attributes"]["smtActive"] is True
+    assert stack.set_data(tags) == 2
+    assert history() == [[*before, (T0 + 3_000_000, 7, 0)]] * 2
+    assert stack.read_all() == WORLD.series
+
+
+# --- malformed requests: each its own error id, nothing stored changes -----------------------
+
+FIRST = WORLD.series[0]
+
+
+def good_records(ids: list[Any]) -> list[dict[str, Any]]:
+    """Records that would add a point and change one if a request were (partly) applied."""
+    return [
+        {"tagId": ids[0], "data": [{"x": WORLD.last + 5, "y": 5, "q": 0}]},
+        {"tagId": ids[2], "data": [{"x": WORLD.series[2][10][0], "y": 999.5, "q": 9}]},
+    ]
+
+
+BAD_POINTS: dict[str, tuple[dict[str, Any] | Any, int]] = {
+    "x-text": ({"x": "yesterday", "y": 1}, 5),
+    "x-impossible-date": ({"x": "2024-02-30T10:00:00", "y": 1}, 5),
+    "x-float": ({"x": 1.7e15, "y": 1}, 5),
+    "x-bool": ({"x": True, "y": 1}, 5),
+    "x-null": ({"x": None, "y": 1}, 5),
+    "x-list": ({"x": [1], "y": 1}, 5),
+    "x-empty": ({"x": "", "y": 1}, 5),
+    "y-text": ({"x": FIRST[5][0], "y": "12"}, 6),
+    "y-null": ({"x": FIRST[5][0], "y": None}, 6),
+    "y-bool": ({"x": FIRST[5][0], "y": True}, 6),
+    "y-object": ({"x": FIRST[5][0], "y": {"v": 1}}, 6),
+    "y-nan": ({"x": FIRST[5][0], "y": math.nan}, 6),
+    "y-infinity": ({"x": FIRST[5][0], "y": -math.inf}, 6),
+    "y-overflow": ({"x": FIRST[5][0], "y": "OVERFLOW"}, 6),
+    "q-float": ({"x": FIRST[5][0], "y": 1, "q": 0.5}, 1),
+    "q-too-big": ({"x": FIRST[5][0], "y": 1, "q": 40_000}, 1),
+    "q-text": ({"x": FIRST[5][0], "y": 1, "q": "0"}, 1),
+    "q-bool": ({"x": FIRST[5][0], "y": 1, "q": True}, 1),
+    "point-not-object": (5, 1),
+    "point-without-y": ({"x": FIRST[5][0]}, 1),
+}
+
+
+def _set_body(ids: list[Any], records: list[Any], **extra: Any) -> bytes:
+    text = json.dumps({"data": [*good_records(ids), *records], **extra})
+    return text.replace('"OVERFLOW"', "1e999").encode()
+
+
+def _bad_point(point: Any) -> Callable[[list[Any]], bytes]:
+    return lambda ids: _set_body(ids, [{"tagId": ids[1], "data": [point]}])
+
+
+SET_CASES: dict[str, tuple[Callable[[list[Any]], bytes], int]] = {
+    **{name: (_bad_point(point), err) for name, (point, err) in BAD_POINTS.items()},
+    "record-without-tagId": (lambda ids: _set_body(ids, [{"data": []}]), 1),
+    "record-not-object": (lambda ids: _set_body(ids, ["flow"]), 1),
+    "record-data-not-list": (
+        lambda ids: _set_body(ids, [{"tagId": ids[1], "data": {"x": 1, "y": 1}}]),
+        1,
+    ),
+    "tagId-number": (lambda ids: _set_body(ids, [{"tagId": 5, "data": []}]), 1),
+    "tagId-half-pair": (lambda ids: _set_body(ids, [{"tagId": {"tagName": "kW"}, "data": []}]), 1),
+    "tagId-unknown": (lambda ids: _set_body(ids, [{"tagId": "no.such.tag", "data": []}]), 4),
+    "params-not-object": (lambda ids: _set_body(ids, [], params=[1]), 1),
+    "no-data": (lambda ids: b"{}", 1),
+    "not-json": (lambda ids: b'{"data": [', 1),
+    "body-an-array": (lambda ids: json.dumps(good_records(ids)).encode(), 1),
+    "body-over-8MiB": (lambda ids: _set_body(ids, [], pad="x" * (8 * MiB)), 7),
+    "over-200000-points": (
+        lambda ids: _set_body(
+            ids, [{"tagId": ids[1], "data": [{"x": i, "y": 0} for i in range(200_001)]}]
+        ),
+        7,
+    ),
+}
+
+
+def good_params(ids: list[Any]) -> dict[str, Any]:
+    return {"tagId": ids, "from": WORLD.anchors["a1"], "to": WORLD.anchors["a2"]}
+
+
+GET_CASES: dict[str, tuple[dict[str, Any], int]] = {
+    "from-text": ({"from": "soon"}, 5),
+    "from-bool": ({"from": True}, 5),
+    "from-float": ({"from": 1.5e15}, 5),
+    "to-list": ({"to": [1]}, 5),
+    "to-null": ({"to": None}, 5),
+    "to-impossible-date": ({"to": "2024-13-01"}, 5),
+    "maxCount-zero": ({"maxCount": 0}, 1),
+    "maxCount-negative": ({"maxCount": -3}, 1),
+    "maxCount-text": ({"maxCount": "ten"}, 1),
+    "maxCount-bool": ({"maxCount": True}, 1),
+    "maxCount-float": ({"maxCount": 2.5}, 1),
+    "timeStep-zero": ({"timeStep": 0}, 1),
+    "timeStep-negative": ({"timeStep": -60}, 1),
+    "timeStep-text": ({"timeStep": "1m"}, 1),
+    "timeStep-without-to": ({"timeStep": 60_000_000, "to": "DROP"}, 1),
+    "timeStep-without-bounds": ({"timeStep": 60_000_000, "from": "DROP", "to": "DROP"}, 1),
+    "timeStep-with-value": ({"timeStep": 60_000_000, "value": 1}, 1),
+    "timeStep-grid-over-cap": ({"timeStep": 1}, 1),
+    "value-text": ({"value": "abc"}, 6),
+    "value-nan-text": ({"value": "nan"}, 6),
+    "value-null": ({"value": None}, 6),
+    "value-bool": ({"value": True}, 6),
+    "value-object": ({"value": {}}, 6),
+    "value-list-with-text": ({"value": [1, "x"]}, 6),
+    "format-text": ({"format": "maybe"}, 1),
+    "format-null": ({"format": None}, 1),
+    "actual-number": ({"actual": 2}, 1),
+    "unknown-parameter": ({"limit": 5}, 1),
+    "no-tagId": ({"tagId": "DROP"}, 1),
+    "tagId-empty": ({"tagId": ""}, 1),
+    "tagId-number": ({"tagId": 5}, 1),
+    "tagId-with-slash": ({"tagId": "a/b"}, 1),
+    "tagId-list-with-null": ({"tagId": ["DROP-LIST"]}, 1),
+    "tagId-unknown": ({"tagId": ["no.such.tag"]}, 4),
+}
+GET_BODIES: dict[str, tuple[Callable[[list[Any]], bytes], int]] = {
+    "params-not-object": (lambda ids: b'{"params": [1]}', 1),
+    "not-json": (lambda ids: b'{"params": {', 1),
+    "body-over-8MiB": (
+        lambda ids: json.dumps({"params": good_params(ids), "pad": "x" * (8 * MiB)}).encode(),
+        7,
+    ),
+}
+CONNECT_CASES: dict[str, tuple[bytes, int]] = {
+    "no-id": (b"{}", 1),
+    "id-list": (b'{"id": ["a"]}', 1),
+    "id-object": (b'{"id": {"a": 1}}', 1),
+    "id-bool": (b'{"id": true}', 1),
+    "id-unknown": (b'{"id": "no-such-source"}', 2),
+    "not-json": (b"{", 1),
+    "body-an-array": (b"[]", 1),
+    "body-over-8MiB": (b'{"id": "x", "pad": "' + b"x" * (8 * MiB) + b'"}', 7),
+}
+
+
+def _get_body(ids: list[Any], change: dict[str, Any]) -> bytes:
+    params = good_params(ids)
+    for key, value in change.items():
+        if value == "DROP":
+            params.pop(key)
+        elif value == ["DROP-LIST"]:
+            params[key] = [ids[0], None]
+        else:
+            params[key] = value
+    return json.dumps({"params": params}).encode()
+
+
+def assert_refused(stack: Stack, path: str, body: bytes, error_id: int) -> None:
+    answer = stack.post_raw(path, body)
+    assert answer["error"]["id"] == error_id, answer
+    assert isinstance(answer["error"]["message"], str)
+    assert answer["error"]["message"]
+    assert set(answer) == {"error"}, answer
+    assert stack.read_all() == WORLD.series  # nothing stored changed
+
+
+@pytest.mark.parametrize("case", list(SET_CASES))
+def test_malformed_set_data(stack: Stack, case: str) -> None:
+    build, error_id = SET_CASES[case]
+    assert_refused(stack, "/smt/data/set", build(stack.wire_ids()), error_id)
+
+
+@pytest.mark.parametrize("case", [*GET_CASES, *GET_BODIES])
+def test_malformed_get_data(stack: Stack, case: str) -> None:
+    ids = stack.wire_ids()
+    if case in GET_CASES:
+        change, error_id = GET_CASES[case]
+        body = _get_body(ids, change)
+        if case == "timeStep-grid-over-cap":
+            body = _get_body(ids, {"from": 0, "to": HARD_CAP, "timeStep": 1})
+    else:
+        build, error_id = GET_BODIES[case]
+        body = build(ids)
+    assert_refused(stack, "/smt/data/get", body, error_id)
+
+
+@pytest.mark.parametrize("case", list(CONNECT_CASES))
+def test_malformed_connect(stack: Stack, case: str) -> None:
+    body, error_id = CONNECT_CASES[case]
+    assert_refused(stack, "/smt/dataSources/connect", body, error_id)
+
+
+@pytest.mark.parametrize(
+    ("changes", "field_name"),
+    [
+        ({"time_step": 60_000_000, "to_time": None}, "timeStep"),
+        ({"time_step": 60_000_000, "from_time": None, "to_time": None}, "timeStep"),
+        ({"time_step": 60_000_000, "value": 1}, "value"),
+        ({"time_step": 1, "from_time": 0, "to_time": HARD_CAP}, "timeStep"),
+    ],
+    ids=["step-without-to", "step-without-bounds", "step-with-value", "grid-over-cap"],
+)
+def test_refused_by_the_server_through_the_sdk(
+    stack: Stack, changes: dict[str, Any], field_name: str
+) -> None:
+    """What the SDK sends but the platform's contract refuses: error 1 naming the field."""
+    request = stack.client.create_request_data(
+        tag_id=[tag.id for tag in stack.tags], from_time=A["a1"], to_time=A["a2"]
+    )
+    with pytest.raises(ServerResponseError) as caught:
+        stack.get_data(request, **changes)
+    assert caught.value.error_id == ErrorCode.BAD_PARAMETER
+    assert field_name in caught.value.message
+    assert stack.read_all() == WORLD.series
+
+
+def test_grid_over_cap_cut_by_max_count(stack: Stack) -> None:
+    """A grid over the hard cap is served when maxCount cuts it (rule 5)."""
+    start = WORLD.anchors["a1"]
+    q = Query(start=start, end=start + HARD_CAP, step=1, max_count=50)
+    answer = stack.get_data(
+        tag_id=[tag.id for tag in stack.tags],
+        from_time=start,
+        to_time=start + HARD_CAP,
+        time_step=1,
+        max_count=50,
+    )
+    check_history(stack, answer, q, False, f"{stack.name} {q}")
+
+
+def test_sdk_refuses_bad_input_before_sending(stack: Stack) -> None:
+    tag = stack.tags[0]
+    bad: list[tuple[Any, Any]] = [("yesterday", 1), (1.5, 1), (True, 1), (T0, "12")]
+    for x, y in [*bad, (T0, math.nan), (T0, None)]:
+        with pytest.raises(ValueError, match="bad"):
+            tag.add_data(x, y)
+    with pytest.raises(ValueError, match="bad point #1"):
+        tag.update([{"x": T0, "y": 1}, {"x": T0, "y": math.inf}])
+    assert len(tag) == 0
+    with pytest.raises(ValueError, match="max_count"):
+        stack.client.create_request_data(tag_id=tag.id, max_count=0)
+    with pytest.raises(ValueError, match="time_step"):
+        stack.client.create_request_data(tag_id=tag.id, time_step=-1)
