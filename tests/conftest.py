@@ -16,6 +16,7 @@ from meterhub.api.app import create_app
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
 from meterhub.settings import Settings
+from tests.support import admin_token
 
 PG_ADMIN_URL = os.environ.get("METERHUB_TEST_PG", "postgresql://127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -76,5 +77,6 @@ def engine(database_url: str) -> Iterator[Engine]:
 def api(database_url: str) -> Iterator[TestClient]:
     """The real app in-process (no collector), on a fresh database of each kind."""
     app = create_app(Settings(database_url=database_url, collector_enabled=False))
-    with TestClient(app) as client:
+    headers = {"Authorization": f"token {admin_token(database_url)}"}
+    with TestClient(app, headers=headers) as client:
         yield client

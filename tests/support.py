@@ -14,7 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from meterhub.collector.simulator import Faults, Simulator, SimulatorConfig
+from meterhub.db import make_engine
+from meterhub.migrations import upgrade
+from meterhub.registry.users import create_user, issue_token
 
 
 def free_port() -> int:
@@ -83,8 +88,10 @@ class Server:
             **env,
         }
         self._process: subprocess.Popen[bytes] | None = None
+        self.token = ""
 
     def start(self) -> None:
+        self.token = admin_token(self._env["METERHUB_DATABASE_URL"])
         command = [sys.executable, "-m", "meterhub.cli", "serve", "--port", "0"]
         with self.log.open("wb") as out:
             self._process = subprocess.Popen(
@@ -101,6 +108,14 @@ class Server:
                 return
             time.sleep(0.05)
         raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"token {self.token}"}
+
+    def client(self) -> httpx.Client:
+        """An HTTP client of this server, authenticated as an administrator."""
+        return httpx.Client(base_url=self.url, headers=self.headers, timeout=10)
 
     def stop(self) -> int:
         """Ctrl-C, as a user would; returns the exit code."""
@@ -119,6 +134,17 @@ class Server:
     def __exit__(self, *exc: object) -> None:
         if self._process and self._process.poll() is None:
             self.stop()
+
+
+def admin_token(database_url: str) -> str:
+    """A token of a new administrator in the (migrated) database."""
+    upgrade(database_url)
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        user = create_user(conn, f"admin-{uuid.uuid4().hex[:8]}", "correct horse", is_admin=True)
+        token = issue_token(conn, user.id)
+    engine.dispose()
+    return token
 
 
 def wait_until(predicate: object, timeout: float, interval: float = 0.2) -> None:

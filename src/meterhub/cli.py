@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import Connection
 
+from meterhub.errors import MeterhubError
 from meterhub.settings import Settings
 
 
@@ -43,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_sweep(commands)
     _add_demo(commands)
     _add_source(commands)
+    _add_user(commands)
     _add_db(commands)
     return parser
 
@@ -98,6 +102,7 @@ def _add_simulate(commands: Any) -> None:
     sim.add_argument("--processes", type=int, help="serving processes (default: as needed)")
     sim.add_argument("--register", metavar="URL", help="register the meters with this server")
     sim.add_argument("--source-address", help="local address for registration requests")
+    sim.add_argument("--token", help="API token for --register (unless the server has open ingest)")
     sim.add_argument("--record", type=Path, help="append every answer served to PATH.<n>")
     for fault, what in (
         ("timeout", "never answer"),
@@ -139,7 +144,9 @@ def _simulate(args: argparse.Namespace) -> int:
         processes=args.processes,
         record=args.record,
     )
-    run_simulator(config, register_url=args.register, source_address=args.source_address)
+    run_simulator(
+        config, register_url=args.register, source_address=args.source_address, token=args.token
+    )
     return 0
 
 
@@ -179,7 +186,9 @@ def _add_demo(commands: Any) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from meterhub.demo import run_demo
 
-    run_demo(_settings(args, poll_interval=5.0), port=args.port, meters=args.meters)
+    run_demo(
+        _settings(args, poll_interval=5.0, open_ingest=True), port=args.port, meters=args.meters
+    )
     return 0
 
 
@@ -203,32 +212,86 @@ def _add_source(commands: Any) -> None:
 
 
 def _source_create(args: argparse.Namespace) -> int:
-    from meterhub.db import make_engine
-    from meterhub.errors import InvalidInput
-    from meterhub.migrations import upgrade
     from meterhub.registry.sources import create_source
     from meterhub.registry.tags import TagSpec
+
+    with _transaction(args) as conn:
+        create_source(
+            conn,
+            args.id,
+            args.name or args.id,
+            active=not args.inactive,
+            config=args.config,
+            tag_specs=[TagSpec(tag) for tag in args.tags],
+        )
+    print(f"created data source {args.id} with {len(args.tags)} tags")
+    return 0
+
+
+def _add_user(commands: Any) -> None:
+    user = commands.add_parser("user", help="manage users")
+    actions = user.add_subparsers(required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create a user", description="Create a user.")
+    create.add_argument("username")
+    create.add_argument("--password", required=True, help="at least 8 characters")
+    create.add_argument("--admin", action="store_true", help="may see and change everything")
+    create.add_argument(
+        "--project",
+        dest="projects",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="grant a project (repeatable)",
+    )
+    create.add_argument("--database", dest="database_url", help="database URL")
+    create.set_defaults(handler=_user_create)
+    token = commands.add_parser("token", help="API tokens")
+    token_actions = token.add_subparsers(required=True, metavar="ACTION")
+    issue = token_actions.add_parser(
+        "create", help="print a new token for a user", description="Print a new API token."
+    )
+    issue.add_argument("username")
+    issue.add_argument("--database", dest="database_url", help="database URL")
+    issue.set_defaults(handler=_token_create)
+
+
+def _user_create(args: argparse.Namespace) -> int:
+    from meterhub.registry.users import create_user
+
+    with _transaction(args) as conn:
+        user = create_user(
+            conn, args.username, args.password, is_admin=args.admin, project_ids=args.projects
+        )
+    print(f"created user {user.username} (id {user.id}{', admin' if user.is_admin else ''})")
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    from meterhub.registry.users import issue_token, user_named
+
+    with _transaction(args) as conn:
+        token = issue_token(conn, user_named(conn, args.username).id)
+    print(token)
+    return 0
+
+
+@contextmanager
+def _transaction(args: argparse.Namespace) -> Iterator[Connection]:
+    """A migrated database's transaction; bad input ends the command with its message."""
+    from meterhub.db import make_engine
+    from meterhub.migrations import upgrade
 
     settings = _settings(args)
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
         with engine.begin() as conn:
-            create_source(
-                conn,
-                args.id,
-                args.name or args.id,
-                active=not args.inactive,
-                config=args.config,
-                tag_specs=[TagSpec(tag) for tag in args.tags],
-            )
-    except InvalidInput as exc:
-        print(f"meterhub source create: {exc}", file=sys.stderr)
-        return 2
+            yield conn
+    except MeterhubError as exc:
+        raise SystemExit(f"meterhub: {exc}") from None
     finally:
         engine.dispose()
-    print(f"created data source {args.id} with {len(args.tags)} tags")
-    return 0
 
 
 def _add_db(commands: Any) -> None:

@@ -61,6 +61,14 @@ class SourceInactive(MeterhubError):
     """The data source exists but is deactivated: it accepts no connections or writes."""
 
 
+class Unauthorized(MeterhubError):
+    """No credentials, or credentials that are wrong, expired or revoked."""
+
+
+class Forbidden(MeterhubError):
+    """Authenticated, but this needs an administrator."""
+
+
 class MeterError(MeterhubError):
     """A meter could not be read; the message is what health reports as ``last_error``."""
 

@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         None, description="Local address polls are sent from, e.g. 127.0.0.2 (see README)."
     )
     meter_host: str = Field("127.0.0.1", description="Host of meters registered by port only.")
+    open_ingest: bool = Field(
+        False,
+        description="Serve the counter API and /smt/ calls without a token (trusted networks: "
+        "the original connector client cannot send credentials).",
+    )
     write_batch_size: int = Field(5000, ge=1, description="Readings per store transaction.")
     write_flush_interval: float = Field(
         1.0, gt=0, description="Seconds a reading may wait in the buffer before it is written."

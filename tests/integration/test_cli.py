@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -59,8 +60,8 @@ def test_source_create_makes_a_source_with_tags(
             "plant-1.level",
         ]
     engine.dispose()
-    assert main([*command, "--tag", "other"]) == 2  # the id is taken
-    assert "already exists" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="already exists"):  # the id is taken
+        main([*command, "--tag", "other"])
 
 
 def test_bad_setting_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,8 +87,14 @@ def test_demo_shows_200_online_meters_with_advancing_readings(tmp_path: Path) ->
         stdout=log,
         stderr=subprocess.STDOUT,
     )
+    printed = tmp_path / "demo.log"
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        wait_until(lambda: "Authorization: token" in printed.read_text(), timeout=30)
+        token = re.search(r"Authorization: token (\S+)'", printed.read_text())
+        assert token is not None
+        headers = {"Authorization": f"token {token.group(1)}"}
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=url, headers=headers, timeout=5) as client:
 
             def all_online() -> bool:
                 try:
@@ -100,7 +107,8 @@ def test_demo_shows_200_online_meters_with_advancing_readings(tmp_path: Path) ->
                 )
 
             wait_until(all_online, timeout=30)
-            first = client.get("/counter-data/9000/").json()
+            assert httpx.get(url + "/api/v1/meters/").status_code == 401  # only ingest is open
+            first = httpx.get(url + "/counter-data/9000/").json()
             wait_until(lambda: client.get("/counter-data/9000/").json() != first, timeout=12)
             later = client.get("/counter-data/9000/").json()
             assert later["kW"] > first["kW"]

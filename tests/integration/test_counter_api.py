@@ -43,7 +43,7 @@ def test_register_poll_read_and_delete(database_url: str, tmp_path: Path) -> Non
     with (
         simulator(8, record=record) as sim,
         Server(database_url, tmp_path) as server,
-        httpx.Client(base_url=server.url, timeout=5) as client,
+        server.client() as client,
     ):
         _register(client, sim.meters)
         wait_until(lambda: _all_polled(client, 8, 3), timeout=15)
@@ -78,7 +78,7 @@ def test_archive_filters(database_url: str, tmp_path: Path) -> None:
     with (
         simulator(2) as sim,
         Server(database_url, tmp_path) as server,
-        httpx.Client(base_url=server.url, timeout=5) as client,
+        server.client() as client,
     ):
         _register(client, sim.meters)
         wait_until(lambda: _all_polled(client, 2, 4), timeout=15)
@@ -111,7 +111,7 @@ def test_archive_filters(database_url: str, tmp_path: Path) -> None:
 def quiet_server(database_url: str, tmp_path: Path) -> Iterator[httpx.Client]:
     with (
         Server(database_url, tmp_path, METERHUB_COLLECTOR_ENABLED="false") as server,
-        httpx.Client(base_url=server.url, timeout=5) as client,
+        server.client() as client,
     ):
         yield client
 

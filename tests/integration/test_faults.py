@@ -8,7 +8,6 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-import httpx
 from sqlalchemy import Engine, select
 
 from meterhub.collector.health_store import meter_status
@@ -61,7 +60,7 @@ def test_faulty_meters_are_reported_and_good_ones_keep_schedule(
         assert set(kinds.values()) == {None, *EXPECTED_ERROR}
         server = Server(database_url, tmp_path)
         server.start()
-        with httpx.Client(base_url=server.url, timeout=5) as client:
+        with server.client() as client:
             for meter_id, port in sim.meters:
                 client.post("/counter/", json={"id": meter_id, "port": port}).raise_for_status()
             started = time.monotonic()

@@ -65,8 +65,12 @@ def _dechunk(body: bytes) -> bytes:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     tmp = tmp_path_factory.mktemp("wire")
     url = f"sqlite:///{tmp / 'wire.db'}"
-    with Server(url, tmp, METERHUB_COLLECTOR_ENABLED="false", METERHUB_TIMEZONE="UTC") as running:
-        httpx.post(running.url + "/api/v1/data-sources/", json=SOURCE).raise_for_status()
+    env = {"METERHUB_COLLECTOR_ENABLED": "false", "METERHUB_OPEN_INGEST": "true"}
+    with Server(url, tmp, METERHUB_TIMEZONE="UTC", **env) as running:
+        answer = httpx.post(
+            running.url + "/api/v1/data-sources/", json=SOURCE, headers=running.headers
+        )
+        answer.raise_for_status()
         yield running
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from meterhub.api import counter, meters, smt, sources
+from meterhub.api import auth, counter, meters, projects, scheduler, smt, sources
+from meterhub.api.deps import admin_user, ingest_access
 from meterhub.api.errors import install_error_handlers
 from meterhub.collector.service import Collector
 from meterhub.db import make_engine
@@ -40,7 +41,12 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
     install_error_handlers(app)
-    for router in (counter.router, meters.router, sources.router, smt.router):
+    # surfaces without a user concept: any valid token, or none with open ingest
+    app.include_router(counter.router, dependencies=[Depends(ingest_access)])
+    app.include_router(smt.router, dependencies=[Depends(ingest_access)])
+    app.include_router(sources.router, dependencies=[Depends(admin_user)])
+    # routers whose routes check the user (and its projects) themselves
+    for router in (auth.router, meters.router, projects.router, scheduler.router):
         app.include_router(router)
     app.add_middleware(CollapseLeadingSlashes)
     return app

@@ -1,4 +1,4 @@
-"""Request dependencies: the database connection and the settings of the running app."""
+"""Request dependencies: the database connection, the settings, and who is calling."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 
+from meterhub.errors import Forbidden, NotFound, Unauthorized
+from meterhub.registry.users import User, user_for_token
 from meterhub.settings import Settings
 
 
@@ -34,3 +36,42 @@ def get_conn(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connect
 ConnDep = Annotated[Connection, Depends(get_conn, scope="function")]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def presented_token(request: Request) -> str | None:
+    """The token of ``Authorization: token <user_id>:<40 hex>``, if any."""
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() if scheme.lower() == "token" and value.strip() else None
+
+
+def current_user(request: Request, engine: EngineDep) -> User:
+    """The caller, from its token; ``Unauthorized`` (401) without a valid one."""
+    token = presented_token(request)
+    if token is None:
+        raise Unauthorized("authentication required: send Authorization: token <token>")
+    with engine.connect() as conn:
+        return user_for_token(conn, token)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def admin_user(user: CurrentUser) -> User:
+    if not user.is_admin:
+        raise Forbidden("this needs an administrator")
+    return user
+
+
+AdminUser = Annotated[User, Depends(admin_user)]
+
+
+def ingest_access(request: Request, settings: SettingsDep, engine: EngineDep) -> None:
+    """Counter and platform calls: any valid user, or anyone with ``open_ingest``."""
+    if not settings.open_ingest:
+        current_user(request, engine)
+
+
+def check_project(user: User, project_id: int) -> None:
+    """``NotFound`` for a project the user may not see (its existence is not revealed)."""
+    if not user.can_access(project_id):
+        raise NotFound(f"no project with id {project_id}")

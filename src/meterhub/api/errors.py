@@ -2,9 +2,12 @@
 
 - ``/smt/...``: HTTP 200 ``{"error": {"id": N, "message": "..."}}``, N per kind (below);
   an unexpected failure is HTTP 500 with id 8.
+- ``/api/v1/scheduler/...``: ``{"meta": {"code": <HTTP status>, "message": "..."},
+  "data": null}`` with that status;
 - everything else: bad input is 400 with
-  ``{"detail": "...", "errors": {"<field>": ["<message>", ...]}}``; a missing object 404,
-  an inactive source 409, an oversized request 413, each with ``{"detail": "..."}``.
+  ``{"detail": "...", "errors": {"<field>": ["<message>", ...]}}``; no valid token 401,
+  admin only 403, a missing (or another project's) object 404, an inactive source 409,
+  an oversized request 413, each with ``{"detail": "..."}``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from meterhub.errors import (
+    Forbidden,
     InvalidInput,
     InvalidTime,
     InvalidValue,
@@ -25,6 +29,7 @@ from meterhub.errors import (
     NotFound,
     SourceInactive,
     TooLarge,
+    Unauthorized,
     UnknownSource,
     UnknownTag,
 )
@@ -47,9 +52,12 @@ SMT_INTERNAL = 8
 STATUS: tuple[tuple[type[MeterhubError], int], ...] = (
     (TooLarge, 413),
     (InvalidInput, 400),
+    (Unauthorized, 401),
+    (Forbidden, 403),
     (NotFound, 404),
     (SourceInactive, 409),
 )
+SCHEDULER_PREFIX = "/api/v1/scheduler/"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -71,9 +79,17 @@ async def _domain_error(request: Request, exc: MeterhubError) -> JSONResponse:
         error_id = next(i for kind, i in SMT_ERROR_IDS if isinstance(exc, kind))
         return _smt(error_id, str(exc))
     status = next(code for kind, code in STATUS if isinstance(exc, kind))
+    headers = {"WWW-Authenticate": "Token"} if status == 401 else None
+    if request.url.path.startswith(SCHEDULER_PREFIX):
+        return _meta(status, str(exc), headers)
     if isinstance(exc, InvalidInput) and status == 400:
         return invalid_response(exc.errors)
-    return JSONResponse({"detail": str(exc)}, status_code=status)
+    return JSONResponse({"detail": str(exc)}, status_code=status, headers=headers)
+
+
+def _meta(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = {"meta": {"code": status, "message": message}, "data": None}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -88,10 +104,12 @@ def invalid_response(errors: dict[str, list[str]]) -> JSONResponse:
     return JSONResponse({"detail": f"invalid input: {fields}", "errors": errors}, status_code=400)
 
 
-async def _request_invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _request_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors: dict[str, list[str]] = {}
     for error in exc.errors():
         errors.setdefault(_field_name(error), []).append(_message(error))
+    if request.url.path.startswith(SCHEDULER_PREFIX):
+        return _meta(400, "; ".join(f"{f}: {', '.join(m)}" for f, m in errors.items()))
     return invalid_response(errors)
 
 

@@ -7,12 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
-from meterhub.api.deps import ConnDep, SettingsDep
+from meterhub.api.deps import AdminUser, ConnDep, CurrentUser, SettingsDep
 from meterhub.collector.health import Status
 from meterhub.collector.meter_view import MeterFilter, MeterView, list_meter_views, meter_view
-from meterhub.errors import InvalidInput
+from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.channels import DeviceType
-from meterhub.registry.devices import create_device, delete_device, set_enabled
+from meterhub.registry.devices import (
+    create_device,
+    delete_device,
+    device_project,
+    get_device,
+    set_enabled,
+)
+from meterhub.registry.users import User
 from meterhub.settings import Settings
 from meterhub.times import iso
 
@@ -101,10 +108,20 @@ def _public(view: MeterView, settings: Settings) -> MeterPublic:
     )
 
 
+def _visible(conn: ConnDep, user: User, device_id: str) -> None:
+    """``NotFound`` unless the user may see the meter (admins: all; others: their projects')."""
+    if user.is_admin:
+        return
+    project_id = device_project(conn, get_device(conn, device_id))
+    if project_id is None or not user.can_access(project_id):
+        raise NotFound(f"no meter with id {device_id}")
+
+
 @router.get("/", operation_id="listMeters")
 def list_meters(
     conn: ConnDep,
     settings: SettingsDep,
+    user: CurrentUser,
     status: Status | None = None,
     type: DeviceType | None = None,
     enabled: bool | None = None,
@@ -112,8 +129,17 @@ def list_meters(
     page: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> MetersPublic:
-    """Meters with their poll health and latest reading, filtered and paginated."""
-    where = MeterFilter(status=status, type=type, enabled=enabled, search=search)
+    """Meters with their poll health and latest reading, filtered and paginated.
+
+    Administrators see every meter; other users the meters of their projects' houses.
+    """
+    where = MeterFilter(
+        status=status,
+        type=type,
+        enabled=enabled,
+        search=search,
+        project_ids=None if user.is_admin else user.project_ids,
+    )
     total, views = list_meter_views(conn, where, offset=(page - 1) * page_size, limit=page_size)
     return MetersPublic(
         count=total,
@@ -126,8 +152,10 @@ def list_meters(
 
 
 @router.post("/", status_code=201, operation_id="createMeter")
-def create_meter(body: MeterCreate, conn: ConnDep, settings: SettingsDep) -> MeterPublic:
-    """Register a meter; with a port it is polled from the next registry check on."""
+def create_meter(
+    body: MeterCreate, conn: ConnDep, settings: SettingsDep, _admin: AdminUser
+) -> MeterPublic:
+    """Register a meter (administrators); with a port it is polled within a second."""
     if body.host is not None and body.port is None:
         raise InvalidInput.field("port", "required when host is given")
     host = body.host or (settings.meter_host if body.port is not None else None)
@@ -136,16 +164,20 @@ def create_meter(body: MeterCreate, conn: ConnDep, settings: SettingsDep) -> Met
 
 
 @router.get("/{device_id}/", operation_id="getMeter")
-def get_meter(device_id: str, conn: ConnDep, settings: SettingsDep) -> MeterPublic:
+def get_meter(
+    device_id: str, conn: ConnDep, settings: SettingsDep, user: CurrentUser
+) -> MeterPublic:
     """One meter with its poll health and latest reading."""
+    _visible(conn, user, device_id)
     return _public(meter_view(conn, device_id), settings)
 
 
 @router.patch("/{device_id}/", operation_id="updateMeter")
 def update_meter(
-    device_id: str, body: MeterUpdate, conn: ConnDep, settings: SettingsDep
+    device_id: str, body: MeterUpdate, conn: ConnDep, settings: SettingsDep, user: CurrentUser
 ) -> MeterPublic:
     """Enable or disable polling of a meter."""
+    _visible(conn, user, device_id)
     set_enabled(conn, device_id, body.enabled)
     return _public(meter_view(conn, device_id), settings)
 
@@ -153,6 +185,6 @@ def update_meter(
 @router.delete(
     "/{device_id}/", status_code=204, response_class=Response, operation_id="deleteMeter"
 )
-def delete_meter(device_id: str, conn: ConnDep) -> None:
-    """Remove a meter; its stored readings are kept."""
+def delete_meter(device_id: str, conn: ConnDep, _admin: AdminUser) -> None:
+    """Remove a meter (administrators); its stored readings are kept."""
     delete_device(conn, device_id)

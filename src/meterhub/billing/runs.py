@@ -106,8 +106,9 @@ def run_task(conn: Connection, task_key: str, scheduled_at: int) -> RunReport:
     snapshots = _house_snapshots(conn, project.id)
     tariffs = project_tariffs(conn, project.id)
     rows, skipped = _bills(task, project, tariffs, targets, resets, scheduled_at)
+    created = now_us()
     for row in rows:
-        row.update(run_id=run_id, **snapshots[row.pop("house_id")])
+        row.update(run_id=run_id, created_at=created, **snapshots[row.pop("house_id")])
     _insert_bills(conn, rows)
     conn.execute(
         update(billing_runs)
@@ -163,10 +164,13 @@ def _house_snapshots(conn: Connection, project_id: int) -> dict[int, dict[str, s
     )
     for row in conn.execute(query):
         people[row.house_id].append({"name": row.name, "cellphone": row.cellphone})
-    rows = conn.execute(select(houses).where(houses.c.project_id == project_id))
+    listed = {house: json.dumps(found) for house, found in people.items()}
+    rows = conn.execute(
+        select(houses.c.id, houses.c.address).where(houses.c.project_id == project_id)
+    )
     return {
-        row.id: {"house_address": row.address, "residents": json.dumps(people[row.id])}
-        for row in rows
+        house: {"house_address": address, "residents": listed.get(house, "[]")}
+        for house, address in rows
     }
 
 
@@ -240,7 +244,6 @@ def _bill(
         "currency": project.currency,
         "estimated": start.estimated or stop.estimated,
         "rule": used.rule,
-        "created_at": now_us(),
     }
 
 

@@ -1,15 +1,19 @@
-"""Tariffs per project and device type (and water kind), kept as JSON definitions."""
+"""Tariffs per project and device type (and water kind), kept as JSON definitions; and
+deleting a project, which billing refuses while the project has bills."""
 
 from __future__ import annotations
 
 import json
 
-from sqlalchemy import Connection, select
+from sqlalchemy import ColumnElement, Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from meterhub.billing.tables import tariffs
+from meterhub.billing.tables import billing_runs, billing_tasks, bills, tariffs
 from meterhub.billing.tariffs import Tariff
+from meterhub.errors import InvalidInput, NotFound
+from meterhub.registry import projects
 from meterhub.registry.channels import DeviceType
+from meterhub.registry.projects import WATER_KINDS, get_project
 
 TariffScope = tuple[DeviceType, str]
 """(device type, water kind or "")."""
@@ -21,13 +25,18 @@ def set_tariff(
     device_type: DeviceType,
     tariff: Tariff,
     water_kind: str | None = None,
-) -> None:
-    """Set (or replace) the tariff of one device type (and water kind) of a project."""
+) -> Tariff:
+    """Set (or replace) the tariff of one device type (and water kind) of a project.
+
+    Water tariffs name their kind (``tap`` or ``purified``), electricity ones none.
+    """
+    kind = _kind(device_type, water_kind)
+    get_project(conn, project_id)
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     stmt = dialect.insert(tariffs).values(
         project_id=project_id,
         device_type=device_type.value,
-        water_kind=water_kind or "",
+        water_kind=kind,
         definition=json.dumps(tariff.to_json()),
     )
     stmt = stmt.on_conflict_do_update(
@@ -35,11 +44,76 @@ def set_tariff(
         set_={"definition": stmt.excluded.definition},
     )
     conn.execute(stmt)
+    return tariff
+
+
+def get_tariff(
+    conn: Connection, project_id: int, device_type: DeviceType, water_kind: str | None = None
+) -> Tariff:
+    query = select(tariffs.c.definition).where(*_scope(project_id, device_type, water_kind))
+    definition = conn.execute(query).scalar_one_or_none()
+    if definition is None:
+        raise NotFound(f"project {project_id} has no {_label(device_type, water_kind)} tariff")
+    return Tariff.from_json(json.loads(definition))
+
+
+def delete_tariff(
+    conn: Connection, project_id: int, device_type: DeviceType, water_kind: str | None = None
+) -> None:
+    """Remove one tariff; its devices are skipped by billing runs until a new one is set."""
+    query = delete(tariffs).where(*_scope(project_id, device_type, water_kind))
+    if conn.execute(query.returning(tariffs.c.id)).first() is None:
+        raise NotFound(f"project {project_id} has no {_label(device_type, water_kind)} tariff")
 
 
 def project_tariffs(conn: Connection, project_id: int) -> dict[TariffScope, Tariff]:
-    rows = conn.execute(select(tariffs).where(tariffs.c.project_id == project_id))
+    query = select(tariffs).where(tariffs.c.project_id == project_id)
+    rows = conn.execute(query.order_by(tariffs.c.device_type, tariffs.c.water_kind))
     return {
         (DeviceType(row.device_type), row.water_kind): Tariff.from_json(json.loads(row.definition))
         for row in rows
     }
+
+
+def delete_project(conn: Connection, project_id: int) -> None:
+    """Delete a project with its houses, tariffs and billing tasks (and their bill-less runs).
+
+    Refused with ``InvalidInput`` (field ``project_id``) while the project has bills: they are
+    its billing history, which deleting the project would orphan. Its devices stay, unassigned.
+    """
+    get_project(conn, project_id)
+    billed = conn.execute(select(bills.c.id).where(bills.c.project_id == project_id).limit(1))
+    if billed.first() is not None:
+        raise InvalidInput.field(
+            "project_id", f"project {project_id} has bills; its billing history is kept"
+        )
+    tasks = select(billing_tasks.c.natrual_key).where(billing_tasks.c.project_id == project_id)
+    conn.execute(delete(billing_runs).where(billing_runs.c.task_key.in_(tasks)))
+    conn.execute(delete(billing_tasks).where(billing_tasks.c.project_id == project_id))
+    conn.execute(delete(tariffs).where(tariffs.c.project_id == project_id))
+    projects.delete_project(conn, project_id)
+
+
+def _kind(device_type: DeviceType, water_kind: str | None) -> str:
+    """The stored water kind ("" for electricity); ``InvalidInput`` if it does not fit."""
+    if device_type == DeviceType.WATER and water_kind not in WATER_KINDS:
+        raise InvalidInput.field(
+            "water_kind", f"water tariffs need one of {', '.join(WATER_KINDS)}"
+        )
+    if device_type != DeviceType.WATER and water_kind:
+        raise InvalidInput.field("water_kind", f"only water tariffs have one, not {device_type}")
+    return water_kind or ""
+
+
+def _scope(
+    project_id: int, device_type: DeviceType, water_kind: str | None
+) -> tuple[ColumnElement[bool], ...]:
+    return (
+        tariffs.c.project_id == project_id,
+        tariffs.c.device_type == device_type.value,
+        tariffs.c.water_kind == _kind(device_type, water_kind),
+    )
+
+
+def _label(device_type: DeviceType, water_kind: str | None) -> str:
+    return f"{device_type} ({water_kind})" if water_kind else str(device_type)

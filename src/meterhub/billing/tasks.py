@@ -1,13 +1,18 @@
-"""Billing tasks: a project's cron schedule for billing one device type."""
+"""Billing tasks: a project's cron schedule for billing one device type.
+
+The one home of task persistence: create, read, list, update, enable/disable, delete.
+Times are integer µs; callers render them in the project's timezone.
+"""
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from meterhub.billing.cron import Cron
 from meterhub.billing.tables import billing_tasks
@@ -27,6 +32,8 @@ class Task:
     enabled: bool
     description: str
     last_run_at: int | None
+    create_time: int
+    update_time: int
 
     @classmethod
     def from_row(cls, row: Any) -> Task:
@@ -39,6 +46,8 @@ class Task:
             enabled=row.enabled,
             description=row.description,
             last_run_at=row.last_run_at,
+            create_time=row.create_time,
+            update_time=row.update_time,
         )
 
 
@@ -47,7 +56,7 @@ def create_task(
     project_id: int,
     name: str,
     device_type: DeviceType,
-    crontab: dict[str, Any],
+    crontab: Mapping[str, Any],
     *,
     enabled: bool = True,
     description: str = "",
@@ -78,3 +87,66 @@ def get_task(conn: Connection, key: str) -> Task:
     if row is None:
         raise NotFound(f"no billing task {key}")
     return Task.from_row(row)
+
+
+def list_tasks(
+    conn: Connection,
+    project_id: int,
+    device_type: DeviceType | None = None,
+    *,
+    offset: int = 0,
+    limit: int = 10,
+) -> tuple[int, list[Task]]:
+    """The total count of a project's tasks (of one type, or all) and one page, oldest first."""
+    where = [billing_tasks.c.project_id == project_id]
+    if device_type is not None:
+        where.append(billing_tasks.c.device_type == device_type.value)
+    total = conn.execute(select(func.count()).select_from(billing_tasks).where(*where))
+    page = conn.execute(
+        select(billing_tasks)
+        .where(*where)
+        .order_by(billing_tasks.c.create_time, billing_tasks.c.natrual_key)
+        .offset(offset)
+        .limit(limit)
+    )
+    return total.scalar_one(), [Task.from_row(row) for row in page]
+
+
+def update_task(
+    conn: Connection,
+    key: str,
+    *,
+    name: str,
+    crontab: Mapping[str, Any],
+    enabled: bool,
+    description: str,
+) -> Task:
+    """Replace a task's name, schedule, state and description (its project and type stay)."""
+    cron = Cron.parse(crontab)
+    _update(
+        conn,
+        key,
+        name=name,
+        crontab=json.dumps(cron.source),
+        enabled=enabled,
+        description=description,
+    )
+    return get_task(conn, key)
+
+
+def set_enabled(conn: Connection, key: str, enabled: bool) -> None:
+    """Turn a task's scheduled runs on or off."""
+    _update(conn, key, enabled=enabled)
+
+
+def delete_task(conn: Connection, key: str) -> None:
+    """Remove a task; the bills and runs it made are kept as history."""
+    result = conn.execute(delete(billing_tasks).where(billing_tasks.c.natrual_key == key))
+    if result.rowcount == 0:
+        raise NotFound(f"no billing task {key}")
+
+
+def _update(conn: Connection, key: str, **values: Any) -> None:
+    query = update(billing_tasks).where(billing_tasks.c.natrual_key == key)
+    if conn.execute(query.values(**values, update_time=now_us())).rowcount == 0:
+        raise NotFound(f"no billing task {key}")

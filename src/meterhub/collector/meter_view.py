@@ -10,7 +10,7 @@ from meterhub.collector.health import Health, Status
 from meterhub.collector.health_store import health_from_row, meter_status
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import Device, channel_tags, get_device
-from meterhub.registry.tables import devices, tags
+from meterhub.registry.tables import devices, houses, tags
 from meterhub.storage import latest
 
 
@@ -28,9 +28,14 @@ class MeterFilter:
     type: DeviceType | None = None
     enabled: bool | None = None
     search: str | None = None
+    project_ids: frozenset[int] | None = None
+    """Only meters in houses of these projects (``None``: every meter)."""
 
     def clauses(self) -> list[ColumnElement[bool]]:
         where: list[ColumnElement[bool]] = []
+        if self.project_ids is not None:
+            in_projects = select(houses.c.id).where(houses.c.project_id.in_(self.project_ids))
+            where.append(devices.c.house_id.in_(in_projects))
         if self.status is Status.NEVER_SEEN:
             where.append(meter_status.c.status.is_(None))
         elif self.status is not None:

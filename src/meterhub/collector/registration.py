@@ -29,9 +29,11 @@ async def register_meters(
     meters: Iterable[tuple[int, int]],
     *,
     source_address: str | None = None,
+    token: str | None = None,
     concurrency: int = 32,
 ) -> RegistrationResult:
-    """POST ``{"id": meter_id, "port": port}`` to ``{base_url}/counter/`` for every meter.
+    """POST ``{"id": meter_id, "port": port}`` to ``{base_url}/counter/`` for every meter,
+    with ``Authorization: token <token>`` when given (not needed with open ingest).
 
     201 counts as registered, a 400 saying the id or port already exists as already
     registered, anything else (including transport errors) as failed.
@@ -51,7 +53,8 @@ async def register_meters(
             if error is not None and len(errors) < MAX_REPORTED_ERRORS:
                 errors.append(error)
 
-    client = httpx.AsyncClient(transport=transport, timeout=REGISTER_TIMEOUT)
+    headers = {"Authorization": f"token {token}"} if token else None
+    client = httpx.AsyncClient(transport=transport, timeout=REGISTER_TIMEOUT, headers=headers)
     async with client, asyncio.TaskGroup() as group:
         for _ in range(concurrency):
             group.create_task(worker(client))

@@ -483,7 +483,10 @@ def read_records(record: Path) -> list[dict[str, Any]]:
 
 
 def run_simulator(
-    config: SimulatorConfig, register_url: str | None = None, source_address: str | None = None
+    config: SimulatorConfig,
+    register_url: str | None = None,
+    source_address: str | None = None,
+    token: str | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, optionally registering every meter first; stop cleanly."""
     previous = {
@@ -499,7 +502,9 @@ def run_simulator(
                 from meterhub.collector.registration import register_meters  # httpx: parent only
 
                 result = asyncio.run(
-                    register_meters(register_url, simulator.meters, source_address=source_address)
+                    register_meters(
+                        register_url, simulator.meters, source_address=source_address, token=token
+                    )
                 )
                 summary += (
                     f"; registered at {register_url}: {result.registered} new, "

@@ -8,7 +8,7 @@ from sqlalchemy import Connection, Row, delete, insert, select, update
 
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.channels import CHANNELS, DeviceType, tag_key
-from meterhub.registry.tables import devices, tags
+from meterhub.registry.tables import devices, houses, tags
 from meterhub.times import now_us
 
 PORT_RANGE = range(9000, 65001)
@@ -23,6 +23,8 @@ class Device:
     port: int | None
     enabled: bool
     created_at: int
+    house_id: int | None = None
+    water_kind: str | None = None
 
     @classmethod
     def from_row(cls, row: Row[tuple[object, ...]]) -> Device:
@@ -35,6 +37,8 @@ class Device:
             port=m["port"],
             enabled=m["enabled"],
             created_at=m["created_at"],
+            house_id=m["house_id"],
+            water_kind=m["water_kind"],
         )
 
 
@@ -101,6 +105,15 @@ def get_device(conn: Connection, device_id: str) -> Device:
     if row is None:
         raise NotFound(f"no meter with id {device_id}")
     return Device.from_row(row)
+
+
+def device_project(conn: Connection, device: Device) -> int | None:
+    """The project of the house the device is in, if any."""
+    if device.house_id is None:
+        return None
+    query = select(houses.c.project_id).where(houses.c.id == device.house_id)
+    project_id: int | None = conn.execute(query).scalar_one_or_none()
+    return project_id
 
 
 def set_enabled(conn: Connection, device_id: str, enabled: bool) -> Device:

@@ -1,5 +1,5 @@
-"""Registry tables: projects, houses and residents, devices (meters), data sources,
-and tags (one time series each)."""
+"""Registry tables: users and their tokens, projects, houses and residents, devices
+(meters), data sources, and tags (one time series each)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,31 @@ from sqlalchemy import (
 )
 
 from meterhub.db import metadata
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(150), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+user_projects = Table(
+    "user_projects",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("project_id", Integer, ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+)
+
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("digest", String(64), primary_key=True),  # sha256 of the whole token
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
 
 projects = Table(
     "projects",
