@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_source(commands)
     _add_user(commands)
+    _add_billing(commands)
     _add_db(commands)
     return parser
 
@@ -292,6 +293,44 @@ def _transaction(args: argparse.Namespace) -> Iterator[Connection]:
         raise SystemExit(f"meterhub: {exc}") from None
     finally:
         engine.dispose()
+
+
+def _add_billing(commands: Any) -> None:
+    billing = commands.add_parser("billing", help="billing runs")
+    actions = billing.add_subparsers(required=True, metavar="ACTION")
+    run = actions.add_parser(
+        "run",
+        help="run a billing task for one instant",
+        description="Bill every device of a task for the period ending at --at (once).",
+    )
+    run.add_argument("--task", required=True, metavar="KEY", help="the task's natrual_key")
+    run.add_argument("--at", required=True, metavar="ISO_TIME", help="period end, ISO 8601")
+    run.add_argument("--database", dest="database_url", help="database URL")
+    run.set_defaults(handler=_billing_run)
+
+
+def _billing_run(args: argparse.Namespace) -> int:
+    from meterhub.billing.runs import run_task
+    from meterhub.billing.tasks import get_task
+    from meterhub.registry.projects import get_project
+    from meterhub.times import parse_iso
+
+    with _transaction(args) as conn:
+        task = get_task(conn, args.task)
+        try:
+            at = parse_iso(args.at, get_project(conn, task.project_id).zone)
+        except ValueError:
+            raise SystemExit(f"meterhub: --at is not an ISO 8601 time: {args.at!r}") from None
+        report = run_task(conn, task.key, at)
+    if report.run_id is None:
+        print(f"task {task.key} was already run for {args.at}: nothing billed again")
+    else:
+        print(
+            f"task {task.key} at {args.at}: {report.billed} billed, {len(report.skipped)} skipped"
+        )
+        for skipped in report.skipped:
+            print(f"  skipped {skipped['device_id']}: {skipped['reason']}")
+    return 0
 
 
 def _add_db(commands: Any) -> None:

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
         None, description="Local address polls are sent from, e.g. 127.0.0.2 (see README)."
     )
     meter_host: str = Field("127.0.0.1", description="Host of meters registered by port only.")
+    scheduler_enabled: bool = Field(True, description="Run billing tasks inside `meterhub serve`.")
+    scheduler_interval: float = Field(
+        15.0, gt=0, description="Seconds between two looks for due billing tasks."
+    )
     open_ingest: bool = Field(
         False,
         description="Serve the counter API and /smt/ calls without a token (trusted networks: "

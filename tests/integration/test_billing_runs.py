@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, update
 
-from meterhub.billing.runs import run_task
-from meterhub.billing.tables import billing_runs, bills
+from meterhub.billing.runs import RunReport, run_task
+from meterhub.billing.scheduler import BillingScheduler
+from meterhub.billing.tables import billing_runs, billing_tasks, bills
 from meterhub.billing.tariff_store import set_tariff
 from meterhub.billing.tariffs import Tariff
 from meterhub.billing.tasks import create_task
+from meterhub.db import make_engine
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import channel_tags, create_device, get_device
 from meterhub.registry.projects import assign_device, create_house, create_project
@@ -180,3 +185,70 @@ def test_a_failed_run_leaves_nothing_behind(engine: Engine, estate: dict[str, st
     with engine.begin() as conn:
         assert run_task(conn, estate["power"], us(NOV_1)).billed == 1
     assert len(_bills(engine)) == 1
+
+
+def _created_in_september(engine: Engine, *keys: str) -> None:
+    """Make the tasks as old as September, so the scheduler owes their later fires."""
+    with engine.begin() as conn:
+        query = update(billing_tasks).where(billing_tasks.c.natrual_key.in_(keys))
+        conn.execute(query.values(create_time=us("2026-09-15T00:00:00+00:00")))
+
+
+def _clock(text: str) -> Callable[[], datetime]:
+    return lambda: datetime.fromisoformat(text)
+
+
+def test_scheduler_bills_missed_monthly_fires_once_in_the_project_timezone(
+    engine: Engine, estate: dict[str, str]
+) -> None:
+    _created_in_september(engine, estate["power"])
+    with engine.begin() as conn:
+        query = update(billing_tasks).where(billing_tasks.c.natrual_key == estate["water"])
+        conn.execute(query.values(enabled=False))
+    scheduler = BillingScheduler(engine, clock=_clock("2026-12-01T00:30:00+01:00"))
+    reports = scheduler.tick()
+    # 1 October 00:00 CEST, 1 November 00:00 CET and 1 December 00:00 CET, in UTC:
+    assert [r.scheduled_at for r in reports] == [
+        us("2026-09-30T22:00:00+00:00"),
+        us(NOV_1),
+        us(DEC_1),
+    ]
+    assert reports[0].skipped == [
+        {"device_id": "E1", "reason": "no reading before the period end"},
+        {"device_id": "E2", "reason": "no readings"},
+    ]
+    found = _bills(engine)
+    assert sorted(found) == [("E1", us(NOV_1)), ("E1", us(DEC_1))]
+    assert [found[k]["charge"] for k in sorted(found, key=lambda k: k[1])] == [
+        Decimal("122.20"),
+        Decimal("34.98"),
+    ]
+    assert all(r.run_id is None for r in scheduler.tick())  # nothing is billed twice
+    assert len(_bills(engine)) == 2
+    with engine.connect() as conn:
+        query = select(billing_tasks.c.last_run_at)
+        last = conn.execute(
+            query.where(billing_tasks.c.natrual_key == estate["power"])
+        ).scalar_one()
+    assert last == us(DEC_1)
+
+
+def test_two_schedulers_racing_bill_each_period_once(
+    database_url: str, engine: Engine, estate: dict[str, str]
+) -> None:
+    _created_in_september(engine, estate["power"], estate["water"])
+    engines = [make_engine(database_url) for _ in range(2)]
+    clock = _clock("2026-12-01T00:30:00+01:00")
+    barrier = threading.Barrier(2)
+
+    def race(own: Engine) -> list[RunReport]:
+        barrier.wait()
+        return BillingScheduler(own, clock=clock).tick()
+
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(race, engines))
+    for own in engines:
+        own.dispose()
+    claimed = [r for reports in results for r in reports if r.run_id is not None]
+    assert len(claimed) == 6  # 3 fires x 2 tasks, each run by exactly one scheduler
+    assert len(_bills(engine)) == 2 + 2 * 2  # E1 twice; W1 and W2 in November and December

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,22 +12,29 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from meterhub.api import auth, counter, meters, projects, scheduler, smt, sources
 from meterhub.api.deps import admin_user, ingest_access
 from meterhub.api.errors import install_error_handlers
+from meterhub.billing.scheduler import BillingScheduler
 from meterhub.collector.service import Collector
 from meterhub.db import make_engine
 from meterhub.settings import Settings
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the app; the collector runs in its lifespan when ``collector_enabled``."""
+    """Build the app; the collector and the billing scheduler run in its lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         collector = Collector(settings) if settings.collector_enabled else None
         if collector:
             await collector.start()
+        stop = asyncio.Event()
+        billing = BillingScheduler(app.state.engine, interval=settings.scheduler_interval)
+        scheduling = asyncio.create_task(billing.run(stop)) if settings.scheduler_enabled else None
         try:
             yield
         finally:
+            stop.set()
+            if scheduling:
+                await scheduling
             if collector:
                 await collector.stop()
             app.state.engine.dispose()
