@@ -226,10 +226,8 @@ def test_scheduler_bills_missed_monthly_fires_once_in_the_project_timezone(
     assert all(r.run_id is None for r in scheduler.tick())  # nothing is billed twice
     assert len(_bills(engine)) == 2
     with engine.connect() as conn:
-        query = select(billing_tasks.c.last_run_at)
-        last = conn.execute(
-            query.where(billing_tasks.c.natrual_key == estate["power"])
-        ).scalar_one()
+        power = billing_tasks.c.natrual_key == estate["power"]
+        last = conn.execute(select(billing_tasks.c.last_run_at).where(power)).scalar_one()
     assert last == us(DEC_1)
 
 

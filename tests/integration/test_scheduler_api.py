@@ -741,7 +741,9 @@ def test_openapi_names_schemas_by_role(api: TestClient) -> None:
         "BillPublic",
         "BillsPublic",
         "BillPeriodPublic",
-        "TaskPublicEnvelope",
-        "BillPeriodPublicListEnvelope",
+        "TaskEnvelope",
+        "TasksEnvelope",
+        "BillsEnvelope",
+        "BillPeriodsEnvelope",
     ):
         assert name in schemas

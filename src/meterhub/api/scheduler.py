@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from enum import IntEnum
-from typing import Annotated, Any, Generic, Literal, TypeVar, get_args, get_origin
+from typing import Annotated, Generic, Literal, Self, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
@@ -90,21 +90,17 @@ class Meta(BaseModel):
 
 
 class Envelope(BaseModel, Generic[T]):
-    """Every answer of this surface: ``meta`` says how it went, ``data`` carries the result."""
+    """Every answer of this surface: ``meta`` says how it went, ``data`` carries the result.
+
+    Each route answers a named subclass (``TaskEnvelope``...), so the OpenAPI reads cleanly.
+    """
 
     meta: Meta
     data: T
 
     @classmethod
-    def model_parametrized_name(cls, params: tuple[Any, ...]) -> str:
-        (param,) = params
-        if get_origin(param) is list:
-            return f"{get_args(param)[0].__name__}ListEnvelope"
-        return f"{param.__name__}Envelope"
-
-
-def _ok(message: str, data: T) -> Envelope[T]:
-    return Envelope(meta=Meta(message=message), data=data)
+    def ok(cls, message: str, data: T) -> Self:
+        return cls(meta=Meta(message=message), data=data)
 
 
 class Empty(BaseModel):
@@ -221,7 +217,9 @@ class BillsPublic(BaseModel):
     results: list[BillPublic]
 
 
-class ResidentPublic(BaseModel):
+class ResidentSnapshot(BaseModel):
+    """A resident as the bill recorded them."""
+
     name: str
     cellphone: str
 
@@ -229,7 +227,7 @@ class ResidentPublic(BaseModel):
 class BillPeriodPublic(BaseModel):
     id: str
     house_address: list[str]
-    residents: list[ResidentPublic]
+    residents: list[ResidentSnapshot]
     device_id: str
     device_type: int = Field(description="0 electricity, 1 water")
     charge: str
@@ -238,6 +236,35 @@ class BillPeriodPublic(BaseModel):
     from_time: str
     to_time: str
     created_at: str
+
+
+
+class TaskEnvelope(Envelope[TaskPublic]):
+    pass
+
+
+class TasksEnvelope(Envelope[TasksPublic]):
+    pass
+
+
+class EmptyEnvelope(Envelope[Empty]):
+    pass
+
+
+class RunEnvelope(Envelope[RunPublic]):
+    pass
+
+
+class PreviewEnvelope(Envelope[TaskPreview]):
+    pass
+
+
+class BillsEnvelope(Envelope[BillsPublic]):
+    pass
+
+
+class BillPeriodsEnvelope(Envelope[list[BillPeriodPublic]]):
+    pass
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -278,7 +305,7 @@ def _bill_period_public(bill: Bill, project: Project) -> BillPeriodPublic:
     return BillPeriodPublic(
         id=str(bill.id),
         house_address=bill.house_address,
-        residents=[ResidentPublic.model_validate(person) for person in bill.residents],
+        residents=[ResidentSnapshot.model_validate(person) for person in bill.residents],
         device_id=bill.device_id,
         device_type=PERIOD_CODES[bill.device_type],
         charge=str(bill.charge),
@@ -372,7 +399,7 @@ BillPeriodDep = Annotated[BillPeriod, Depends(_bill_period)]
 
 
 @router.post("/task/", status_code=201, operation_id="createTask")
-def new_task(body: TaskCreate, conn: ConnDep, user: CurrentUser) -> Envelope[TaskPublic]:
+def new_task(body: TaskCreate, conn: ConnDep, user: CurrentUser) -> TaskEnvelope:
     """Create a billing task: bill one device type of a project on a crontab schedule."""
     check_project(user, body.project_id)
     task = create_task(
@@ -384,7 +411,8 @@ def new_task(body: TaskCreate, conn: ConnDep, user: CurrentUser) -> Envelope[Tas
         enabled=body.enabled,
         description=body.description,
     )
-    return _ok("create crontab ok.", _task_public(task, get_project(conn, task.project_id)))
+    project = get_project(conn, task.project_id)
+    return TaskEnvelope.ok("create crontab ok.", _task_public(task, project))
 
 
 @router.get("/tasks/", operation_id="listTasks")
@@ -396,7 +424,7 @@ def tasks(
     ] = TypeFilter.ALL,
     page: Page = 1,
     page_size: PageSize = 10,
-) -> Envelope[TasksPublic]:
+) -> TasksEnvelope:
     """A project's billing tasks, oldest first, paginated."""
     total, found = list_tasks(
         conn,
@@ -412,17 +440,17 @@ def tasks(
         previous=page > 1,
         results=[_task_public(task, project) for task in found],
     )
-    return _ok("task list info", data)
+    return TasksEnvelope.ok("task list info", data)
 
 
 @router.get("/tasks/{natrual_key}/", operation_id="getTask")
-def task(visible: TaskDep) -> Envelope[TaskPublic]:
+def task(visible: TaskDep) -> TaskEnvelope:
     """One billing task."""
-    return _ok("task info", _task_public(visible.task, visible.project))
+    return TaskEnvelope.ok("task info", _task_public(visible.task, visible.project))
 
 
 @router.put("/tasks/{natrual_key}/", operation_id="updateTask")
-def replace_task(body: TaskUpdate, visible: TaskDep, conn: ConnDep) -> Envelope[TaskPublic]:
+def replace_task(body: TaskUpdate, visible: TaskDep, conn: ConnDep) -> TaskEnvelope:
     """Replace a task's name, schedule, state and description."""
     task = update_task(
         conn,
@@ -432,25 +460,25 @@ def replace_task(body: TaskUpdate, visible: TaskDep, conn: ConnDep) -> Envelope[
         enabled=body.enabled,
         description=body.description,
     )
-    return _ok("task update ok.", _task_public(task, visible.project))
+    return TaskEnvelope.ok("task update ok.", _task_public(task, visible.project))
 
 
 @router.delete("/tasks/{natrual_key}/", operation_id="deleteTask")
-def remove_task(visible: TaskDep, conn: ConnDep) -> Envelope[Empty]:
+def remove_task(visible: TaskDep, conn: ConnDep) -> EmptyEnvelope:
     """Delete a task; the bills it made stay in the history."""
     delete_task(conn, visible.task.key)
-    return _ok("delete ok.", Empty())
+    return EmptyEnvelope.ok("delete ok.", Empty())
 
 
 @router.put("/tasks/{natrual_key}/status/", operation_id="setTaskStatus")
-def task_status(body: TaskStatus, visible: TaskDep, conn: ConnDep) -> Envelope[Empty]:
+def task_status(body: TaskStatus, visible: TaskDep, conn: ConnDep) -> EmptyEnvelope:
     """Enable or disable a task's scheduled runs."""
     set_enabled(conn, visible.task.key, body.enabled)
-    return _ok("update ok.", Empty())
+    return EmptyEnvelope.ok("update ok.", Empty())
 
 
 @router.post("/tasks/{natrual_key}/run/", operation_id="runTask")
-def run_now(visible: TaskDep, conn: ConnDep, body: TaskRun | None = None) -> Envelope[RunPublic]:
+def run_now(visible: TaskDep, conn: ConnDep, body: TaskRun | None = None) -> RunEnvelope:
     """Bill the task's devices up to an instant now, once per (task, instant).
 
     Disabled tasks run too: disabling stops the schedule, not the operator. An instant already
@@ -474,11 +502,11 @@ def run_now(visible: TaskDep, conn: ConnDep, body: TaskRun | None = None) -> Env
         skipped=[SkippedDevice.model_validate(skip) for skip in report.skipped],
         already_run=report.run_id is None,
     )
-    return _ok("run ok.", data)
+    return RunEnvelope.ok("run ok.", data)
 
 
 @router.get("/tasks/{natrual_key}/preview/", operation_id="previewTask")
-def task_preview(visible: TaskDep) -> Envelope[TaskPreview]:
+def task_preview(visible: TaskDep) -> PreviewEnvelope:
     """The task's next fire times in the project's timezone."""
     zone = visible.project.zone
     fires = upcoming(visible.task.cron, datetime.now(UTC), zone, PREVIEW_FIRES)
@@ -486,7 +514,7 @@ def task_preview(visible: TaskDep) -> Envelope[TaskPreview]:
         timezone=visible.project.timezone,
         fires=[fire.astimezone(zone).isoformat() for fire in fires],
     )
-    return _ok("task preview", data)
+    return PreviewEnvelope.ok("task preview", data)
 
 
 # --- bill history ---------------------------------------------------------------------------
@@ -502,7 +530,7 @@ def history(
     device_id: str | None = None,
     page: Page = 1,
     page_size: PageSize = 10,
-) -> Envelope[BillsPublic]:
+) -> BillsEnvelope:
     """A project's bills, newest first, paginated."""
     where = BillFilter(project.id, TASK_TYPES.get(device_type), device_id or None)
     total, found = page_bills(conn, where, offset=(page - 1) * page_size, limit=page_size)
@@ -513,15 +541,15 @@ def history(
         previous=page > 1,
         results=[_bill_public(bill, project) for bill in found],
     )
-    return _ok("info list", data)
+    return BillsEnvelope.ok("info list", data)
 
 
 @router.get("/history/time/", operation_id="listBillsByDate")
-def history_by_date(conn: ConnDep, period: BillPeriodDep) -> Envelope[list[BillPeriodPublic]]:
+def history_by_date(conn: ConnDep, period: BillPeriodDep) -> BillPeriodsEnvelope:
     """Bills whose period ends within [start_date, end_date] (whole days, project time),
     newest first, with the house and residents as they were when billed."""
     found = [_bill_period_public(b, period.project) for b in iter_bills(conn, period.where)]
-    return _ok("success", found)
+    return BillPeriodsEnvelope.ok("success", found)
 
 
 @router.get(
