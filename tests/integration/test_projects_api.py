@@ -409,7 +409,7 @@ def two_projects(api: TestClient, meters: None) -> dict[str, Json]:
         ok(api.post(f"/api/v1/houses/{house['id']}/devices/", json=assignment), 201)
         ok(api.put(f"/api/v1/projects/{project['id']}/tariffs/electricity/", json=TIERED))
         found[name] = project
-        found[f"house {name}"] = house
+        found[f"house {name}"] = ok(api.get(f"/api/v1/houses/{house['id']}/"))
     return found
 
 

@@ -13,20 +13,27 @@ There is no ``sync-asgi`` stack: httpx's ``ASGITransport`` is async only, and th
 Each stack creates its own data source with five tags in one ``POST /api/v1/data-sources/``
 (three FLOAT, one of them named by the pair id ``{"tagName", "parentObjectId"}``, one
 INTEGER and one BOOLEAN, which is stepwise), connects with the SDK and pushes 10,000 points
-(2,000 a tag, irregular times down to 1 µs apart, in every accepted time form, mixed
-qualities) with ``Tag.add_data`` / ``Tag.update`` / ``set_data`` in batches of 1,500, then
-re-sends 250 of them (some changed: the platform upserts, so the count stays 10,000).
+(2,000 a tag, irregular times down to 1 µs apart, in seven time forms, mixed qualities)
+with ``Tag.add_data`` / ``Tag.update`` / ``set_data`` in batches of 1,500, then re-sends
+250 of them (100 changed: the platform upserts, so the count stays 10,000). The platform
+wants a token unless ``open_ingest`` is set: an admin token is made in each database and
+sent by every client (``headers=``).
 
-The read-back matrix then asks for every combination of from/to (9 kinds of period),
-actual, timeStep, maxCount, value and format, all five tags per request, and compares
-each answer with :func:`expected_history`: the documented rules of
+The read-back matrix then asks for every combination of from/to (9 kinds of period: none,
+only from, only to, both, both on stored points, both between points, reversed, after the
+data, one instant), actual (absent/true/false), timeStep (absent/regular), maxCount
+(absent/23, which thins/1,000,000), value (absent/present: a number or a list, by period)
+and format (absent/true), all five tags per request: 648 requests per stack. Each answer
+is compared with :func:`expected_history`: the documented rules of
 ``meterhub.storage.history`` worked out here, naively, over the points the test pushed
 (never over what the database holds). Combinations the server refuses by contract
 (``timeStep`` without both bounds, ``timeStep`` with ``value``) must give error 1.
 
-Then the errors: unknown and inactive sources, unknown tags, and ~60 malformed requests,
-each sent raw (the SDK would refuse most of them before sending) with its own expected
-error id; after each, everything stored is read back and must be exactly what was pushed.
+Then the errors: unknown and inactive sources (and an inactive tag), unknown tags, a batch
+refused halfway, and 77 malformed requests, each sent raw (the SDK would refuse most of
+them before sending) with its own expected error id; after each, every stored point of
+the source is read straight from the database and must be exactly what was pushed, and
+the database must hold as many points, tags and sources as before.
 
 Data times lie in ``America/St_Johns`` (UTC-3:30, DST from 2024-03-10), the server's zone,
 so naive times and ``format: true`` answers cross a half-hour offset and a DST change.

@@ -238,7 +238,6 @@ class BillPeriodPublic(BaseModel):
     created_at: str
 
 
-
 class TaskEnvelope(Envelope[TaskPublic]):
     pass
 

@@ -1,0 +1,124 @@
+"""A billing run killed with SIGKILL half-way, then run again, bills exactly like a clean run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from decimal import Decimal
+
+from sqlalchemy import Engine, delete, func, insert, select, update
+
+from meterhub.billing.tables import billing_runs, billing_tasks, bills
+from meterhub.billing.tariff_store import set_tariff
+from meterhub.billing.tariffs import Tariff
+from meterhub.billing.tasks import create_task
+from meterhub.registry.channels import DeviceType
+from meterhub.registry.projects import create_project
+from meterhub.registry.tables import devices, houses, tags
+from meterhub.storage import Point, write_points
+
+DEVICES = 20_000
+DAY_US = 86_400_000_000
+START = 1_788_220_800_000_000  # 2026-09-01 UTC
+AT = "2026-10-01T00:00:00+00:00"
+
+
+def _estate(engine: Engine) -> str:
+    """DEVICES meters, one house each, three readings each, a tiered tariff and a task."""
+    with engine.begin() as conn:
+        project = create_project(conn, "Kill test", "UTC", "EUR")
+        tiers = [(Decimal(10), Decimal("0.3")), (None, Decimal("0.45"))]
+        set_tariff(conn, project.id, DeviceType.ELECTRICITY, Tariff.tiered(tiers, Decimal(2)))
+        monthly = {"month": "*", "day": "1", "hour": "0", "minute": "0"}
+        task = create_task(conn, project.id, "monthly", DeviceType.ELECTRICITY, monthly)
+        address = json.dumps(["K", "", "", "", str(0)])
+        ids = range(1, DEVICES + 1)
+        conn.execute(
+            insert(houses),
+            [{"id": i, "project_id": project.id, "address": address, "created_at": 0} for i in ids],
+        )
+        conn.execute(
+            insert(devices),
+            [
+                {
+                    "id": i,
+                    "device_id": f"k{i}",
+                    "type": "electricity",
+                    "enabled": True,
+                    "created_at": 0,
+                    "house_id": i,
+                }
+                for i in ids
+            ],
+        )
+        conn.execute(
+            insert(tags),
+            [
+                {
+                    "id": i,
+                    "key": f"k{i}.kW",
+                    "device_pk": i,
+                    "channel": "kW",
+                    "kind": "register",
+                    "unit": "kWh",
+                    "created_at": 0,
+                }
+                for i in ids
+            ],
+        )
+        readings = [
+            Point(i, START + day * 15 * DAY_US, 100.0 + i % 97 + day * (i % 13) * 1.5)
+            for day in range(3)
+            for i in ids
+        ]
+        write_points(conn, readings)
+    return task.key
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _command(database_url: str, key: str) -> list[str]:
+    run = ["billing", "run", "--task", key, "--at", AT, "--database", database_url]
+    return [sys.executable, "-m", "meterhub.cli", *run]
+
+
+def _complete_run(database_url: str, key: str) -> None:
+    done = subprocess.run(
+        _command(database_url, key), check=False, capture_output=True, timeout=120
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _totals(engine: Engine) -> tuple[int, Decimal]:
+    with engine.connect() as conn:
+        count, charged = conn.execute(select(func.count(), func.sum(bills.c.charge))).one()
+    return count, Decimal(charged or 0)
+
+
+def test_killed_run_then_restart_equals_a_clean_run(database_url: str, engine: Engine) -> None:
+    key = _estate(engine)
+    run = subprocess.Popen(_command(database_url, key), stdout=subprocess.DEVNULL)
+    while run.poll() is None and _cpu_seconds(run.pid) < 1.2:  # past start-up, inside the run
+        time.sleep(0.01)
+    run.send_signal(signal.SIGKILL)
+    assert run.wait(timeout=30) == -signal.SIGKILL  # it was still running
+    assert _totals(engine)[0] in (0, DEVICES)  # never a part of the run
+
+    _complete_run(database_url, key)
+    after_kill = _totals(engine)
+
+    with engine.begin() as conn:  # forget everything and bill once, cleanly
+        conn.execute(delete(bills))
+        conn.execute(delete(billing_runs))
+        conn.execute(update(billing_tasks).values(last_run_at=None))
+    _complete_run(database_url, key)
+    assert after_kill == _totals(engine)
+    assert after_kill[0] == DEVICES
