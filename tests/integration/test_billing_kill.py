@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from decimal import Decimal
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, create_engine, delete, func, insert, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from meterhub.billing.tables import billing_runs, billing_tasks, bills
 from meterhub.billing.tariff_store import set_tariff
@@ -25,6 +25,7 @@ DEVICES = 20_000
 DAY_US = 86_400_000_000
 START = 1_788_220_800_000_000  # 2026-09-01 UTC
 AT = "2026-10-01T00:00:00+00:00"
+AT_US = 1_790_812_800_000_000
 
 
 def _estate(engine: Engine) -> str:
@@ -79,10 +80,27 @@ def _estate(engine: Engine) -> str:
     return task.key
 
 
-def _cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+class _Probe(Exception):
+    """Rolls the probe's own insert back."""
+
+
+def _run_holds_its_claim(probe: Engine, key: str) -> bool:
+    """Whether the run's transaction has claimed (task, AT) and not committed yet.
+
+    The probe tries to claim the same period without waiting: a lock error means the run
+    holds it; success means the run has not claimed yet (the probe rolls back).
+    """
+    try:
+        with probe.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SET LOCAL lock_timeout = '20ms'"))
+            row = {"task_key": key, "scheduled_at": AT_US, "started_at": 0, "billed": 0}
+            conn.execute(insert(billing_runs).values(**row, skipped="[]"))
+            raise _Probe
+    except _Probe:
+        return False
+    except OperationalError:  # SQLite: locked; PostgreSQL: lock timeout
+        return True
 
 
 def _command(database_url: str, key: str) -> list[str]:
@@ -105,9 +123,13 @@ def _totals(engine: Engine) -> tuple[int, Decimal]:
 
 def test_killed_run_then_restart_equals_a_clean_run(database_url: str, engine: Engine) -> None:
     key = _estate(engine)
+    probe = create_engine(
+        database_url, connect_args={"timeout": 0} if "sqlite" in database_url else {}
+    )
     run = subprocess.Popen(_command(database_url, key), stdout=subprocess.DEVNULL)
-    while run.poll() is None and _cpu_seconds(run.pid) < 1.2:  # past start-up, inside the run
-        time.sleep(0.01)
+    while run.poll() is None and not _run_holds_its_claim(probe, key):
+        time.sleep(0.005)
+    probe.dispose()
     run.send_signal(signal.SIGKILL)
     assert run.wait(timeout=30) == -signal.SIGKILL  # it was still running
     assert _totals(engine)[0] in (0, DEVICES)  # never a part of the run
