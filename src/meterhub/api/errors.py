@@ -44,9 +44,11 @@ SMT_ERROR_IDS: tuple[tuple[type[MeterhubError], int], ...] = (
     (InvalidValue, 6),
     (TooLarge, 7),
     (InvalidInput, 1),
+    (Unauthorized, 9),
 )
 """Platform error ids, most specific first: 1 bad parameter, 2 unknown data source,
-3 data source not active, 4 unknown tag, 5 bad time, 6 bad value, 7 too large, 8 internal."""
+3 data source not active, 4 unknown tag, 5 bad time, 6 bad value, 7 too large, 8 internal,
+9 no valid token (HTTP 401; see ``open_ingest``)."""
 SMT_INTERNAL = 8
 
 STATUS: tuple[tuple[type[MeterhubError], int], ...] = (
@@ -75,11 +77,11 @@ def _smt(error_id: int, message: str, status: int = 200) -> JSONResponse:
 
 
 async def _domain_error(request: Request, exc: MeterhubError) -> JSONResponse:
-    if _is_platform(request):
-        error_id = next(i for kind, i in SMT_ERROR_IDS if isinstance(exc, kind))
-        return _smt(error_id, str(exc))
     status = next(code for kind, code in STATUS if isinstance(exc, kind))
     headers = {"WWW-Authenticate": "Token"} if status == 401 else None
+    if _is_platform(request):
+        error_id = next(i for kind, i in SMT_ERROR_IDS if isinstance(exc, kind))
+        return _smt(error_id, str(exc), 401 if status == 401 else 200)
     if request.url.path.startswith(SCHEDULER_PREFIX):
         return _meta(status, str(exc), headers)
     if isinstance(exc, InvalidInput) and status == 400:
