@@ -755,18 +755,19 @@ def test_read_back_matrix(
         assert refused in caught.value.message, (label, caught.value.message)
 
 
-def _edges(period: str) -> list[int]:
-    """maxCount below 4, at bucket sizes, and at each tag's count of stored points -1..+2."""
+def _edges(period: str, small: set[int], around: tuple[int, ...]) -> list[tuple[str, int]]:
+    """(period, maxCount): the ``small`` ones, and each tag's count of stored points in the
+    period plus each of ``around``."""
     p = PERIODS[period]
     assert p.start_us is not None
     assert p.end_us is not None
     counts = [sum(p.start_us <= ts <= p.end_us for ts, _, _ in s) for s in WORLD.series]
-    return sorted({1, 2, 3, 4, 5, 8, 9} | {n + d for n in counts for d in (-1, 0, 1, 2)})
+    return [(period, n) for n in sorted(small | {n + d for n in counts for d in around})]
 
 
 @pytest.mark.parametrize(
     ("period", "max_count"),
-    [(period, n) for period in ("both", "between") for n in _edges(period)],
+    [*_edges("both", {1, 2, 3, 4, 5, 9}, (0, 1)), *_edges("between", set(), (-1, 0, 1, 2))],
 )
 def test_max_count_edges(stack: Stack, period: str, max_count: int) -> None:
     """Thinning below 4 (one bucket, cut to the first points), at bucket edges, and where
@@ -913,26 +914,18 @@ def test_inactive_source(stack: Stack) -> None:
     assert stack.read_all() == WORLD.series
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG src/meterhub/api/errors.py _domain_error: Unauthorized is not in "
-    "SMT_ERROR_IDS, so next() raises StopIteration inside the async handler; a /smt call "
-    "without a valid token answers HTTP 500 with error 8 'internal error' (a crash, and a "
-    "5xx the SDK retries) instead of a plain refusal",
-)
 def test_without_a_token_the_platform_refuses_plainly(stack: Stack) -> None:
-    """``open_ingest`` is off: a call without a token is refused, and the refusal is not an
-    internal error (which the SDK would retry as a server failure)."""
-    try:
-        stack.run(stack.anonymous.connect(stack.source))
-    except Exception as exc:  # in-process, the app's own exception reaches the caller
-        error = exc
-    else:
-        pytest.fail("connected without a token")
+    """``open_ingest`` is off: a call without a token is refused with HTTP 401 and error 9,
+    which the SDK raises as a ``TransportError`` carrying the status (any non-2xx answer),
+    or as a ``ServerResponseError`` with id 9 should it learn that id."""
+    error = outcome(lambda: stack.run(stack.anonymous.connect(stack.source)))
     assert isinstance(error, MeterhubClientError), repr(error)
-    assert not isinstance(error, ServerResponseError) or error.error_id != ErrorCode.INTERNAL
-    assert not isinstance(error, TransportError) or (error.status_code or 0) < 500
+    if isinstance(error, ServerResponseError):
+        assert error.error_id == 9, repr(error)
+    else:
+        assert isinstance(error, TransportError), repr(error)
+        assert error.status_code == 401, repr(error)
+        assert '"id":9' in str(error).replace(" ", ""), repr(error)
 
 
 # --- malformed requests: each its own error id, nothing stored changes -----------------------

@@ -117,10 +117,13 @@ async def _request_invalid(request: Request, exc: RequestValidationError) -> JSO
 
 def _field_name(error: dict[str, Any]) -> str:
     loc: Sequence[str | int] = error.get("loc", ())
-    names = [str(part) for part in loc[1:]] if loc and loc[0] in ("body", "query", "path") else []
-    if error.get("type") == "json_invalid" or not names:
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path") else []
+    if error.get("type") == "json_invalid" or not parts:
         return "body"
-    return ".".join(names)
+    name = ""
+    for part in parts:  # tiers.0.price reads tiers[0].price, as domain errors name it
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
+    return name
 
 
 def _message(error: dict[str, Any]) -> str:
