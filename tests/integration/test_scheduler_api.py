@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, delete, insert, update
 
-from meterhub.billing.history import BillFilter, iter_bills
+from meterhub.billing.history import BillFilter, csv_text, iter_bills
 from meterhub.billing.tariff_store import set_tariff
 from meterhub.billing.tariffs import Tariff
 from meterhub.registry.channels import DeviceType
@@ -666,6 +666,12 @@ def test_keyset_chunks_read_every_bill_once(engine: Engine, billed: dict[str, in
             assert list(iter_bills(conn, where, chunk=chunk)) == whole
     assert len(whole) == 6
     assert len({bill.id for bill in whole}) == 6
+    zone = ZoneInfo("Europe/Berlin")
+    pieces = list(csv_text(whole, zone, flush_at=1))
+    assert len(pieces) == 6  # the header goes with the first bill
+    assert all(piece.endswith("\r\n") for piece in pieces)
+    assert "".join(pieces) == "".join(csv_text(whole, zone))
+    assert "".join(pieces).count("\r\n") == 7
 
 
 def test_csv_with_no_bills_is_the_header(api: TestClient, estate: dict[str, int]) -> None:

@@ -190,7 +190,8 @@ def csv_text(found: Iterable[Bill], zone: tzinfo, *, flush_at: int = 64 * 1024) 
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
-    yield buffer.getvalue()
+    if buffer.tell():
+        yield buffer.getvalue()
 
 
 def _csv_row(bill: Bill, zone: tzinfo) -> tuple[object, ...]:
