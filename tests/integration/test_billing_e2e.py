@@ -102,7 +102,7 @@ def _task(api: TestClient, project: int, device_type: int) -> str:
 
 
 def _bills(api: TestClient, project: int) -> dict[tuple[str, str], dict[str, Any]]:
-    query = {
+    query: dict[str, str | int] = {
         "project_id": project,
         "device_type": 10,
         "start_date": "2026-10-1",
