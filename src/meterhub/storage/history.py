@@ -167,10 +167,11 @@ def _problems(query: HistoryQuery) -> dict[str, list[str]]:
 
 
 def _grid_instants(query: HistoryQuery) -> range | None:
-    """The grid of a (valid) query with a step."""
+    """The grid of a (valid) query with a step; a step longer than the period is one instant."""
     if query.step is None or query.start is None or query.end is None:
         return None
-    return range(query.start, query.end + 1, query.step)
+    step = min(query.step, max(1, query.end - query.start + 1))
+    return range(query.start, query.end + 1, step)
 
 
 def _matching(values: tuple[float, ...] | None) -> list[ColumnElement[bool]]:
