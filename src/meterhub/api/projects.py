@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from meterhub.api.deps import AdminUser, ConnDep, CurrentUser, check_project
-from meterhub.billing import tariff_store
+from meterhub.billing import project_removal, tariff_store
 from meterhub.billing.tariffs import Tariff
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry import projects as registry
@@ -314,7 +314,7 @@ def update_project(project: ProjectDep, body: ProjectUpdate, conn: ConnDep) -> P
 def delete_project(project_id: RowId, _admin: AdminUser, conn: ConnDep) -> None:
     """Delete a project with its houses, tariffs and billing tasks (administrators only);
     its meters stay, unassigned. Refused (400) once the project has bills."""
-    tariff_store.delete_project(conn, project_id)
+    project_removal.delete_project(conn, project_id)
 
 
 # Houses

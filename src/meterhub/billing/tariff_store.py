@@ -1,5 +1,4 @@
-"""Tariffs per project and device type (and water kind), kept as JSON definitions; and
-deleting a project, which billing refuses while the project has bills."""
+"""Tariffs per project and device type (and water kind), kept as JSON definitions."""
 
 from __future__ import annotations
 
@@ -8,10 +7,9 @@ import json
 from sqlalchemy import ColumnElement, Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from meterhub.billing.tables import billing_runs, billing_tasks, bills, tariffs
+from meterhub.billing.tables import tariffs
 from meterhub.billing.tariffs import Tariff
 from meterhub.errors import InvalidInput, NotFound
-from meterhub.registry import projects
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import WATER_KINDS, get_project
 
@@ -73,25 +71,6 @@ def project_tariffs(conn: Connection, project_id: int) -> dict[TariffScope, Tari
         (DeviceType(row.device_type), row.water_kind): Tariff.from_json(json.loads(row.definition))
         for row in rows
     }
-
-
-def delete_project(conn: Connection, project_id: int) -> None:
-    """Delete a project with its houses, tariffs and billing tasks (and their bill-less runs).
-
-    Refused with ``InvalidInput`` (field ``project_id``) while the project has bills: they are
-    its billing history, which deleting the project would orphan. Its devices stay, unassigned.
-    """
-    get_project(conn, project_id)
-    billed = conn.execute(select(bills.c.id).where(bills.c.project_id == project_id).limit(1))
-    if billed.first() is not None:
-        raise InvalidInput.field(
-            "project_id", f"project {project_id} has bills; its billing history is kept"
-        )
-    tasks = select(billing_tasks.c.natrual_key).where(billing_tasks.c.project_id == project_id)
-    conn.execute(delete(billing_runs).where(billing_runs.c.task_key.in_(tasks)))
-    conn.execute(delete(billing_tasks).where(billing_tasks.c.project_id == project_id))
-    conn.execute(delete(tariffs).where(tariffs.c.project_id == project_id))
-    projects.delete_project(conn, project_id)
 
 
 def _kind(device_type: DeviceType, water_kind: str | None) -> str:

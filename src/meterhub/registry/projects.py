@@ -116,7 +116,7 @@ def delete_project(conn: Connection, project_id: int) -> None:
 
     Rows of later layers that name the project (tariffs, billing tasks, user grants) go by
     their foreign keys' ``ON DELETE CASCADE``; whether a project with bills may be deleted is
-    billing's decision (``meterhub.billing.tariff_store.delete_project``).
+    billing's decision (``meterhub.billing.project_removal.delete_project``).
     """
     get_project(conn, project_id)
     in_project = select(houses.c.id).where(houses.c.project_id == project_id)
