@@ -15,6 +15,7 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, RowMapping, select, text, update
@@ -36,6 +37,7 @@ REGISTER_CHANNEL = {DeviceType.ELECTRICITY: "kW", DeviceType.WATER: "V"}
 _TARGETS = text("""
 WITH d AS (
   SELECT dev.id AS device_pk, dev.device_id, dev.water_kind, dev.house_id, t.id AS tag_id,
+    h.address AS house_address,
     (SELECT max(b.to_time) FROM bills b WHERE b.device_pk = dev.id AND b.to_time <= :end)
       AS prev_end
   FROM devices dev
@@ -54,7 +56,8 @@ WITH d AS (
     (SELECT min(p.ts) FROM points p WHERE p.tag_id = s.tag_id AND p.ts >= :end) AS a1
   FROM s
 )
-SELECT n.device_pk, n.device_id, n.water_kind, n.house_id, n.tag_id, n.prev_end, n.start_ts,
+SELECT n.device_pk, n.device_id, n.water_kind, n.house_id, n.house_address, n.tag_id,
+  n.prev_end, n.start_ts,
   n.b0, pb0.value AS vb0, n.a0, pa0.value AS va0,
   n.b1, pb1.value AS vb1, n.a1, pa1.value AS va1
 FROM n
@@ -103,12 +106,14 @@ def run_task(conn: Connection, task_key: str, scheduled_at: int) -> RunReport:
     }
     targets = list(conn.execute(_TARGETS, params).mappings())
     resets = _resets(conn, params)
-    snapshots = _house_snapshots(conn, project.id)
+    people = _residents(conn, project.id)
     tariffs = project_tariffs(conn, project.id)
     rows, skipped = _bills(task, project, tariffs, targets, resets, scheduled_at)
     created = now_us()
     for row in rows:
-        row.update(run_id=run_id, created_at=created, **snapshots[row.pop("house_id")])
+        row.update(
+            run_id=run_id, created_at=created, residents=people.get(row.pop("house_id"), "[]")
+        )
     _insert_bills(conn, rows)
     conn.execute(
         update(billing_runs)
@@ -153,8 +158,8 @@ def _resets(
     return found
 
 
-def _house_snapshots(conn: Connection, project_id: int) -> dict[int, dict[str, str]]:
-    """House address and residents, as bills keep them."""
+def _residents(conn: Connection, project_id: int) -> dict[int, str]:
+    """The residents of each house of the project that has any, as bills keep them (JSON)."""
     people: dict[int, list[dict[str, str]]] = defaultdict(list)
     query = (
         select(residents)
@@ -164,14 +169,7 @@ def _house_snapshots(conn: Connection, project_id: int) -> dict[int, dict[str, s
     )
     for row in conn.execute(query):
         people[row.house_id].append({"name": row.name, "cellphone": row.cellphone})
-    listed = {house: json.dumps(found) for house, found in people.items()}
-    rows = conn.execute(
-        select(houses.c.id, houses.c.address).where(houses.c.project_id == project_id)
-    )
-    return {
-        house: {"house_address": address, "residents": listed.get(house, "[]")}
-        for house, address in rows
-    }
+    return {house: json.dumps(found) for house, found in people.items()}
 
 
 def _point(tag_id: int, ts: int | None, value: float | None) -> Point | None:
@@ -235,6 +233,7 @@ def _bill(
         "device_type": task.device_type.value,
         "water_kind": t["water_kind"],
         "house_id": t["house_id"],
+        "house_address": t["house_address"],
         "from_time": start_ts,
         "to_time": end,
         "previous_reading": start.value,
@@ -247,12 +246,30 @@ def _bill(
     }
 
 
+BILL_COLUMNS = tuple(c.name for c in bills.columns if c.name != "id")
+
+
 def _insert_bills(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert bills; one already there for (task, device, period end) is left as it is."""
+    """Insert bills; one already there for (task, device, period end) is left as it is.
+
+    Straight through the driver's executemany: the rows are plain values already.
+    """
     if not rows:
         return
-    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
-    stmt = dialect.insert(bills).on_conflict_do_nothing(
-        index_elements=[bills.c.task_key, bills.c.device_pk, bills.c.to_time]
+    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO bills ({', '.join(BILL_COLUMNS)}) "
+        f"VALUES ({', '.join([marker] * len(BILL_COLUMNS))}) "
+        "ON CONFLICT (task_key, device_pk, to_time) DO NOTHING"
     )
-    conn.execute(stmt, rows)
+    as_text = conn.dialect.name == "sqlite"  # sqlite3 cannot bind Decimal
+    conn.exec_driver_sql(
+        sql,
+        [
+            tuple(
+                str(v) if as_text and isinstance(v, Decimal) else v
+                for v in map(row.get, BILL_COLUMNS)
+            )
+            for row in rows
+        ],
+    )
