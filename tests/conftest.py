@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,10 +42,11 @@ def postgres_admin() -> str:
     return PG_ADMIN_URL
 
 
-def _fresh_postgres(admin_url: str) -> Iterator[str]:
+def _fresh_postgres(admin_url: str, template: str | None = None) -> Iterator[str]:
     name = f"meterhub_test_{uuid.uuid4().hex[:12]}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"{copy}')
     try:
         yield "postgresql+psycopg://" + admin_url.split("://", 1)[1].rsplit("/", 1)[0] + "/" + name
     finally:
@@ -52,18 +54,32 @@ def _fresh_postgres(admin_url: str) -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(scope="session")
+def postgres_template(postgres_admin: str) -> Iterator[str]:
+    """A migrated PostgreSQL database that each test's database is copied from."""
+    for url in _fresh_postgres(postgres_admin):
+        upgrade(url)
+        yield url.rsplit("/", 1)[1]
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test's database is copied from."""
+    path = tmp_path_factory.mktemp("template") / "meterhub.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, migrated, empty database of each kind."""
+    """A fresh, migrated, empty database of each kind (copied from a migrated template)."""
     if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'meterhub.db'}"
-        upgrade(url)
-        yield url
+        path = tmp_path / "meterhub.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
         return
     admin = request.getfixturevalue("postgres_admin")
-    for url in _fresh_postgres(admin):
-        upgrade(url)
-        yield url
+    yield from _fresh_postgres(admin, request.getfixturevalue("postgres_template"))
 
 
 @pytest.fixture

@@ -91,6 +91,7 @@ class Server:
         self.token = ""
 
     def start(self) -> None:
+        upgrade(self._env["METERHUB_DATABASE_URL"])
         self.token = admin_token(self._env["METERHUB_DATABASE_URL"])
         command = [sys.executable, "-m", "meterhub.cli", "serve", "--port", "0"]
         with self.log.open("wb") as out:
@@ -138,7 +139,6 @@ class Server:
 
 def admin_token(database_url: str) -> str:
     """A token of a new administrator in the (migrated) database."""
-    upgrade(database_url)
     engine = make_engine(database_url)
     with engine.begin() as conn:
         user = create_user(conn, f"admin-{uuid.uuid4().hex[:8]}", "correct horse", is_admin=True)
