@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from meterhub.api.deps import AdminUser, ConnDep, CurrentUser, SettingsDep
+from meterhub.api.pagination import NumberedPage, offset, paging
 from meterhub.collector.health import Status
 from meterhub.collector.meter_view import MeterFilter, MeterView, list_meter_views, meter_view
 from meterhub.errors import InvalidInput, NotFound
@@ -68,12 +69,7 @@ class MeterPublic(BaseModel):
     last_reading: ReadingPublic | None
 
 
-class MetersPublic(BaseModel):
-    count: int
-    page: int
-    page_size: int
-    next: bool
-    previous: bool
+class MetersPublic(NumberedPage):
     results: list[MeterPublic]
 
 
@@ -140,13 +136,9 @@ def list_meters(
         search=search,
         project_ids=None if user.is_admin else user.project_ids,
     )
-    total, views = list_meter_views(conn, where, offset=(page - 1) * page_size, limit=page_size)
+    total, views = list_meter_views(conn, where, offset=offset(page, page_size), limit=page_size)
     return MetersPublic(
-        count=total,
-        page=page,
-        page_size=page_size,
-        next=page * page_size < total,
-        previous=page > 1,
+        **paging(total, page, page_size),
         results=[_public(v, settings) for v in views],
     )
 

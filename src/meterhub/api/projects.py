@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from meterhub.api.deps import AdminUser, ConnDep, CurrentUser, check_project
+from meterhub.api.pagination import NumberedPage, offset, paging
 from meterhub.billing import project_removal, tariff_store
 from meterhub.billing.tariffs import Tariff
 from meterhub.errors import InvalidInput, NotFound
@@ -72,12 +73,7 @@ class ProjectPublic(BaseModel):
     currency: str
 
 
-class ProjectsPublic(BaseModel):
-    count: int
-    page: int
-    page_size: int
-    next: bool
-    previous: bool
+class ProjectsPublic(NumberedPage):
     results: list[ProjectPublic]
 
 
@@ -136,12 +132,7 @@ class HousePublic(BaseModel):
     devices: list[HouseDevicePublic]
 
 
-class HousesPublic(BaseModel):
-    count: int
-    page: int
-    page_size: int
-    next: bool
-    previous: bool
+class HousesPublic(NumberedPage):
     results: list[HousePublic]
 
 
@@ -279,14 +270,10 @@ def list_projects(
     """The projects the caller may see, by id."""
     only = None if user.is_admin else user.project_ids
     total, found = registry.list_projects(
-        conn, only, offset=(page - 1) * page_size, limit=page_size
+        conn, only, offset=offset(page, page_size), limit=page_size
     )
     return ProjectsPublic(
-        count=total,
-        page=page,
-        page_size=page_size,
-        next=page * page_size < total,
-        previous=page > 1,
+        **paging(total, page, page_size),
         results=[_project_public(p) for p in found],
     )
 
@@ -334,14 +321,10 @@ def list_houses(
 ) -> HousesPublic:
     """A project's houses by id, each with its residents and devices."""
     total, found = registry.list_houses(
-        conn, project.id, offset=(page - 1) * page_size, limit=page_size
+        conn, project.id, offset=offset(page, page_size), limit=page_size
     )
     return HousesPublic(
-        count=total,
-        page=page,
-        page_size=page_size,
-        next=page * page_size < total,
-        previous=page > 1,
+        **paging(total, page, page_size),
         results=[_house_public(h) for h in found],
     )
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import Engine
 
 from meterhub.api.deps import ConnDep, CurrentUser, EngineDep, check_project
+from meterhub.api.pagination import Paged, offset, paging
 from meterhub.billing.cron import upcoming
 from meterhub.billing.history import (
     Bill,
@@ -172,11 +173,7 @@ class TaskPublic(BaseModel):
     description: str
 
 
-class TasksPublic(BaseModel):
-    count: int
-    page_size: int
-    next: bool
-    previous: bool
+class TasksPublic(Paged):
     results: list[TaskPublic]
 
 
@@ -209,11 +206,7 @@ class BillPublic(BaseModel):
     created_at: str
 
 
-class BillsPublic(BaseModel):
-    count: int
-    page_size: int
-    next: bool
-    previous: bool
+class BillsPublic(Paged):
     results: list[BillPublic]
 
 
@@ -429,14 +422,11 @@ def tasks(
         conn,
         project.id,
         TASK_TYPES.get(device_type),
-        offset=(page - 1) * page_size,
+        offset=offset(page, page_size),
         limit=page_size,
     )
     data = TasksPublic(
-        count=total,
-        page_size=page_size,
-        next=page * page_size < total,
-        previous=page > 1,
+        **paging(total, page, page_size),
         results=[_task_public(task, project) for task in found],
     )
     return TasksEnvelope.ok("task list info", data)
@@ -532,12 +522,9 @@ def history(
 ) -> BillsEnvelope:
     """A project's bills, newest first, paginated."""
     where = BillFilter(project.id, TASK_TYPES.get(device_type), device_id or None)
-    total, found = page_bills(conn, where, offset=(page - 1) * page_size, limit=page_size)
+    total, found = page_bills(conn, where, offset=offset(page, page_size), limit=page_size)
     data = BillsPublic(
-        count=total,
-        page_size=page_size,
-        next=page * page_size < total,
-        previous=page > 1,
+        **paging(total, page, page_size),
         results=[_bill_public(bill, project) for bill in found],
     )
     return BillsEnvelope.ok("info list", data)

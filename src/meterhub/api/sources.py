@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, field_validator
 
 from meterhub.api.deps import ConnDep, SettingsDep
+from meterhub.api.pagination import NumberedPage, offset, paging
 from meterhub.registry.sources import (
     DataSource,
     create_source,
@@ -86,10 +87,7 @@ class TagPublic(BaseModel):
     last: LastValue | None
 
 
-class TagsPublic(BaseModel):
-    count: int
-    page: int
-    page_size: int
+class TagsPublic(NumberedPage):
     results: list[TagPublic]
 
 
@@ -128,10 +126,7 @@ class DataSourcePublic(BaseModel):
     tags: list[TagPublic]
 
 
-class DataSourcesPublic(BaseModel):
-    count: int
-    page: int
-    page_size: int
+class DataSourcesPublic(NumberedPage):
     results: list[DataSourcePublic]
 
 
@@ -194,9 +189,9 @@ def list_data_sources(
     conn: ConnDep, settings: SettingsDep, page: Page = 1, page_size: PageSize = 100
 ) -> DataSourcesPublic:
     """Data sources by id (their tags: ``/api/v1/tags/?source_id=``)."""
-    total, found = list_sources(conn, offset=(page - 1) * page_size, limit=page_size)
+    total, found = list_sources(conn, offset=offset(page, page_size), limit=page_size)
     results = [_source_public(conn, s, settings, with_tags=False) for s in found]
-    return DataSourcesPublic(count=total, page=page, page_size=page_size, results=results)
+    return DataSourcesPublic(**paging(total, page, page_size), results=results)
 
 
 @router.get("/data-sources/{source_id}/", operation_id="getDataSource")
@@ -244,12 +239,11 @@ def list_all_tags(
     page_size: PageSize = 100,
 ) -> TagsPublic:
     """Tags of every source and meter, with their last values."""
-    offset = (page - 1) * page_size
     total, found = list_tags(
-        conn, source_id=source_id, search=search, offset=offset, limit=page_size
+        conn, source_id=source_id, search=search, offset=offset(page, page_size), limit=page_size
     )
     results = _tags_public(conn, found, settings)
-    return TagsPublic(count=total, page=page, page_size=page_size, results=results)
+    return TagsPublic(**paging(total, page, page_size), results=results)
 
 
 @router.get("/tags/{tag_id}/", operation_id="getTag")
