@@ -15,6 +15,7 @@ import pytest
 from meterhub.cli import main
 from meterhub.db import make_engine
 from meterhub.registry.sources import get_source, source_tags
+from meterhub.registry.users import user_for_token
 from tests.support import free_port, wait_until
 
 COMMANDS = [
@@ -25,6 +26,9 @@ COMMANDS = [
     ["demo"],
     ["source"],
     ["source", "create"],
+    ["user", "create"],
+    ["token", "create"],
+    ["billing", "run"],
     ["db"],
     ["db", "upgrade"],
 ]
@@ -62,6 +66,36 @@ def test_source_create_makes_a_source_with_tags(
     engine.dispose()
     with pytest.raises(SystemExit, match="already exists"):  # the id is taken
         main([*command, "--tag", "other"])
+
+
+def test_user_and_token_commands(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'users.db'}"
+    created = ["user", "create", "ops", "--password", "long enough", "--admin", "--database", url]
+    assert main(created) == 0
+    assert "created user ops (id 1, admin)" in capsys.readouterr().out
+    assert main(["token", "create", "ops", "--database", url]) == 0
+    token = capsys.readouterr().out.strip()
+    assert re.fullmatch(r"1:[0-9a-f]{40}", token)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert user_for_token(conn, token).is_admin
+    engine.dispose()
+    with pytest.raises(SystemExit, match="at least 8 characters"):
+        main(["user", "create", "short", "--password", "x", "--database", url])
+    with pytest.raises(SystemExit, match="no project with id 9"):
+        main(
+            [
+                "user",
+                "create",
+                "li",
+                "--password",
+                "long enough",
+                "--project",
+                "9",
+                "--database",
+                url,
+            ]
+        )
 
 
 def test_bad_setting_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
