@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 
 from meterhub.errors import Forbidden, NotFound, Unauthorized
+from meterhub.registry.projects import Project, get_project
 from meterhub.registry.users import User, user_for_token
 from meterhub.settings import Settings
 
@@ -34,6 +35,8 @@ def get_conn(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connect
 
 
 ConnDep = Annotated[Connection, Depends(get_conn, scope="function")]
+MAX_ROW_ID = 2_147_483_647
+"""The largest integer row id (PostgreSQL ``integer``)."""
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
@@ -73,5 +76,15 @@ def ingest_access(request: Request, settings: SettingsDep, engine: EngineDep) ->
 
 def check_project(user: User, project_id: int) -> None:
     """``NotFound`` for a project the user may not see (its existence is not revealed)."""
-    if not user.can_access(project_id):
+    if not user.can_access(project_id) or not 1 <= project_id <= MAX_ROW_ID:
         raise NotFound(f"no project with id {project_id}")
+
+
+def visible_project(project_id: int, user: CurrentUser, conn: ConnDep) -> Project:
+    """The project named by ``project_id`` (in the path or the query) if the caller may see
+    it; 404 alike for an unknown and a hidden one."""
+    check_project(user, project_id)
+    return get_project(conn, project_id)
+
+
+ProjectDep = Annotated[Project, Depends(visible_project)]

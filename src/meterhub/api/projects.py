@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
-from meterhub.api.deps import AdminUser, ConnDep, CurrentUser, check_project
+from meterhub.api.deps import AdminUser, ConnDep, CurrentUser, ProjectDep
 from meterhub.api.pagination import NumberedPage, offset, paging
 from meterhub.billing import project_removal, tariff_store
 from meterhub.billing.tariffs import Tariff
@@ -199,12 +199,6 @@ class TariffsPublic(BaseModel):
 # Access
 
 
-def visible_project(project_id: RowId, user: CurrentUser, conn: ConnDep) -> Project:
-    """The project in the path if the caller may see it; 404 as if unknown otherwise."""
-    check_project(user, project_id)
-    return registry.get_project(conn, project_id)
-
-
 def visible_house(house_id: RowId, user: CurrentUser, conn: ConnDep) -> House:
     """The house in the path if the caller may see its project; 404 as if unknown otherwise."""
     house = registry.get_house(conn, house_id)
@@ -213,7 +207,6 @@ def visible_house(house_id: RowId, user: CurrentUser, conn: ConnDep) -> House:
     return house
 
 
-ProjectDep = Annotated[Project, Depends(visible_project)]
 HouseDep = Annotated[House, Depends(visible_house)]
 
 

@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import Engine
 
-from meterhub.api.deps import ConnDep, CurrentUser, EngineDep, check_project
+from meterhub.api.deps import ConnDep, CurrentUser, EngineDep, ProjectDep, check_project
 from meterhub.api.pagination import Paged, offset, paging
 from meterhub.billing.cron import upcoming
 from meterhub.billing.history import (
@@ -313,15 +313,6 @@ def _bill_period_public(bill: Bill, project: Project) -> BillPeriodPublic:
 
 Page = Annotated[int, Query(ge=1, description="From 1.")]
 PageSize = Annotated[int, Query(ge=1, le=100, description="At most 100.")]
-
-
-def _project(conn: ConnDep, user: CurrentUser, project_id: int) -> Project:
-    """The project named by the ``project_id`` query parameter, if the caller may see it."""
-    check_project(user, project_id)
-    return get_project(conn, project_id)
-
-
-ProjectDep = Annotated[Project, Depends(_project)]
 
 
 @dataclass(frozen=True, slots=True)

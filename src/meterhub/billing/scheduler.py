@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, select
 
+from meterhub.aio import wait_for_event
 from meterhub.billing.cron import fires_between
 from meterhub.billing.runs import RunReport, run_task
 from meterhub.billing.tables import billing_tasks
 from meterhub.billing.tasks import Task
-from meterhub.collector.aio import wait_for_event
 from meterhub.registry.tables import projects
 from meterhub.times import from_us, to_us
 

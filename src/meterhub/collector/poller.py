@@ -17,7 +17,7 @@ from itertools import count
 
 from sqlalchemy import Engine
 
-from meterhub.collector.aio import wait_for_event
+from meterhub.aio import wait_for_event
 from meterhub.collector.health import cycles_to_skip, failed, succeeded
 from meterhub.collector.http_get import http_get
 from meterhub.collector.protocol import Reading, parse_answer, register_check

@@ -16,7 +16,7 @@ from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.process import BaseProcess
 from typing import Any, NamedTuple
 
-from meterhub.collector.aio import wait_for_event
+from meterhub.aio import wait_for_event
 from meterhub.collector.poller import Poller
 from meterhub.collector.writer import BatchWriter
 from meterhub.db import make_engine

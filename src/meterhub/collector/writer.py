@@ -7,7 +7,7 @@ import logging
 
 from sqlalchemy import Engine
 
-from meterhub.collector.aio import wait_for_event
+from meterhub.aio import wait_for_event
 from meterhub.collector.health import Health
 from meterhub.collector.health_store import save_health
 from meterhub.storage import Point, write_points
