@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+VENDOR := src/meterhub/web/static/vendor
+ASSETS := $(VENDOR)/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint types unit bench clean
+.PHONY: run test lint types browser bench clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -12,7 +15,26 @@ $(STAMP): pyproject.toml client/pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]' -e ./client
 	touch $(STAMP)
 
-run: $(STAMP)
+# The dashboard's charts and the API docs page: npm packages, served from the package.
+$(ASSETS): frontend/package.json frontend/package-lock.json
+	npm ci --prefix frontend --ignore-scripts --no-audit --no-fund
+	mkdir -p $(VENDOR)
+	cp frontend/node_modules/uplot/dist/uPlot.iife.min.js \
+	   frontend/node_modules/uplot/dist/uPlot.min.css \
+	   frontend/node_modules/swagger-ui-dist/swagger-ui-bundle.js \
+	   frontend/node_modules/swagger-ui-dist/swagger-ui.css $(VENDOR)/
+	cp frontend/node_modules/uplot/LICENSE $(VENDOR)/uPlot.LICENSE
+	cp frontend/node_modules/swagger-ui-dist/LICENSE $(VENDOR)/swagger-ui.LICENSE
+	touch $(ASSETS)
+
+# Debian's Chromium for the browser tests; they skip without it (outside CI).
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing (apt-get install chromium as root); browser tests will skip"; fi; }
+
+run: $(STAMP) $(ASSETS)
 	$(BIN)/meterhub demo
 
 lint: $(STAMP)
@@ -22,11 +44,11 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-test: lint types
+test: lint types $(ASSETS) browser
 	$(BIN)/pytest
 
-bench: $(STAMP)
+bench: $(STAMP) $(ASSETS)
 	$(BIN)/python bench/poll_sweep.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache frontend/node_modules $(VENDOR)

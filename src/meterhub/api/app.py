@@ -16,6 +16,7 @@ from meterhub.billing.scheduler import BillingScheduler
 from meterhub.collector.service import Collector
 from meterhub.db import make_engine
 from meterhub.settings import Settings
+from meterhub.web.app import install_dashboard
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -45,6 +46,8 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         redirect_slashes=False,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
@@ -56,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     # routers whose routes check the user (and its projects) themselves
     for router in (auth.router, meters.router, projects.router, scheduler.router):
         app.include_router(router)
+    install_dashboard(app)
     app.add_middleware(CollapseLeadingSlashes)
     return app
 
