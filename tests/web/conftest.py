@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -20,7 +21,7 @@ class Dashboard(TestClient):
     def csrf(self) -> dict[str, str]:
         return {CSRF_FIELD: csrf_for(self.cookies["meterhub_session"])}
 
-    def form(self, url: str, data: dict[str, str] | None = None) -> object:
+    def form(self, url: str, data: dict[str, str] | None = None) -> httpx.Response:
         return self.post(url, data={**self.csrf(), **(data or {})})
 
 
