@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 
@@ -21,7 +21,7 @@ class Dashboard(TestClient):
     def csrf(self) -> dict[str, str]:
         return {CSRF_FIELD: csrf_for(self.cookies["meterhub_session"])}
 
-    def form(self, url: str, data: dict[str, str] | None = None) -> httpx.Response:
+    def form(self, url: str, data: dict[str, str] | None = None) -> httpx2.Response:
         return self.post(url, data={**self.csrf(), **(data or {})})
 
 
