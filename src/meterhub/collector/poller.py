@@ -106,11 +106,11 @@ class Poller:
         current: dict[int, Target] = {}
         for target in fresh:
             old = self._targets.get(target.pk)
-            if old is not None:
-                target.health, target.registers = old.health, old.registers
-            else:
+            if old is None:
                 self._schedule(target.pk, now + target.phase(self._settings.poll_interval))
-            current[target.pk] = target
+            # a known meter keeps its object (a meter's address and channels never change):
+            # a poll in flight updates the health the next poll starts from
+            current[target.pk] = old or target
         for pk in set(self._targets) - set(current):
             log.info("meter %s no longer polled", self._targets[pk].device_id)
         self._targets = current
