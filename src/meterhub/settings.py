@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     poll_max_backoff: float = Field(
         600.0, gt=0, description="Longest pause, in seconds, before retrying a failing meter."
     )
+    poll_log_days: float = Field(
+        7.0, gt=0, description="Days of per-poll health history kept (failures, latency)."
+    )
     collector_enabled: bool = Field(True, description="Poll meters inside `meterhub serve`.")
     collector_processes: int = Field(
         0, ge=0, le=64, description="Poll in N child processes; 0 polls inside the server process."

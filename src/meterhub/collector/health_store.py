@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -42,14 +42,17 @@ meter_status = Table(
 HEALTH_COLUMNS = tuple(c.name for c in meter_status.columns if c.name != "device_pk")
 
 
+def existing_devices(conn: Connection, pks: Collection[int]) -> set[int]:
+    """Those of ``pks`` still registered (a device may be deleted while it is being polled)."""
+    query = select(devices.c.id).where(devices.c.id.in_(list(pks)))
+    return {pk for (pk,) in conn.execute(query)}
+
+
 def save_health(conn: Connection, rows: Mapping[int, Health]) -> None:
     """Upsert health by device pk, skipping devices deleted while they were being polled."""
     if not rows:
         return
-    alive = {
-        pk
-        for (pk,) in conn.execute(select(devices.c.id).where(devices.c.id.in_(list(rows.keys()))))
-    }
+    alive = existing_devices(conn, rows.keys())
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     stmt = dialect.insert(meter_status)
     stmt = stmt.on_conflict_do_update(

@@ -5,6 +5,7 @@ evenly; a fixed pool of worker coroutines performs them, so one slow or dead met
 holds at most one worker for at most the timeout. Failing meters back off but are
 never dropped. The registry is re-read when it changes (checked every second) and
 at least once per interval, so added and removed meters are picked up without restart.
+What each interval (or sweep) did is counted and handed to the writer with the readings.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from itertools import count
 from sqlalchemy import Engine
 
 from meterhub.aio import wait_for_event
+from meterhub.collector.cycles import CycleCounter
 from meterhub.collector.health import cycles_to_skip, failed, succeeded
 from meterhub.collector.http_get import http_get
 from meterhub.collector.protocol import Reading, parse_answer, register_check
@@ -55,23 +57,27 @@ class Poller:
         self._queue: asyncio.Queue[Target | None] = asyncio.Queue()
         self._in_flight: set[int] = set()
         self._signature: tuple[int, int] | None = None
+        self._cycle = CycleCounter(shard, shards, writer.add_cycle)
         self.polls = 0
         self.failures = 0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` is set, then finish the polls in flight (new ones are not begun)."""
         interval = self._settings.poll_interval
+        self._cycle.start(now_us(), round(interval * 1e6))
         workers = self._start_workers()
         loop = asyncio.get_running_loop()
         next_check = next_reload = loop.time()
         while not stop.is_set():
+            self._cycle.tick(now_us())
             now = loop.time()
             if now >= next_check:
                 await self._refresh(force=now >= next_reload)
                 next_check = now + REGISTRY_CHECK_SECONDS
                 next_reload = now + interval if now >= next_reload else next_reload
             self._release_due(now)
-            wake = min(next_check, self._due[0][0] if self._due else next_check)
+            window_end = loop.time() + self._cycle.seconds_left(now_us())
+            wake = min(next_check, window_end, self._due[0][0] if self._due else next_check)
             await wait_for_event(stop, max(0.005, wake - loop.time()))
         while not self._queue.empty():  # polls not begun are dropped; those in flight finish
             self._queue.get_nowait()
@@ -79,11 +85,14 @@ class Poller:
 
     async def sweep(self) -> None:
         """Poll every meter of the shard once, now, as fast as the concurrency allows."""
+        self._cycle.start(now_us(), None)
         await self._refresh(force=True)
         workers = self._start_workers()
         for target in self._targets.values():
             self._queue.put_nowait(target)
+            self._cycle.released(now_us())
         await self._finish(workers)
+        self._cycle.finish(now_us())
 
     def _start_workers(self) -> list[asyncio.Task[None]]:
         count = self._settings.poll_concurrency
@@ -136,6 +145,7 @@ class Poller:
             if pk not in self._in_flight:
                 self._in_flight.add(pk)
                 self._queue.put_nowait(target)
+                self._cycle.released(now_us())
             skip = cycles_to_skip(target.health, interval, self._settings.poll_max_backoff)
             at += interval * (1 + skip)
             while at <= now:  # fell behind: keep the phase, do not burst
@@ -161,10 +171,11 @@ class Poller:
             )
             values = parse_answer(answer.status, answer.body, target.device_id, target.channels)
         except MeterError as exc:
-            duration = (time.perf_counter() - started) * 1000
-            target.health = failed(target.health, target.device_id, now_us(), duration, str(exc))
+            duration, at = (time.perf_counter() - started) * 1000, now_us()
+            target.health = failed(target.health, target.device_id, at, duration, str(exc))
             self.failures += 1
             self._writer.add(target.pk, target.health, [])
+            self._cycle.polled(at, duration, None)
             return
         duration = (time.perf_counter() - started) * 1000
         self._record(target, values, now_us(), duration)
@@ -183,3 +194,4 @@ class Poller:
         target.health = succeeded(target.health, target.device_id, at, duration_ms, warning)
         self.polls += 1
         self._writer.add(target.pk, target.health, points)
+        self._cycle.polled(at, duration_ms, len(points))

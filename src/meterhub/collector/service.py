@@ -37,7 +37,9 @@ async def run_shard(
     """Poll one shard until ``stop`` (``None``: one sweep of every meter), then finish the
     polls in flight and write every reading."""
     engine = make_engine(settings.database_url)
-    writer = BatchWriter(engine, settings.write_batch_size, settings.write_flush_interval)
+    writer = BatchWriter(
+        engine, settings.write_batch_size, settings.write_flush_interval, settings.poll_log_days
+    )
     writing = asyncio.create_task(writer.run())
     poller = Poller(settings, engine, writer, shard, shards)
     try:

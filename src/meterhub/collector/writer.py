@@ -1,44 +1,78 @@
-"""Buffers readings and health, and writes them in one transaction per batch."""
+"""Buffers readings, health and the poll log, and writes them in one transaction per batch."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from typing import NamedTuple
 
 from sqlalchemy import Engine
 
 from meterhub.aio import wait_for_event
+from meterhub.collector.cycles import CycleStats, save_cycle
 from meterhub.collector.health import Health
 from meterhub.collector.health_store import save_health
+from meterhub.collector.poll_log import PollEntry, poll_entry, prune_poll_log, save_poll_log
 from meterhub.storage import Point, write_points
+from meterhub.times import now_us
 
 log = logging.getLogger("meterhub.collector")
 
+PRUNE_EVERY_SECONDS = 3600.0
+DAY_US = 86_400_000_000
+
+
+class _Batch(NamedTuple):
+    """What one transaction writes."""
+
+    points: list[Point]
+    health: dict[int, Health]
+    polls: list[PollEntry]
+    cycle: CycleStats | None
+
 
 class BatchWriter:
-    """Collects points and health from the pollers; a background task writes them.
+    """Collects points, health and cycle counts from the pollers; a background task writes them.
 
     A batch is written when ``batch_size`` points wait or ``flush_interval`` passes,
     in a worker thread so polling never waits for the database. A failed write keeps
-    the batch for the next attempt; ``close`` writes whatever is left.
+    the batch for the next attempt; ``close`` writes whatever is left. The poll log of
+    the meters seen is pruned to ``poll_log_days`` at most once an hour (and on ``close``
+    if it has not been yet).
     """
 
-    def __init__(self, engine: Engine, batch_size: int, flush_interval: float) -> None:
+    def __init__(
+        self, engine: Engine, batch_size: int, flush_interval: float, poll_log_days: float
+    ) -> None:
         self._engine = engine
         self._batch_size = batch_size
         self._flush_interval = flush_interval
+        self._keep_us = round(poll_log_days * DAY_US)
         self._points: list[Point] = []
         self._health: dict[int, Health] = {}
+        self._polls: list[PollEntry] = []
+        self._cycle: CycleStats | None = None
+        self._seen: set[int] = set()
+        self._last_prune: float | None = None
+        self._started = time.monotonic()
         self._full = asyncio.Event()
         self._lock = asyncio.Lock()
         self._closing = False
         self.points_written = 0
 
     def add(self, device_pk: int, health: Health, points: list[Point]) -> None:
+        """The outcome of one poll: ``health`` after it and the points it read."""
         self._points.extend(points)
         self._health[device_pk] = health
+        self._polls.append(poll_entry(device_pk, health))
+        self._seen.add(device_pk)
         if len(self._points) >= self._batch_size:
             self._full.set()
+
+    def add_cycle(self, stats: CycleStats) -> None:
+        """Counts of a cycle that ended; written with the next batch (a newer one replaces it)."""
+        self._cycle = stats
 
     async def run(self) -> None:
         """Flush on size or time until ``close``; never raises on database errors."""
@@ -53,23 +87,58 @@ class BatchWriter:
 
     async def flush(self) -> None:
         async with self._lock:
-            await self._flush_locked()
+            if await self._flush_locked() and self._prune_due():
+                self._last_prune = time.monotonic()
+                await asyncio.to_thread(self._prune, set(self._seen))
 
-    async def _flush_locked(self) -> None:
+    async def _flush_locked(self) -> bool:
+        """Write everything buffered; false if a write failed (what is left waits for a retry)."""
         self._full.clear()
-        while self._points or self._health:
-            batch, self._points = self._points[: self._batch_size], self._points[self._batch_size :]
-            health, self._health = self._health, {}
+        while self._points or self._health or self._polls or self._cycle:
+            batch = self._take()
             try:
-                await asyncio.to_thread(self._write, batch, health)
+                await asyncio.to_thread(self._write, batch)
             except Exception:
-                log.exception("writing %d readings failed; will retry", len(batch))
-                self._points[:0] = batch
-                self._health = {**health, **self._health}
-                return
-            self.points_written += len(batch)
+                log.exception("writing %d readings failed; will retry", len(batch.points))
+                self._put_back(batch)
+                return False
+            self.points_written += len(batch.points)
+        return True
 
-    def _write(self, batch: list[Point], health: dict[int, Health]) -> None:
+    def _take(self) -> _Batch:
+        size = self._batch_size
+        batch = _Batch(self._points[:size], self._health, self._polls, self._cycle)
+        self._points = self._points[size:]
+        self._health, self._polls, self._cycle = {}, [], None
+        return batch
+
+    def _put_back(self, batch: _Batch) -> None:
+        self._points[:0] = batch.points
+        self._health = {**batch.health, **self._health}
+        self._polls[:0] = batch.polls
+        self._cycle = self._cycle or batch.cycle
+
+    def _write(self, batch: _Batch) -> None:
         with self._engine.begin() as conn:
-            write_points(conn, batch)
-            save_health(conn, health)
+            write_points(conn, batch.points)
+            save_health(conn, batch.health)
+            save_poll_log(conn, batch.polls)
+            if batch.cycle is not None:
+                save_cycle(conn, batch.cycle)
+
+    def _prune_due(self) -> bool:
+        if not self._seen:
+            return False
+        if self._last_prune is None and self._closing:
+            return True
+        since = self._started if self._last_prune is None else self._last_prune
+        return time.monotonic() - since >= PRUNE_EVERY_SECONDS
+
+    def _prune(self, device_pks: set[int]) -> None:
+        """Drop logged polls older than the retention; a failure waits for the next turn."""
+        try:
+            with self._engine.begin() as conn:
+                deleted = prune_poll_log(conn, device_pks, now_us() - self._keep_us)
+            log.info("pruned %d logged polls of %d meters", deleted, len(device_pks))
+        except Exception:
+            log.exception("pruning the poll log failed")
