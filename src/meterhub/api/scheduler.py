@@ -36,7 +36,7 @@ from meterhub.billing.history import (
     page_bills,
     parse_day,
 )
-from meterhub.billing.runs import run_task
+from meterhub.billing.runs import manual_instant, run_task
 from meterhub.billing.tasks import (
     Task,
     create_task,
@@ -49,7 +49,7 @@ from meterhub.billing.tasks import (
 from meterhub.errors import InvalidInput
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import Project, get_project
-from meterhub.times import iso, now_us, parse_iso
+from meterhub.times import iso
 
 router = APIRouter(prefix="/api/v1/scheduler", tags=["scheduler"])
 
@@ -465,15 +465,7 @@ def run_now(visible: TaskDep, conn: ConnDep, body: TaskRun | None = None) -> Run
     run reports ``already_run`` and bills nothing.
     """
     zone = visible.project.zone
-    now = now_us()
-    at = now - now % 60_000_000
-    if body is not None and body.at is not None:
-        try:
-            at = parse_iso(body.at, zone)
-        except ValueError as exc:
-            raise InvalidInput.field("at", f"not an ISO 8601 time: {exc}") from None
-        if at > now:
-            raise InvalidInput.field("at", "must not be in the future")
+    at = manual_instant(None if body is None else body.at, zone)
     report = run_task(conn, visible.task.key, at)
     data = RunPublic(
         run_id=report.run_id,

@@ -116,6 +116,60 @@ def page_bills(
     return total.scalar_one(), [Bill.from_row(row) for row in page]
 
 
+@dataclass(frozen=True, slots=True)
+class BillTotal:
+    """Sums over the bills of one device type and currency, and of one period end (``to_time``)
+    or of every period (``None``)."""
+
+    to_time: int | None
+    device_type: DeviceType
+    currency: str
+    bills: int
+    consumption: Decimal
+    charge: Decimal
+
+    @classmethod
+    def from_row(cls, row: Any) -> BillTotal:
+        return cls(
+            to_time=row._mapping.get("to_time"),
+            device_type=DeviceType(row.device_type),
+            currency=row.currency,
+            bills=row.bills,
+            consumption=Decimal(row.consumption).quantize(MILLI),
+            charge=Decimal(row.charge).quantize(CENT),
+        )
+
+
+def _sums(where: BillFilter, *keys: ColumnElement[Any]) -> Select[Any]:
+    """Count, consumption and charges of the matching bills, grouped by ``keys``, device type
+    and currency."""
+    groups = (*keys, bills.c.device_type, bills.c.currency)
+    return (
+        select(
+            *groups,
+            func.count().label("bills"),
+            func.sum(bills.c.consumption).label("consumption"),
+            func.sum(bills.c.charge).label("charge"),
+        )
+        .where(*where.clauses())
+        .group_by(*groups)
+    )
+
+
+def period_totals(conn: Connection, where: BillFilter, *, limit: int) -> list[BillTotal]:
+    """Totals per period end (newest first), device type and currency; at most ``limit``."""
+    query = _sums(where, bills.c.to_time).order_by(
+        bills.c.to_time.desc(), bills.c.device_type, bills.c.currency
+    )
+    return [BillTotal.from_row(row) for row in conn.execute(query.limit(limit))]
+
+
+def bill_totals(conn: Connection, where: BillFilter) -> list[BillTotal]:
+    """Totals per device type and currency over every matching bill."""
+    query = _sums(where).order_by(bills.c.device_type, bills.c.currency)
+    return [BillTotal.from_row(row) for row in conn.execute(query)]
+
+
 def iter_bills(conn: Connection, where: BillFilter, *, chunk: int = 1000) -> Iterator[Bill]:
     """Every matching bill, newest first, read ``chunk`` rows at a time (keyset, no offset)."""
     query = _newest_first(where).limit(chunk)

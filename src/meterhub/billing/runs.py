@@ -15,10 +15,11 @@ import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select, text, update
+from sqlalchemy import Connection, RowMapping, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from meterhub.billing.consumption import register_at, register_value, usage
@@ -26,11 +27,12 @@ from meterhub.billing.tables import billing_runs, billing_tasks, bills
 from meterhub.billing.tariff_store import project_tariffs
 from meterhub.billing.tariffs import Tariff
 from meterhub.billing.tasks import Task, get_task
+from meterhub.errors import InvalidInput
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import Project, get_project
 from meterhub.registry.tables import houses, residents
 from meterhub.storage import Point
-from meterhub.times import now_us
+from meterhub.times import now_us, parse_iso
 
 REGISTER_CHANNEL = {DeviceType.ELECTRICITY: "kW", DeviceType.WATER: "V"}
 
@@ -89,6 +91,56 @@ class RunReport:
     """``None`` when this (task, time) had already been run: nothing was billed again."""
     billed: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """What a run recorded: its period end, when it ran, and what it billed or skipped."""
+
+    id: int
+    scheduled_at: int
+    started_at: int
+    finished_at: int | None
+    billed: int
+    skipped: list[dict[str, str]]
+    """``{device_id, reason}`` of each device not billed."""
+
+
+def list_runs(
+    conn: Connection, task_key: str, *, offset: int, limit: int
+) -> tuple[int, list[RunRecord]]:
+    """How many runs a task has, and one page of them, latest period end first."""
+    where = billing_runs.c.task_key == task_key
+    total = conn.execute(select(func.count()).select_from(billing_runs).where(where))
+    query = select(billing_runs).where(where).order_by(billing_runs.c.scheduled_at.desc())
+    page = conn.execute(query.offset(offset).limit(limit))
+    records = [
+        RunRecord(
+            row.id,
+            row.scheduled_at,
+            row.started_at,
+            row.finished_at,
+            row.billed,
+            json.loads(row.skipped),
+        )
+        for row in page
+    ]
+    return total.scalar_one(), records
+
+
+def manual_instant(text: str | None, zone: tzinfo) -> int:
+    """The period end of a run by hand: ``text`` (ISO 8601, naive read in ``zone``), or now to
+    the minute; ``InvalidInput`` naming ``at`` for a bad or future time."""
+    now = now_us()
+    if text is None:
+        return now - now % 60_000_000
+    try:
+        at = parse_iso(text, zone)
+    except ValueError as exc:
+        raise InvalidInput.field("at", f"not an ISO 8601 time: {exc}") from None
+    if at > now:
+        raise InvalidInput.field("at", "must not be in the future")
+    return at
 
 
 def run_task(conn: Connection, task_key: str, scheduled_at: int) -> RunReport:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, delete, func, insert, select, update
 
 from meterhub.billing.cron import Cron
 from meterhub.billing.tables import billing_tasks
@@ -98,7 +98,21 @@ def list_tasks(
     limit: int = 10,
 ) -> tuple[int, list[Task]]:
     """The total count of a project's tasks (of one type, or all) and one page, oldest first."""
-    where = [billing_tasks.c.project_id == project_id]
+    return find_tasks(conn, [project_id], device_type, offset=offset, limit=limit)
+
+
+def find_tasks(
+    conn: Connection,
+    project_ids: Collection[int] | None,
+    device_type: DeviceType | None = None,
+    *,
+    offset: int,
+    limit: int,
+) -> tuple[int, list[Task]]:
+    """Like ``list_tasks``, over the projects ``project_ids`` (``None``: every project)."""
+    where: list[ColumnElement[bool]] = []
+    if project_ids is not None:
+        where.append(billing_tasks.c.project_id.in_(list(project_ids)))
     if device_type is not None:
         where.append(billing_tasks.c.device_type == device_type.value)
     total = conn.execute(select(func.count()).select_from(billing_tasks).where(*where))

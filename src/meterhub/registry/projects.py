@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from sqlalchemy import Connection, Select, delete, func, insert, select, update
+from sqlalchemy import Connection, Select, delete, distinct, func, insert, select, update
 
 from meterhub.errors import Forbidden, InvalidInput, NotFound
 from meterhub.registry.channels import DeviceType
@@ -93,6 +93,24 @@ def list_projects(
     query = select(projects).where(*where).order_by(projects.c.id).offset(offset).limit(limit)
     found = [Project(r.id, r.name, r.timezone, r.currency) for r in conn.execute(query)]
     return total, found
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectSize:
+    houses: int
+    devices: int
+
+
+def project_sizes(conn: Connection, project_ids: Collection[int]) -> dict[int, ProjectSize]:
+    """How many houses, and devices in them, each of ``project_ids`` has (in one query)."""
+    query = (
+        select(houses.c.project_id, func.count(distinct(houses.c.id)), func.count(devices.c.id))
+        .select_from(houses.outerjoin(devices, devices.c.house_id == houses.c.id))
+        .where(houses.c.project_id.in_(list(project_ids)))
+        .group_by(houses.c.project_id)
+    )
+    found = {row[0]: ProjectSize(row[1], row[2]) for row in conn.execute(query)}
+    return {project_id: found.get(project_id, ProjectSize(0, 0)) for project_id in project_ids}
 
 
 def update_project(

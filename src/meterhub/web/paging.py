@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from starlette.datastructures import URL
+
+T = TypeVar("T")
 
 PAGE_SIZES = (25, 50, 100, 200)
 
@@ -47,3 +52,16 @@ def pager(url: URL, page: int, size: int, total: int) -> Pager:
     size = size if size in PAGE_SIZES else PAGE_SIZES[0]
     probe = Pager(url, 1, size, total)
     return Pager(url, min(max(1, page), probe.pages), size, total)
+
+
+def paged(
+    url: URL, page: int, size: int, fetch: Callable[[int, int], tuple[int, list[T]]]
+) -> tuple[Pager, list[T]]:
+    """One page of rows through ``fetch(offset, limit) -> (total, rows)``; a page past the
+    end shows the last one."""
+    asked = pager(url, page, size, sys.maxsize)
+    total, rows = fetch(asked.offset, asked.size)
+    shown = pager(url, page, size, total)
+    if shown.number != asked.number:
+        total, rows = fetch(shown.offset, shown.size)
+    return shown, rows
