@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
 from meterhub.db import make_engine
 from meterhub.registry.users import create_user
@@ -31,8 +31,8 @@ from tests.support import Server, simulator, wait_until
 
 METERS = 12
 USERNAME, PASSWORD = "operator", "correct horse battery"
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
+DESKTOP = ViewportSize(width=1280, height=900)
+PHONE = ViewportSize(width=390, height=844)
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 SOME_POINTS = re.compile(r"^[1-9][0-9]*$")
 
