@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
+from sqlalchemy import Connection
 
 from meterhub.api.deps import AdminUser, ConnDep, CurrentUser, SettingsDep
 from meterhub.api.pagination import NumberedPage, offset, paging
@@ -35,6 +36,9 @@ class MeterCreate(BaseModel):
     host: str | None = Field(None, description="Defaults to the configured meter host.")
     port: int | None = Field(None, ge=9000, le=65000, description="None: not polled.")
     enabled: bool = True
+    water_kind: str | None = Field(
+        None, max_length=16, description="Water meters only: tap or purified."
+    )
 
 
 class MeterUpdate(BaseModel):
@@ -104,7 +108,7 @@ def _public(view: MeterView, settings: Settings) -> MeterPublic:
     )
 
 
-def _visible(conn: ConnDep, user: User, device_id: str) -> None:
+def check_meter(conn: Connection, user: User, device_id: str) -> None:
     """``NotFound`` unless the user may see the meter (admins: all; others: their projects')."""
     if user.is_admin:
         return
@@ -148,11 +152,24 @@ def create_meter(
     body: MeterCreate, conn: ConnDep, settings: SettingsDep, _admin: AdminUser
 ) -> MeterPublic:
     """Register a meter (administrators); with a port it is polled within a second."""
+    register_meter(conn, body, settings)
+    return _public(meter_view(conn, body.device_id), settings)
+
+
+def register_meter(conn: Connection, body: MeterCreate, settings: Settings) -> None:
+    """Register the meter ``body`` describes; a port alone means the configured meter host."""
     if body.host is not None and body.port is None:
         raise InvalidInput.field("port", "required when host is given")
     host = body.host or (settings.meter_host if body.port is not None else None)
-    create_device(conn, body.device_id, body.type, host=host, port=body.port, enabled=body.enabled)
-    return _public(meter_view(conn, body.device_id), settings)
+    create_device(
+        conn,
+        body.device_id,
+        body.type,
+        host=host,
+        port=body.port,
+        enabled=body.enabled,
+        water_kind=body.water_kind,
+    )
 
 
 @router.get("/{device_id}/", operation_id="getMeter")
@@ -160,7 +177,7 @@ def get_meter(
     device_id: str, conn: ConnDep, settings: SettingsDep, user: CurrentUser
 ) -> MeterPublic:
     """One meter with its poll health and latest reading."""
-    _visible(conn, user, device_id)
+    check_meter(conn, user, device_id)
     return _public(meter_view(conn, device_id), settings)
 
 
@@ -169,7 +186,7 @@ def update_meter(
     device_id: str, body: MeterUpdate, conn: ConnDep, settings: SettingsDep, user: CurrentUser
 ) -> MeterPublic:
     """Enable or disable polling of a meter."""
-    _visible(conn, user, device_id)
+    check_meter(conn, user, device_id)
     set_enabled(conn, device_id, body.enabled)
     return _public(meter_view(conn, device_id), settings)
 

@@ -11,7 +11,8 @@ from meterhub.billing.tables import tariffs
 from meterhub.billing.tariffs import Tariff
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.channels import DeviceType
-from meterhub.registry.projects import WATER_KINDS, get_project
+from meterhub.registry.devices import WATER_KINDS
+from meterhub.registry.projects import get_project
 
 TariffScope = tuple[DeviceType, str]
 """(device type, water kind or "")."""

@@ -23,14 +23,16 @@ class Channel:
     name: str
     unit: str
     kind: ChannelKind
+    label: str
+    """What the channel measures, for people: ``Current``, ``Energy``, ``Volume``."""
 
 
 CHANNELS: dict[DeviceType, tuple[Channel, ...]] = {
     DeviceType.ELECTRICITY: (
-        Channel("A", "A", ChannelKind.GAUGE),
-        Channel("kW", "kWh", ChannelKind.REGISTER),
+        Channel("A", "A", ChannelKind.GAUGE, "Current"),
+        Channel("kW", "kWh", ChannelKind.REGISTER, "Energy"),
     ),
-    DeviceType.WATER: (Channel("V", "m³", ChannelKind.REGISTER),),
+    DeviceType.WATER: (Channel("V", "m³", ChannelKind.REGISTER, "Volume"),),
 }
 
 

@@ -12,6 +12,7 @@ from meterhub.registry.tables import devices, houses, tags
 from meterhub.times import now_us
 
 PORT_RANGE = range(9000, 65001)
+WATER_KINDS = ("tap", "purified")
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +51,11 @@ def create_device(
     host: str | None = None,
     port: int | None = None,
     enabled: bool = True,
+    water_kind: str | None = None,
 ) -> Device:
-    """Register a device and its channel tags; raises ``InvalidInput`` on a taken id or address."""
-    _check_free(conn, device_id, host, port)
+    """Register a device and its channel tags; raises ``InvalidInput`` on a taken id or
+    address, or a water kind (``tap`` or ``purified``, water meters only) that does not fit."""
+    _check_new(conn, device_id, device_type, host, port, water_kind)
     pk: int = conn.execute(
         insert(devices)
         .values(
@@ -62,6 +65,7 @@ def create_device(
             port=port,
             enabled=enabled,
             created_at=now_us(),
+            water_kind=water_kind,
         )
         .returning(devices.c.id)
     ).scalar_one()
@@ -69,8 +73,19 @@ def create_device(
     return get_device(conn, device_id)
 
 
-def _check_free(conn: Connection, device_id: str, host: str | None, port: int | None) -> None:
+def _check_new(
+    conn: Connection,
+    device_id: str,
+    device_type: DeviceType,
+    host: str | None,
+    port: int | None,
+    water_kind: str | None,
+) -> None:
     errors: dict[str, str] = {}
+    if water_kind is not None and device_type != DeviceType.WATER:
+        errors["water_kind"] = f"only water meters have one, not {device_type}"
+    elif water_kind is not None and water_kind not in WATER_KINDS:
+        errors["water_kind"] = f"must be one of {', '.join(WATER_KINDS)}"
     if conn.execute(select(devices.c.id).where(devices.c.device_id == device_id)).first():
         errors["device_id"] = f"a device with id {device_id} already exists"
     if port is not None and port not in PORT_RANGE:

@@ -22,16 +22,17 @@ from sqlalchemy import Connection, Select, delete, distinct, func, insert, selec
 
 from meterhub.errors import Forbidden, InvalidInput, NotFound
 from meterhub.registry.channels import DeviceType
-from meterhub.registry.devices import get_device
+from meterhub.registry.devices import WATER_KINDS, get_device
 from meterhub.registry.tables import devices, houses, projects, residents
 from meterhub.times import now_us
 
 ADDRESS_PARTS = 5
-WATER_KINDS = ("tap", "purified")
 NAME_MAX = 255
 CELLPHONE = re.compile(r"[0-9+ -]{3,32}")
 """Digits, ``+``, spaces and dashes, 3-32 characters (at least one digit)."""
 _NOT_ZONES = frozenset({"localtime", "posixrules"})
+PROJECT_COLUMNS = (projects.c.id, projects.c.name, projects.c.timezone, projects.c.currency)
+"""The columns of a ``Project``, in its field order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,15 @@ class House:
     address: tuple[str, ...]
     residents: tuple[Resident, ...]
     devices: tuple[HouseDevice, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HousePlace:
+    """Where a house is: its address and its project."""
+
+    house_id: int
+    address: tuple[str, ...]
+    project: Project
 
 
 # Projects
@@ -207,6 +217,21 @@ def get_house(conn: Connection, house_id: int) -> House:
     if row is None:
         raise NotFound(f"no house with id {house_id}")
     return _houses(conn, [(row.id, row.project_id, row.address)])[0]
+
+
+def house_places(conn: Connection, house_ids: Collection[int]) -> dict[int, HousePlace]:
+    """``{house id: HousePlace}`` of the existing ones of ``house_ids``, in one query."""
+    if not house_ids:
+        return {}
+    query = (
+        select(houses.c.id.label("house_id"), houses.c.address, *PROJECT_COLUMNS)
+        .join(projects, projects.c.id == houses.c.project_id)
+        .where(houses.c.id.in_(list(house_ids)))
+    )
+    return {
+        row.house_id: HousePlace(row.house_id, tuple(json.loads(row.address)), Project(*row[2:]))
+        for row in conn.execute(query)
+    }
 
 
 def list_houses(

@@ -1,0 +1,80 @@
+"""Consumption per local day of a cumulative register: its rise from one local midnight to
+the next, in the zone the days are counted in.
+
+Register values at midnights come from the history grid query (``read_history`` with a
+one-day ``step``). Local midnights are 24 h apart except across a DST change, so they are
+read as runs of evenly spaced instants: one grid query per run, three for a year in a zone
+with DST. Values are interpolated between readings, never extrapolated: a day is left out
+when its first midnight has no value, and so is one whose last midnight has none, unless
+its latest reading falls after its start (a day in progress, ``complete`` false).
+A register that drops during a day (reset, exchange) shows as a negative day.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, tzinfo
+
+from sqlalchemy import Connection
+
+from meterhub.storage.history import HistoryQuery, read_history
+from meterhub.storage.points import latest
+from meterhub.times import to_us
+
+DAY_US = 86_400_000_000
+MAX_DAYS = 1000
+"""The most days one call reports: the latest ones of a longer period."""
+
+
+@dataclass(frozen=True, slots=True)
+class DayUsage:
+    day: date
+    start_us: int  # the local midnight the day starts at
+    consumption: float
+    complete: bool  # false: measured up to the latest reading, within the day
+
+
+def local_midnight(day: date, zone: tzinfo) -> int:
+    """µs of the start of ``day`` in ``zone``."""
+    return to_us(datetime.combine(day, time(), zone), zone)
+
+
+def daily_consumption(
+    conn: Connection, tag_id: int, first: date, last: date, zone: tzinfo
+) -> list[DayUsage]:
+    """Consumption on each day from ``first`` to ``last`` (at most the last ``MAX_DAYS``)."""
+    first = max(first, last - timedelta(days=MAX_DAYS - 1))
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    midnights = [local_midnight(day, zone) for day in [*days, last + timedelta(days=1)]]
+    values = values_at(conn, tag_id, midnights)
+    newest = latest(conn, [tag_id]).get(tag_id)
+    usage = []
+    for day, start, end in zip(days, midnights[:-1], midnights[1:], strict=True):
+        if start not in values:
+            continue
+        if end in values:
+            usage.append(DayUsage(day, start, values[end] - values[start], complete=True))
+        elif newest is not None and start < newest.ts < end:
+            usage.append(DayUsage(day, start, newest.value - values[start], complete=False))
+    return usage
+
+
+def values_at(conn: Connection, tag_id: int, instants: Sequence[int]) -> dict[int, float]:
+    """``{instant: value}`` of the ascending ``instants`` that have a value."""
+    values: dict[int, float] = {}
+    for run in _daily_runs(instants):
+        query = HistoryQuery(start=run[0], end=run[-1], step=DAY_US)
+        values.update((p.ts, p.value) for p in read_history(conn, tag_id, query).points)
+    return values
+
+
+def _daily_runs(instants: Sequence[int]) -> list[list[int]]:
+    """``instants`` cut into runs whose neighbours are exactly one day apart."""
+    runs: list[list[int]] = []
+    for ts in instants:
+        if runs and ts - runs[-1][-1] == DAY_US:
+            runs[-1].append(ts)
+        else:
+            runs.append([ts])
+    return runs

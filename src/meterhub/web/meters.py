@@ -1,0 +1,255 @@
+"""The meters list: filters, pages, and (administrators) adding, switching and deleting meters."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+from urllib.parse import urlencode
+
+from fastapi import Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
+from sqlalchemy import Connection
+from starlette.datastructures import FormData, QueryParams
+
+from meterhub.api.deps import MAX_ROW_ID, ConnDep, SettingsDep, check_project
+from meterhub.api.meters import MeterCreate, register_meter
+from meterhub.collector.health import Status
+from meterhub.collector.meter_view import MeterFilter, MeterView, list_meter_views
+from meterhub.errors import InvalidInput, NotFound
+from meterhub.registry.channels import CHANNELS, Channel, DeviceType
+from meterhub.registry.devices import WATER_KINDS, delete_device, set_enabled
+from meterhub.registry.projects import HousePlace, get_project, house_places, list_projects
+from meterhub.web.paging import PAGE_SIZES, paged
+from meterhub.web.routing import page_router
+from meterhub.web.session import FormDep, Viewer, ViewerDep, require_admin
+from meterhub.web.templating import render
+
+router = page_router()
+
+T = TypeVar("T")
+SEARCH_MAX = 64
+PROJECT_OPTIONS_MAX = 1000
+NEW_METER_FIELDS = ("device_id", "type", "water_kind", "host", "port")
+
+
+@dataclass(frozen=True, slots=True)
+class ListQuery:
+    """The list's filters and page, as read from the query string."""
+
+    status: Status | None = None
+    type: DeviceType | None = None
+    project: int | None = None
+    enabled: bool | None = None
+    search: str = ""
+    page: int = 1
+    size: int = PAGE_SIZES[0]
+
+
+@dataclass(frozen=True, slots=True)
+class MeterRow:
+    """One meter as listed: its view, its house's place and its channels' latest values."""
+
+    view: MeterView
+    place: HousePlace | None
+    readings: list[tuple[Channel, float | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class NewMeter:
+    """The add form's values, and its errors by field after a refused submission."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+
+def readings(view: MeterView) -> list[tuple[Channel, float | None]]:
+    """Each channel of the meter with its value in the latest reading (``None``: none)."""
+    return [(channel, view.values.get(channel.name)) for channel in CHANNELS[view.device.type]]
+
+
+@router.get("/meters")
+def meters_page(request: Request, viewer: ViewerDep, conn: ConnDep) -> Response:
+    return _list_page(request, viewer, conn, NewMeter())
+
+
+@router.post("/meters")
+def add_meter(
+    request: Request, viewer: ViewerDep, form: FormDep, conn: ConnDep, settings: SettingsDep
+) -> Response:
+    """Register a meter (administrators); refused input shows the form again with 400."""
+    require_admin(viewer)
+    values = {name: _text(form, name) for name in NEW_METER_FIELDS}
+    try:
+        register_meter(conn, _meter_create(values), settings)
+    except InvalidInput as exc:
+        return _list_page(request, viewer, conn, NewMeter(values, exc.errors), status=400)
+    return _back_to_list(request, f"Meter {values['device_id']} added.")
+
+
+@router.post("/meters/{device_id}/enable")
+def enable_meter(
+    device_id: str, request: Request, viewer: ViewerDep, _form: FormDep, conn: ConnDep
+) -> Response:
+    return _switch(request, viewer, conn, device_id, enabled=True)
+
+
+@router.post("/meters/{device_id}/disable")
+def disable_meter(
+    device_id: str, request: Request, viewer: ViewerDep, _form: FormDep, conn: ConnDep
+) -> Response:
+    return _switch(request, viewer, conn, device_id, enabled=False)
+
+
+@router.post("/meters/{device_id}/delete")
+def remove_meter(
+    device_id: str, request: Request, viewer: ViewerDep, _form: FormDep, conn: ConnDep
+) -> Response:
+    """Delete a meter (administrators); its stored readings are kept."""
+    require_admin(viewer)
+    delete_device(conn, device_id)
+    return _back_to_list(request, f"Meter {device_id} deleted; its readings are kept.")
+
+
+def _switch(
+    request: Request, viewer: Viewer, conn: Connection, device_id: str, *, enabled: bool
+) -> Response:
+    require_admin(viewer)
+    set_enabled(conn, device_id, enabled)
+    state = "enabled: it is polled again" if enabled else "disabled: it is no longer polled"
+    return _back_to_list(request, f"Meter {device_id} {state}.")
+
+
+def _list_page(
+    request: Request, viewer: Viewer, conn: Connection, new: NewMeter, status: int = 200
+) -> Response:
+    """One page of the filtered list, with the add form in the state ``new`` holds."""
+    query = _list_query(request.query_params)
+    where = _meter_filter(conn, viewer, query)
+    pages, views = paged(
+        request.url.remove_query_params("notice"),
+        query.page,
+        query.size,
+        lambda offset, limit: list_meter_views(conn, where, offset=offset, limit=limit),
+    )
+    places = house_places(conn, {v.device.house_id for v in views if v.device.house_id})
+    rows = [MeterRow(v, places.get(v.device.house_id or 0), readings(v)) for v in views]
+    only = None if viewer.user.is_admin else viewer.user.project_ids
+    context = {
+        "rows": rows,
+        "query": query,
+        "pager": pages,
+        "projects": list_projects(conn, only, offset=0, limit=PROJECT_OPTIONS_MAX)[1],
+        "statuses": list(Status),
+        "types": list(DeviceType),
+        "water_kinds": WATER_KINDS,
+        "page_sizes": PAGE_SIZES,
+        "new": new,
+        "back": _list_params(request),
+    }
+    return render(request, "meters.html", viewer, context, status=status)
+
+
+def _list_query(params: QueryParams) -> ListQuery:
+    """The filters and page in ``params``; ``InvalidInput`` naming each bad one."""
+    errors: dict[str, str] = {}
+
+    def read(name: str, parse: Callable[[str], T], message: str) -> T | None:
+        text = params.get(name, "").strip()
+        if not text:
+            return None
+        try:
+            return parse(text)
+        except ValueError:
+            errors[name] = message
+            return None
+
+    query = ListQuery(
+        status=read("status", Status, f"must be one of {', '.join(Status)}"),
+        type=read("type", DeviceType, f"must be one of {', '.join(DeviceType)}"),
+        project=read("project", _row_id, "must be a project id"),
+        enabled=read("enabled", _yes_no, "must be true or false"),
+        search=read("search", _search, f"must be at most {SEARCH_MAX} characters") or "",
+        page=read("page", _row_id, "must be a whole number from 1") or 1,
+        size=read("size", _page_size, f"must be one of {', '.join(map(str, PAGE_SIZES))}")
+        or PAGE_SIZES[0],
+    )
+    if errors:
+        raise InvalidInput(errors)
+    return query
+
+
+def _row_id(text: str) -> int:
+    number = int(text)
+    if not 1 <= number <= MAX_ROW_ID:
+        raise ValueError(text)
+    return number
+
+
+def _yes_no(text: str) -> bool:
+    if text not in ("true", "false"):
+        raise ValueError(text)
+    return text == "true"
+
+
+def _search(text: str) -> str:
+    if len(text) > SEARCH_MAX:
+        raise ValueError(text)
+    return text
+
+
+def _page_size(text: str) -> int:
+    size = int(text)
+    if size not in PAGE_SIZES:
+        raise ValueError(text)
+    return size
+
+
+def _meter_filter(conn: Connection, viewer: Viewer, query: ListQuery) -> MeterFilter:
+    """The services' filter: a non-administrator only ever sees their projects' meters."""
+    user = viewer.user
+    projects = None if user.is_admin else user.project_ids
+    if query.project is not None:
+        try:
+            check_project(user, query.project)
+            get_project(conn, query.project)
+        except NotFound:
+            raise InvalidInput.field("project", f"no project with id {query.project}") from None
+        projects = frozenset({query.project})
+    return MeterFilter(
+        status=query.status,
+        type=query.type,
+        enabled=query.enabled,
+        search=query.search or None,
+        project_ids=projects,
+    )
+
+
+def _text(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _meter_create(values: dict[str, str]) -> MeterCreate:
+    """The API's ``MeterCreate`` from the form (blank fields: defaults), with its checks."""
+    try:
+        return MeterCreate.model_validate({name: v for name, v in values.items() if v})
+    except ValidationError as exc:
+        errors: dict[str, list[str]] = defaultdict(list)
+        for error in exc.errors():
+            errors[str(error["loc"][0])].append(error["msg"])
+        raise InvalidInput(errors) from None
+
+
+def _list_params(request: Request) -> str:
+    """The list's query string (filters and page), without a notice: what actions return to."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "notice"]
+    return urlencode(kept)
+
+
+def _back_to_list(request: Request, notice: str) -> RedirectResponse:
+    """303 to the list as it was (filters and page kept), showing ``notice``."""
+    query = "&".join(filter(None, (_list_params(request), urlencode({"notice": notice}))))
+    return RedirectResponse(f"/meters?{query}", status_code=303)
