@@ -79,6 +79,16 @@ def source_tags(conn: Connection, source_id: str) -> list[Tag]:
     return [Tag.from_row(row) for row in rows]
 
 
+def tag_counts(conn: Connection, source_ids: Sequence[str]) -> dict[str, int]:
+    """``{source id: number of its tags}`` for those of ``source_ids`` that have tags."""
+    query = (
+        select(tags.c.source_id, func.count())
+        .where(tags.c.source_id.in_(source_ids))
+        .group_by(tags.c.source_id)
+    )
+    return dict(conn.execute(query).all())
+
+
 def list_sources(conn: Connection, *, offset: int, limit: int) -> tuple[int, list[DataSource]]:
     total = conn.execute(select(func.count()).select_from(data_sources)).scalar_one()
     query = select(data_sources).order_by(data_sources.c.id).offset(offset).limit(limit)

@@ -11,10 +11,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from meterhub.web import billing_tasks, login, meter_detail, meters, projects
+from meterhub.web import billing_tasks, login, meter_detail, meters, overview, projects, sources
 
 STATIC = Path(__file__).parent / "static"
-PAGES = (login, meters, meter_detail, projects, billing_tasks)
+PAGES = (login, overview, meters, meter_detail, sources, projects, billing_tasks)
 
 
 def install_dashboard(app: FastAPI) -> None:
