@@ -12,9 +12,11 @@
   const config = JSON.parse(document.getElementById("meter-config").textContent);
   const status = document.getElementById("chart-status");
   const HEIGHT = 260;
+  const MIN_WIDTH = 280;
   const DAY = 86400;
   const HALF_DAY = DAY / 2;
   const charts = {};
+  let shown = period();
   let firstRound = true;
   window.meterCharts = {};
 
@@ -47,6 +49,8 @@
 
   const fetchJSON = async (path, params) => (await fetchFrom(path, params)).json();
 
+  // --- axes and options -------------------------------------------------------------------
+
   /** Tick labels in 24-hour time, coarser as the span shown grows. */
   function timeTicks(u, splits) {
     const span = u.scales.x.max - u.scales.x.min;
@@ -54,24 +58,61 @@
     return splits.map((split) => format(inZone(split)));
   }
 
-  function timeAxis(label = `Time (${config.zone})`) {
-    return { label, labelSize: 20, space: 60, values: timeTicks };
+  function timeAxis() {
+    return { label: `Time (${config.zone})`, labelSize: 20, space: 60, values: timeTicks };
   }
 
-  function baseOptions(element, axes, series, format = formatTime) {
+  /** Days under their bars, every so many bars so that labels keep about 70 px apart. */
+  function dayAxis(zone) {
+    const splits = (u) => {
+      const step = Math.max(1, Math.ceil((u.data[0].length * 70) / u.width));
+      return u.data[0].filter((_, i) => i % step === 0);
+    };
+    const values = (u, ticks) => ticks.map((tick) => formatDate(inZone(tick)));
+    return { label: `Day (${zone})`, labelSize: 20, splits, values };
+  }
+
+  /** Room for the longest tick label of a value axis (uPlot's own recipe). */
+  function fitLabels(u, values, axisIndex, cycle) {
+    const axis = u.axes[axisIndex];
+    if (cycle > 1) return axis._size;
+    const longest = (values ?? []).reduce((a, b) => (b.length > a.length ? b : a), "");
+    u.ctx.font = axis.font[0];
+    const text = longest ? u.ctx.measureText(longest).width / window.devicePixelRatio : 0;
+    return Math.ceil(axis.ticks.size + axis.gap + text);
+  }
+
+  function valueAxis(label, extra = {}) {
+    return { label, labelSize: 20, size: fitLabels, ...extra };
+  }
+
+  /** uPlot options: the x axis and legend in the meter's zone, x spanning the period shown. */
+  function options(element, { axes, series, scales = {}, format = formatTime }) {
+    const x = { time: true, range: () => [shown.from / 1e6, shown.to / 1e6] };
     return {
-      width: Math.max(280, element.clientWidth),
+      width: Math.max(MIN_WIDTH, element.clientWidth),
       height: HEIGHT,
       tzDate: inZone,
       axes,
+      scales: { x, ...scales },
       series: [{ label: "Time", value: (u, v) => (v == null ? "—" : format(inZone(v))) }, ...series],
     };
   }
 
-  /** Draw ``data`` in the chart ``name`` (created on first use), and record what was drawn. */
+  const bars = (size, align = 0) => uPlot.paths.bars({ size, align });
+
+  // --- charts -----------------------------------------------------------------------------
+
+  /** Draw ``data`` in the chart ``name`` (created on first use, then kept as wide as its
+   * container), and record what was drawn. */
   function draw(name, element, makeOptions, data, exposed) {
     if (charts[name]) charts[name].setData(data);
-    else charts[name] = new uPlot(makeOptions(), data, element);
+    else {
+      const chart = new uPlot(makeOptions(), data, element);
+      const width = () => Math.max(MIN_WIDTH, element.clientWidth);
+      new ResizeObserver(() => chart.setSize({ width: width(), height: HEIGHT })).observe(element);
+      charts[name] = chart;
+    }
     element.dataset.points = String(data[0].length);
     window.meterCharts[name] = exposed;
     note(element, data[0].length === 0 ? "Nothing recorded in this range." : "");
@@ -88,19 +129,18 @@
     line.hidden = !text;
   }
 
-  async function drawChannel(channel, span) {
+  async function drawChannel(channel) {
     const element = document.getElementById(`chart-${channel.name}`);
-    const series = await fetchJSON("/series", { channel: channel.name, ...span });
+    const series = await fetchJSON("/series", { channel: channel.name, ...shown });
     const label = `${channel.name} (${series.unit})`;
     draw(
       channel.name,
       element,
       () =>
-        baseOptions(
-          element,
-          [timeAxis(), { label, labelSize: 20, size: 70 }],
-          [{ label, stroke: "#1f6feb", width: 1.5, value: fixed(3, series.unit) }],
-        ),
+        options(element, {
+          axes: [timeAxis(), valueAxis(label)],
+          series: [{ label, stroke: "#1f6feb", width: 1.5, value: fixed(3, series.unit) }],
+        }),
       [series.t, series.v],
       { t: series.t, v: series.v },
     );
@@ -109,92 +149,76 @@
   /** The daily chart's x range: half a day beyond the first and last bar, even for one. */
   function dayRange(u) {
     const middays = u.data[0];
-    if (!middays.length) return [Date.now() / 1000 - DAY, Date.now() / 1000];
+    if (!middays.length) return [shown.from / 1e6, shown.to / 1e6];
     return [middays[0] - HALF_DAY, middays[middays.length - 1] + HALF_DAY];
   }
 
-  /** Days under their bars, every so many bars so that labels keep about 70 px apart. */
-  function dayAxis(zone) {
-    const splits = (u) => {
-      const step = Math.max(1, Math.ceil((u.data[0].length * 70) / u.width));
-      return u.data[0].filter((_, i) => i % step === 0);
-    };
-    const values = (u, ticks) => ticks.map((tick) => formatDate(inZone(tick)));
-    return { label: `Day (${zone})`, labelSize: 20, splits, values };
-  }
-
-  async function drawDaily(span) {
+  async function drawDaily() {
     const element = document.getElementById("chart-daily");
-    const daily = await fetchJSON("/daily", span);
+    const daily = await fetchJSON("/daily", shown);
     const middays = daily.t.map((t) => t + HALF_DAY);
     const label = `Per day (${daily.unit})`;
     draw(
       "daily",
       element,
-      () => ({
-        ...baseOptions(
-          element,
-          [dayAxis(daily.zone), { label, labelSize: 20, size: 70 }],
-          [
+      () =>
+        options(element, {
+          axes: [dayAxis(daily.zone), valueAxis(label)],
+          series: [
             {
               label,
               fill: "#1f6feb99",
               stroke: "#1f6feb",
-              paths: uPlot.paths.bars({ size: [0.7, 60] }),
+              paths: bars([0.7, 60]),
               points: { show: false },
               value: fixed(3, daily.unit),
             },
           ],
-          formatDay,
-        ),
-        scales: { x: { time: true, range: dayRange } },
-      }),
+          scales: { x: { time: true, range: dayRange } },
+          format: formatDay,
+        }),
       [middays, daily.consumption],
       { t: daily.t, v: daily.consumption, day: daily.day },
     );
   }
 
-  async function drawHealth(span) {
+  async function drawHealth() {
     const element = document.getElementById("chart-health");
-    const health = await fetchJSON("/health", span);
+    const health = await fetchJSON("/health", shown);
+    const countAxis = {
+      scale: "count",
+      side: 1,
+      grid: { show: false },
+      incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
+    };
     draw(
       "health",
       element,
-      () => ({
-        ...baseOptions(
-          element,
-          [
+      () =>
+        options(element, {
+          axes: [
             timeAxis(),
-            { label: "Latency (ms)", labelSize: 20, size: 60, scale: "ms" },
-            {
-              label: "Failed polls",
-              labelSize: 20,
-              size: 50,
-              scale: "count",
-              side: 1,
-              grid: { show: false },
-              incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000],
-            },
+            valueAxis("Latency (ms)", { scale: "ms" }),
+            valueAxis("Failed polls", countAxis),
           ],
-          [
+          series: [
             {
               label: "Failed",
               scale: "count",
               fill: "#c6282833",
               stroke: "#c62828",
-              paths: uPlot.paths.bars({ size: [0.8, 40], align: 1 }),
+              paths: bars([0.8, 40], 1),
               points: { show: false },
               value: fixed(0, "polls"),
             },
             { label: "Mean", scale: "ms", stroke: "#1f6feb", width: 1.5, value: fixed(1, "ms") },
             { label: "Max", scale: "ms", stroke: "#9a6700", dash: [4, 4], value: fixed(1, "ms") },
           ],
-        ),
-        scales: {
-          ms: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] },
-          count: { range: (u, min, max) => [0, Math.max(1, max)] },
-        },
-      }),
+          scales: {
+            ms: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] },
+            count: { range: (u, min, max) => [0, Math.max(1, max)] },
+          },
+        }),
       [health.t, health.failures, health.mean_ms, health.max_ms],
       {
         t: health.t,
@@ -217,12 +241,8 @@
 
   /** Everything again; the next round is planned once this one is done. */
   async function refresh() {
-    const span = period();
-    const jobs = [
-      ...config.channels.map((channel) => drawChannel(channel, span)),
-      drawDaily(span),
-      drawHealth(span),
-    ];
+    shown = period();
+    const jobs = [...config.channels.map(drawChannel), drawDaily(), drawHealth()];
     if (!firstRound) jobs.push(refreshLive()); // in the first round the page is fresh
     firstRound = false;
     const failed = (await Promise.allSettled(jobs)).filter((job) => job.status === "rejected");
@@ -232,13 +252,6 @@
       : `Updated ${when} (${config.zone}).`;
     window.setTimeout(refresh, config.poll_seconds * 1000);
   }
-
-  window.addEventListener("resize", () => {
-    for (const [name, chart] of Object.entries(charts)) {
-      const element = document.getElementById(`chart-${name}`);
-      chart.setSize({ width: Math.max(280, element.clientWidth), height: HEIGHT });
-    }
-  });
 
   refresh();
 })();
