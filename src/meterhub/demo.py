@@ -1,33 +1,67 @@
-"""``meterhub demo``: simulated meters, registered, polled every few seconds, on SQLite."""
+"""``meterhub demo``: simulated meters, registered, polled every few seconds, on SQLite.
+
+The first run also lays out an estate to look at in the dashboard: a project whose houses
+hold the meters ten by ten, a tariff and an hourly billing task.
+"""
 
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 
+from meterhub.billing.tariff_store import set_tariff
+from meterhub.billing.tariffs import Tariff
+from meterhub.billing.tasks import create_task
 from meterhub.collector.simulator import Simulator, SimulatorConfig
 from meterhub.db import make_engine
 from meterhub.errors import InvalidInput
 from meterhub.migrations import upgrade
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import create_device
-from meterhub.registry.users import create_user, issue_token, user_named
+from meterhub.registry.projects import assign_device, create_house, create_project, list_projects
+from meterhub.registry.users import create_user, issue_token, set_password, user_named
 from meterhub.server import serve
 from meterhub.settings import Settings
 
 FIRST_PORT = 9000
+METERS_PER_HOUSE = 10
+HOURLY = {"month": "*", "day": "*", "hour": "*", "minute": "0"}
 
 
-def admin_token(settings: Settings) -> str:
-    """A fresh token of the demo's ``admin`` user (created on first use)."""
+def admin_login(settings: Settings) -> tuple[str, str]:
+    """A fresh password and token of the demo's ``admin`` user (created on first use)."""
+    password = secrets.token_urlsafe(12)
     engine = make_engine(settings.database_url)
     with engine.begin() as conn:
         try:
             user = user_named(conn, "admin")
+            set_password(conn, user.id, password)
         except InvalidInput:
-            user = create_user(conn, "admin", secrets.token_urlsafe(16), is_admin=True)
+            user = create_user(conn, "admin", password, is_admin=True)
         token = issue_token(conn, user.id)
     engine.dispose()
-    return token
+    return password, token
+
+
+def lay_out_estate(settings: Settings, meter_ids: list[int]) -> None:
+    """On an empty registry: a project with houses of ten meters, a tariff, an hourly task."""
+    engine = make_engine(settings.database_url)
+    with engine.begin() as conn:
+        if list_projects(conn, None, offset=0, limit=1)[0]:
+            return
+        project = create_project(conn, "Demo estate", settings.timezone, "EUR")
+        tariff = Tariff.flat(Decimal("0.30"), fixed_charge=Decimal("2.00"))
+        set_tariff(conn, project.id, DeviceType.ELECTRICITY, tariff)
+        create_task(conn, project.id, "Hourly electricity", DeviceType.ELECTRICITY, HOURLY)
+        for first in range(0, len(meter_ids), METERS_PER_HOUSE):
+            flat = str(first // METERS_PER_HOUSE + 1)
+            resident = (f"Resident of flat {flat}", "+49 30 555 0100")
+            house = create_house(
+                conn, project.id, ["Demo city", "Main St", "1", "1", flat], [resident]
+            )
+            for meter_id in meter_ids[first : first + METERS_PER_HOUSE]:
+                assign_device(conn, str(meter_id), house)
+    engine.dispose()
 
 
 def register_simulated(settings: Settings, meters: list[tuple[int, int]]) -> int:
@@ -57,11 +91,13 @@ def run_demo(settings: Settings, *, port: int, meters: int) -> None:
     config = SimulatorConfig(ports=range(FIRST_PORT, FIRST_PORT + meters))
     with Simulator(config) as simulator:
         added = register_simulated(settings, simulator.meters)
-        token = admin_token(settings)
+        lay_out_estate(settings, [meter_id for meter_id, _ in simulator.meters])
+        password, token = admin_login(settings)
         print(
             f"meterhub demo: {meters} simulated meters on ports {FIRST_PORT}-"
             f"{FIRST_PORT + meters - 1} ({added} newly registered), polled every "
             f"{settings.poll_interval:g} s\n"
+            f"  dashboard:     http://127.0.0.1:{port}/  (user admin, password {password})\n"
             f"  one meter:     http://127.0.0.1:{port}/counter-data/{FIRST_PORT}/\n"
             f"  API docs:      http://127.0.0.1:{port}/docs\n"
             f"  counter and /smt/ calls are open; everything else needs the admin token:\n"

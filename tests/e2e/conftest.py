@@ -24,8 +24,10 @@ FLAGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
+    """Chromium for this package's tests only: Playwright's synchronous API keeps an event
+    loop running in this thread while it is open, which ``asyncio.run`` elsewhere refuses."""
     if not CHROMIUM.exists():
         reason = f"Chromium not found at {CHROMIUM} (`make browser` installs Debian's chromium)"
         if IN_CI:

@@ -146,6 +146,17 @@ def test_demo_shows_200_online_meters_with_advancing_readings(tmp_path: Path) ->
             wait_until(lambda: client.get("/counter-data/9000/").json() != first, timeout=12)
             later = client.get("/counter-data/9000/").json()
             assert later["kW"] > first["kW"]
+            [estate] = client.get("/api/v1/projects/").json()["results"]
+            houses = client.get(f"/api/v1/projects/{estate['id']}/houses/?page_size=100")
+            assert [len(h["devices"]) for h in houses.json()["results"]] == [10] * 20
+            tasks = client.get(f"/api/v1/scheduler/tasks/?project_id={estate['id']}").json()
+            assert [t["name"] for t in tasks["data"]["results"]] == ["Hourly electricity"]
+        password = re.search(r"user admin, password (\S+)\)", printed.read_text())
+        assert password is not None
+        with httpx.Client(base_url=url, timeout=5) as browser:
+            form = {"username": "admin", "password": password.group(1)}
+            assert browser.post("/login", data=form).status_code == 303
+            assert "200" in browser.get("/").text
     finally:
         demo.send_signal(signal.SIGINT)
         assert demo.wait(timeout=30) == 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, select, update
 
 from meterhub.errors import InvalidInput, Unauthorized
 from meterhub.registry.projects import get_project
@@ -47,8 +47,7 @@ def create_user(
     """A new user; ``InvalidInput`` for a taken name, a short password or an unknown project."""
     if not re.fullmatch(r"[A-Za-z0-9_.@+-]{1,150}", username):
         raise InvalidInput.field("username", "1-150 letters, digits or _.@+-")
-    if len(password) < 8:
-        raise InvalidInput.field("password", "at least 8 characters")
+    _check_password(password)
     if conn.execute(select(users.c.id).where(users.c.username == username)).first():
         raise InvalidInput.field("username", f"user {username} already exists")
     for project_id in project_ids:
@@ -109,6 +108,18 @@ def user_for_token(conn: Connection, token: str) -> User:
     if owner is None or owner != int(form.group(1)):
         raise Unauthorized("invalid or revoked token")
     return get_user(conn, owner)
+
+
+def set_password(conn: Connection, user_id: int, password: str) -> None:
+    """A new password; the user's tokens stay valid."""
+    _check_password(password)
+    query = update(users).where(users.c.id == user_id)
+    conn.execute(query.values(password_hash=_hasher.hash(password)))
+
+
+def _check_password(password: str) -> None:
+    if len(password) < 8:
+        raise InvalidInput.field("password", "at least 8 characters")
 
 
 def revoke_token(conn: Connection, token: str) -> None:
