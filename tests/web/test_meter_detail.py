@@ -16,6 +16,7 @@ from meterhub.collector.health import Health, Status
 from meterhub.collector.poll_log import PollEntry, save_poll_log
 from meterhub.registry.devices import channel_tags, get_device
 from meterhub.storage import Point, write_points
+from meterhub.storage.points import Quality
 from tests.web.conftest import Dashboard
 from tests.web.meters_support import WATER, Estate, add, make_estate
 
@@ -28,10 +29,16 @@ def us(text: str) -> int:
     return int(datetime.fromisoformat(text).timestamp()) * 1_000_000
 
 
-def write(engine: Engine, device_id: str, channel: str, points: list[tuple[int, float]]) -> None:
+def write(
+    engine: Engine,
+    device_id: str,
+    channel: str,
+    points: list[tuple[int, float]],
+    quality: Quality = Quality.GOOD,
+) -> None:
     with engine.begin() as conn:
         tag = channel_tags(conn, get_device(conn, device_id).pk)[channel]
-        write_points(conn, [Point(tag, ts, value) for ts, value in points])
+        write_points(conn, [Point(tag, ts, value, quality) for ts, value in points])
 
 
 def text_of(page: str) -> str:
@@ -218,6 +225,21 @@ def test_daily_consumption_of_a_water_meter_in_the_servers_zone(
     assert (daily["unit"], daily["zone"]) == ("m³", "UTC")
     assert daily["day"] == ["2026-03-01", "2026-03-02"]
     assert daily["consumption"] == pytest.approx([0.25, 0.25])
+
+
+def test_daily_consumption_counts_on_across_a_register_reset(
+    dashboard: Dashboard, engine: Engine
+) -> None:
+    """The register reads 100 at midnight, 110 at noon, is exchanged (reads 2, flagged) and
+    reads 5 at the next midnight: 10 before the drop and 3 after it, as billing counts."""
+    add(engine, "e-1")
+    day = us("2026-03-01T00:00:00+00:00")
+    write(engine, "e-1", "kW", [(day, 100.0), (day + 12 * HOUR, 110.0)])
+    write(engine, "e-1", "kW", [(day + 13 * HOUR, 2.0)], quality=Quality.REGISTER_DECREASED)
+    write(engine, "e-1", "kW", [(day + 24 * HOUR, 5.0), (day + 48 * HOUR, 9.0)])
+    daily = dashboard.get("/meters/e-1/daily?from=2026-03-01&to=2026-03-03").json()
+    assert daily["day"] == ["2026-03-01", "2026-03-02"]
+    assert daily["consumption"] == pytest.approx([13.0, 4.0])
 
 
 # --- poll health --------------------------------------------------------------------------

@@ -7,7 +7,8 @@ read as runs of evenly spaced instants: one grid query per run, three for a year
 with DST. Values are interpolated between readings, never extrapolated: a day is left out
 when its first midnight has no value, and so is one whose last midnight has none, unless
 its latest reading falls after its start (a day in progress, ``complete`` false).
-A register that drops during a day (reset, exchange) shows as a negative day.
+A register that drops during a day (a reading flagged ``REGISTER_DECREASED``: reset,
+exchange) counts on across the drop, as billing does: the day adds the size of each drop.
 """
 
 from __future__ import annotations
@@ -16,12 +17,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from meterhub.storage.history import HistoryQuery, read_history
 from meterhub.storage.points import latest
 from meterhub.times import to_us
 
+_DROPS = text("""
+SELECT f.ts, (SELECT p.value FROM points p WHERE p.tag_id = f.tag_id AND p.ts < f.ts
+              ORDER BY p.ts DESC LIMIT 1) - f.value AS fall
+FROM points f
+WHERE f.tag_id = :tag AND f.quality != 0 AND f.ts > :start AND f.ts <= :end
+ORDER BY f.ts
+""")
+"""Flagged readings of one tag (the partial index finds them) and how far each fell."""
 DAY_US = 86_400_000_000
 MAX_DAYS = 1000
 """The most days one call reports: the latest ones of a longer period."""
@@ -49,14 +58,19 @@ def daily_consumption(
     midnights = [local_midnight(day, zone) for day in [*days, last + timedelta(days=1)]]
     values = values_at(conn, tag_id, midnights)
     newest = latest(conn, [tag_id]).get(tag_id)
+    drops = conn.execute(_DROPS, {"tag": tag_id, "start": midnights[0], "end": midnights[-1]})
+    falls = [(ts, fall) for ts, fall in drops if fall is not None and fall > 0]
     usage = []
     for day, start, end in zip(days, midnights[:-1], midnights[1:], strict=True):
         if start not in values:
             continue
+        fallen = sum(fall for ts, fall in falls if start < ts <= end)
         if end in values:
-            usage.append(DayUsage(day, start, values[end] - values[start], complete=True))
+            rise = values[end] - values[start] + fallen
+            usage.append(DayUsage(day, start, rise, complete=True))
         elif newest is not None and start < newest.ts < end:
-            usage.append(DayUsage(day, start, newest.value - values[start], complete=False))
+            rise = newest.value - values[start] + fallen
+            usage.append(DayUsage(day, start, rise, complete=False))
     return usage
 
 
