@@ -93,7 +93,7 @@ def site(engine: Engine) -> Site:
         b = create_project(conn, "Beta estate", "Europe/Berlin", "EUR")
         house_a = create_house(conn, a.id, ["A", "1", "", "", ""])
         house_b = create_house(conn, b.id, ["B", "1", "", "", ""])
-        read = _meter(conn, "a-online", house_a, online(NOW - 5 * SECOND))
+        read = _meter(conn, "a-online", house_a, online(now_us() - 5 * SECOND))  # just now
         _meter(conn, "a-stale", house_a, online(NOW - 600 * SECOND))
         _meter(conn, "a-down", house_a, offline(5, "timeout after 3.0 s", NOW - 9000 * SECOND))
         _meter(conn, "a-garbage", house_a, offline(2, "answer is not JSON", None))
