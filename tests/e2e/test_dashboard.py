@@ -11,6 +11,7 @@ page are also copied to ``docs/screenshots/`` for the README.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -34,6 +35,7 @@ USERNAME, PASSWORD = "operator", "correct horse battery"
 DESKTOP = ViewportSize(width=1280, height=900)
 PHONE = ViewportSize(width=390, height=844)
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+HISTORY_STEPS = 3 * 144  # three days, every ten minutes
 SOME_POINTS = re.compile(r"^[1-9][0-9]*$")
 
 
@@ -72,7 +74,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         assert api.put(
             f"/api/v1/projects/{project_id}/tariffs/electricity/", json=tariff
         ).is_success
-        yield Site(server.url, api, project_id, meters)
+        site = Site(server.url, api, project_id, meters)
+        wait_until(lambda: all(_stored(site, m, "kW") for m in meters), timeout=30)
+        _push_history(site)
+        yield site
 
 
 @pytest.fixture
@@ -130,7 +135,6 @@ def test_meters_come_online_on_the_overview_and_the_meters_page(page: Page, site
 
 def test_meter_charts_show_the_stored_readings(page: Page, site: Site) -> None:
     meter = site.meters[0]
-    wait_until(lambda: len(_stored(site, meter, "A")) >= 5, timeout=30)
     page.goto(f"/meters/{meter}")
     for chart in ("A", "kW", "health"):
         expect(page.locator(f"#chart-{chart}")).to_have_attribute("data-points", SOME_POINTS)
@@ -138,7 +142,7 @@ def test_meter_charts_show_the_stored_readings(page: Page, site: Site) -> None:
     for channel in ("A", "kW"):
         stored = _stored(site, meter, channel)
         points = list(zip(drawn[channel]["t"], drawn[channel]["v"], strict=True))
-        assert len(points) >= 5
+        assert len(points) > 144  # the last day's pushed readings, and the polled ones
         for seconds, value in points:
             assert stored.get(round(seconds * 1_000_000)) == pytest.approx(value), (
                 channel,
@@ -159,8 +163,6 @@ def _stored(site: Site, meter: str, channel: str) -> dict[int, float]:
 def test_a_billing_task_made_in_the_form_runs_and_its_bills_download(
     page: Page, site: Site
 ) -> None:
-    wait_until(lambda: all(_stored(site, m, "kW") for m in site.meters), timeout=30)
-    _push_earlier_registers(site)
     page.get_by_role("link", name="Billing tasks").click()
     shoot(page, "billing-tasks")
     page.get_by_role("link", name="New task").click()
@@ -221,17 +223,24 @@ def test_logging_out_ends_the_session(page: Page, site: Site) -> None:
     assert refused.status_code == 401
 
 
-def _push_earlier_registers(site: Site) -> None:
-    """Register readings one and two hours back (below the polled ones), pushed through
-    ``/smt/data/set`` as a connector would, so that a run "now" has a period to bill."""
-    now = datetime.now(UTC)
+def _push_history(site: Site) -> None:
+    """Three days of readings every ten minutes before the first poll, pushed through
+    ``/smt/data/set`` as a connector would: the charts have a history to show and a run
+    "now" has a period to bill. The current follows a daily curve; the register counts
+    the energy it implies at 230 V."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    steps = range(HISTORY_STEPS, 0, -1)
+    times = [now - timedelta(minutes=10 * n) for n in steps]
+    current = [18 - 10 * math.cos(2 * math.pi * (t.hour * 60 + t.minute) / 1440) for t in times]
+    energy = [a * 230 / 1000 / 6 for a in current]  # kWh in each ten minutes
     records = []
     for meter in site.meters:
-        first = min(_stored(site, meter, "kW").items())[1]
-        points = [
-            {"x": (now - timedelta(hours=hours)).isoformat(), "y": first - hours}
-            for hours in (2, 1)
-        ]
-        records.append({"tagId": f"{meter}.kW", "data": points})
+        register = min(_stored(site, meter, "kW").items())[1] - sum(energy) - 0.5
+        registers = [register + sum(energy[: i + 1]) for i in range(len(energy))]
+        for channel, values in (("A", current), ("kW", registers)):
+            points = [
+                {"x": t.isoformat(), "y": round(y, 3)} for t, y in zip(times, values, strict=True)
+            ]
+            records.append({"tagId": f"{meter}.{channel}", "data": points})
     answer = site.api.post("/smt/data/set", json={"data": records}).json()
     assert answer["error"] == {"id": 0}, answer

@@ -174,7 +174,11 @@
               value: fixed(3, daily.unit),
             },
           ],
-          scales: { x: { time: true, range: dayRange } },
+          scales: {
+            x: { time: true, range: dayRange },
+            // bars grow from zero
+            y: { range: (u, min, max) => [Math.min(0, min), Math.max(1, max * 1.1)] },
+          },
           format: formatDay,
         }),
       [middays, daily.consumption],
