@@ -74,6 +74,14 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         assert api.put(
             f"/api/v1/projects/{project_id}/tariffs/electricity/", json=tariff
         ).is_success
+        source = {
+            "id": "building-bms",
+            "name": "Building BMS",
+            "tags": [{"id": {"tagName": "supply_temp", "parentObjectId": "boiler"}, "unit": "°C"}],
+        }
+        assert api.post("/api/v1/data-sources/", json=source).status_code == 201
+        reading = {"tagId": "boiler.supply_temp", "data": [{"x": "2026-11-20T12:00Z", "y": 61.25}]}
+        assert api.post("/smt/data/set", json={"data": [reading]}).json()["error"] == {"id": 0}
         site = Site(server.url, api, project_id, meters)
         wait_until(lambda: all(_stored(site, m, "kW") for m in meters), timeout=30)
         _push_history(site)
@@ -121,7 +129,6 @@ def test_meters_come_online_on_the_overview_and_the_meters_page(page: Page, site
 
     wait_until(all_online, timeout=30, interval=1)
     shoot(page, "overview")
-    for_readme("overview")
     page.get_by_role("link", name="Meters", exact=True).click()
     rows = page.locator("table tbody tr")
     expect(rows).to_have_count(METERS)
@@ -206,11 +213,23 @@ def test_a_billing_task_made_in_the_form_runs_and_its_bills_download(
 
 
 def test_projects_and_data_sources_pages(page: Page, site: Site) -> None:
+    """Also the overview once the billing test has run: the README shows this one."""
+    shoot(page, "overview-later")
+    for_readme("overview-later")
     page.get_by_role("link", name="Projects").click()
     expect(page.get_by_role("link", name="Lindenhof")).to_be_visible()
     shoot(page, "projects")
     page.get_by_role("link", name="Data sources").click()
     shoot(page, "sources")
+    page.get_by_role("link", name="building-bms").click()
+    row = page.locator("tbody tr", has_text="boiler.supply_temp")
+    expect(row).to_contain_text("61.250")
+    expect(row).to_contain_text("2026-11-20 12:00:00")
+    shoot(page, "source")
+    page.get_by_role("button", name="Deactivate tag boiler.supply_temp").click()
+    expect(row.locator(".badge")).to_have_text("inactive")
+    tag = site.api.get("/api/v1/tags/boiler.supply_temp/").json()
+    assert tag["active"] is False
 
 
 def test_logging_out_ends_the_session(page: Page, site: Site) -> None:
