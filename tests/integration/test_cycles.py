@@ -73,7 +73,8 @@ def test_run_logs_every_poll_and_counts_each_interval(database_url: str, engine:
     assert stats.polls == len(in_window) == stats.readings + stats.failures
     assert stats.failures == sum(not row.ok for row in in_window) > 0
     assert stats.points == CHANNELS * stats.readings > 0
-    assert 0 < stats.due <= 12
+    # a slot released late (a busy machine) can share a window with the meter's next slot
+    assert 0 < stats.due <= 2 * 12
     assert 0 < stats.duration_s <= INTERVAL
     assert stats.started_at + window <= stats.updated_at < stats.started_at + 2 * window
 
