@@ -45,7 +45,7 @@ types: $(STAMP)
 	$(BIN)/mypy
 
 test: lint types $(ASSETS) browser
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 bench: $(STAMP) $(ASSETS)
 	$(BIN)/python bench/poll_sweep.py

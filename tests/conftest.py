@@ -42,7 +42,7 @@ def postgres_admin() -> str:
     return PG_ADMIN_URL
 
 
-def _fresh_postgres(admin_url: str, template: str | None = None) -> Iterator[str]:
+def fresh_postgres(admin_url: str, template: str | None = None) -> Iterator[str]:
     name = f"meterhub_test_{uuid.uuid4().hex[:12]}"
     copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -57,7 +57,7 @@ def _fresh_postgres(admin_url: str, template: str | None = None) -> Iterator[str
 @pytest.fixture(scope="session")
 def postgres_template(postgres_admin: str) -> Iterator[str]:
     """A migrated PostgreSQL database that each test's database is copied from."""
-    for url in _fresh_postgres(postgres_admin):
+    for url in fresh_postgres(postgres_admin):
         upgrade(url)
         yield url.rsplit("/", 1)[1]
 
@@ -79,7 +79,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{path}"
         return
     admin = request.getfixturevalue("postgres_admin")
-    yield from _fresh_postgres(admin, request.getfixturevalue("postgres_template"))
+    yield from fresh_postgres(admin, request.getfixturevalue("postgres_template"))
 
 
 @pytest.fixture

@@ -83,7 +83,7 @@ from meterhub_client import (
     TagNotFound,
     TransportError,
 )
-from tests.conftest import _fresh_postgres
+from tests.conftest import fresh_postgres
 from tests.support import Server
 
 TZ_NAME = "America/St_Johns"
@@ -355,7 +355,7 @@ class Resources:
             else:
                 assert postgres_admin is not None
                 # dropped when the module is done
-                url = self.exit.enter_context(contextmanager(_fresh_postgres)(postgres_admin))
+                url = self.exit.enter_context(contextmanager(fresh_postgres)(postgres_admin))
             upgrade(url)
             self.databases[kind] = url
             self.engines[kind] = engine = create_engine(url)

@@ -42,7 +42,7 @@ from meterhub.times import now_us
 from meterhub.web.app import PAGES
 from meterhub.web.routing import PageRoute
 from meterhub.web.session import CSRF_FIELD
-from tests.conftest import _fresh_postgres
+from tests.conftest import fresh_postgres
 from tests.web.conftest import Dashboard, log_in
 
 HOUR = 3_600_000_000
@@ -209,7 +209,7 @@ def shared_database(
         yield f"sqlite:///{path}"
         return
     admin = request.getfixturevalue("postgres_admin")
-    yield from _fresh_postgres(admin, request.getfixturevalue("postgres_template"))
+    yield from fresh_postgres(admin, request.getfixturevalue("postgres_template"))
 
 
 @pytest.fixture(scope="module")
