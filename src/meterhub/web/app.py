@@ -11,10 +11,19 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from meterhub.web import billing_tasks, login, meter_detail, meters, overview, projects, sources
+from meterhub.web import (
+    billing_tasks,
+    login,
+    meter_detail,
+    meters,
+    overview,
+    projects,
+    sources,
+    task_form,
+)
 
 STATIC = Path(__file__).parent / "static"
-PAGES = (login, overview, meters, meter_detail, sources, projects, billing_tasks)
+PAGES = (login, overview, meters, meter_detail, sources, projects, task_form, billing_tasks)
 
 
 def install_dashboard(app: FastAPI) -> None:
