@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import Connection, Engine, insert
+from sqlalchemy import Connection, Engine, insert, text
 
 from meterhub.billing.runs import run_task
 from meterhub.billing.tariff_store import set_tariff
@@ -108,6 +108,18 @@ def _registry(conn: Connection, meters: int, project_ids: tuple[int, int]) -> No
             for c, (name, kind, unit) in enumerate(CHANNELS)
         ],
     )
+    _advance_sequences(conn)
+
+
+def _advance_sequences(conn: Connection) -> None:
+    """PostgreSQL: move the id sequences past the ids given explicitly above."""
+    if conn.dialect.name == "postgresql":
+        for table in ("houses", "devices", "tags"):
+            conn.execute(
+                text(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
+                )
+            )
 
 
 def _house(h: int, project_id: int) -> dict[str, object]:
