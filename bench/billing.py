@@ -5,7 +5,7 @@ register reading per day for two months, bills the first month, then times the r
 the second month (the monthly run). For scale, the same run reads what a plain SQL query
 of first and last register per meter reads; that query is timed too, and the ratio shown.
 Runs on SQLite and, when reachable, PostgreSQL.
-Usage: .venv/bin/python bench/billing.py [--devices 100000] [--postgres URL]
+Usage: .venv/bin/python -m bench.billing [--devices 100000] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import tempfile
 import time
 from decimal import Decimal
-from pathlib import Path
 
-import psycopg
 from sqlalchemy import Connection, Engine, insert, text
 
+from bench.databases import scratch_postgres, scratch_sqlite
 from meterhub.billing.runs import run_task
 from meterhub.billing.tariff_store import set_tariff
 from meterhub.billing.tariffs import Tariff
@@ -30,7 +28,6 @@ from meterhub.migrations import upgrade
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import create_project
 from meterhub.registry.tables import devices, houses, tags
-from meterhub.settings import Settings
 from meterhub.storage import Point, write_points
 
 MONTHLY = {"month": "*", "day": "1", "hour": "0", "minute": "0"}
@@ -146,19 +143,11 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://127.0.0.1:5432/test")
     parser.add_argument("--no-postgres", dest="use_postgres", action="store_false")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        measure(f"sqlite:///{Path(tmp) / 'billing.db'}", args.devices)
-    if not args.use_postgres:
-        return
-    name = f"meterhub_billing_{int(time.time())}"
-    with psycopg.connect(args.postgres, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = Settings(database_url=args.postgres).database_url.rsplit("/", 1)[0]
-        measure(f"{base}/{name}", args.devices)
-    finally:
-        with psycopg.connect(args.postgres, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with scratch_sqlite("billing") as url:
+        measure(url, args.devices)
+    if args.use_postgres:
+        with scratch_postgres(args.postgres, "billing") as url:
+            measure(url, args.devices)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
 
 from bench.dashboard_data import METERS, PASSWORD, USERNAME, Dataset, build
+from bench.databases import scratch_postgres, scratch_sqlite
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
-from meterhub.settings import Settings
 
 BUDGET_MS = 300.0
 HOUR_US = 3_600_000_000
@@ -168,19 +167,11 @@ def main() -> None:
     parser.add_argument("--postgres", default="postgresql://127.0.0.1:5432/test")
     parser.add_argument("--no-postgres", dest="use_postgres", action="store_false")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        measure(f"sqlite:///{Path(tmp) / 'dashboard.db'}", args.meters, args.repeat)
-    if not args.use_postgres:
-        return
-    name = f"meterhub_dashboard_{int(time.time())}"
-    with psycopg.connect(args.postgres, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = Settings(database_url=args.postgres).database_url.rsplit("/", 1)[0]
-        measure(f"{base}/{name}", args.meters, args.repeat)
-    finally:
-        with psycopg.connect(args.postgres, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with scratch_sqlite("dashboard") as url:
+        measure(url, args.meters, args.repeat)
+    if args.use_postgres:
+        with scratch_postgres(args.postgres, "dashboard") as url:
+            measure(url, args.meters, args.repeat)
 
 
 if __name__ == "__main__":

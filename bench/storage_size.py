@@ -3,24 +3,21 @@
 Writes METERS meters x 2 channels (A gauge, kWh register) x READINGS minute readings,
 time-major in batches of 5,000 as the collector does, then prints points/s, bytes per
 point and what a year of minute readings of 56,001 meters would take.
-Usage: .venv/bin/python bench/storage_size.py [--meters 2000] [--readings 100] [--postgres URL]
+Usage: .venv/bin/python -m bench.storage_size [--meters 2000] [--readings 100] [--postgres URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import random
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import psycopg
 from sqlalchemy import Engine, text
 
+from bench.databases import scratch_postgres, scratch_sqlite
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
-from meterhub.settings import Settings
 from meterhub.storage import Point, latest, write_points
 
 BATCH = 5000
@@ -91,17 +88,10 @@ def main() -> None:
     parser.add_argument("--readings", type=int, default=100)
     parser.add_argument("--postgres", default="postgresql://127.0.0.1:5432/test")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        measure(f"sqlite:///{Path(tmp) / 'size.db'}", args.meters, args.readings)
-    name = f"meterhub_size_{int(time.time())}"
-    with psycopg.connect(args.postgres, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = Settings(database_url=args.postgres).database_url.rsplit("/", 1)[0]
-        measure(f"{base}/{name}", args.meters, args.readings)
-    finally:
-        with psycopg.connect(args.postgres, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    with scratch_sqlite("size") as url:
+        measure(url, args.meters, args.readings)
+    with scratch_postgres(args.postgres, "size") as url:
+        measure(url, args.meters, args.readings)
 
 
 if __name__ == "__main__":
