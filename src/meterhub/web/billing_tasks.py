@@ -11,10 +11,8 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
-from urllib.parse import urlencode
 
 from fastapi import Depends, Request, Response
-from fastapi.responses import RedirectResponse
 from sqlalchemy import Connection
 from starlette.datastructures import FormData
 
@@ -29,7 +27,7 @@ from meterhub.registry.projects import Project, get_project, list_projects
 from meterhub.times import from_us, to_us
 from meterhub.web.paging import paged
 from meterhub.web.projects import device_type_filter
-from meterhub.web.routing import page_router
+from meterhub.web.routing import notice_redirect, page_router
 from meterhub.web.session import FormDep, Viewer, ViewerDep
 from meterhub.web.templating import render
 
@@ -75,10 +73,6 @@ def fire_times(cron: Cron, project: Project) -> list[datetime]:
     return [
         fire.astimezone(zone) for fire in upcoming(cron, datetime.now(UTC), zone, PREVIEW_FIRES)
     ]
-
-
-def notice_redirect(path: str, notice: str) -> RedirectResponse:
-    return RedirectResponse(f"{path}?{urlencode({'notice': notice})}", status_code=303)
 
 
 def project_choices(conn: Connection, viewer: Viewer) -> list[Project]:

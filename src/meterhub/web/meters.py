@@ -23,7 +23,7 @@ from meterhub.registry.channels import CHANNELS, Channel, DeviceType
 from meterhub.registry.devices import WATER_KINDS, delete_device, set_enabled
 from meterhub.registry.projects import HousePlace, get_project, house_places, list_projects
 from meterhub.web.paging import PAGE_SIZES, paged
-from meterhub.web.routing import page_router
+from meterhub.web.routing import notice_redirect, page_router
 from meterhub.web.session import FormDep, Viewer, ViewerDep, require_admin
 from meterhub.web.templating import render
 
@@ -251,5 +251,4 @@ def _list_params(request: Request) -> str:
 
 def _back_to_list(request: Request, notice: str) -> RedirectResponse:
     """303 to the list as it was (filters and page kept), showing ``notice``."""
-    query = "&".join(filter(None, (_list_params(request), urlencode({"notice": notice}))))
-    return RedirectResponse(f"/meters?{query}", status_code=303)
+    return notice_redirect(f"/meters?{request.url.query}", notice)

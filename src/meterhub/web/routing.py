@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode
 
 from fastapi import APIRouter, Request, Response
 from fastapi.exceptions import RequestValidationError
@@ -44,6 +44,13 @@ class PageRoute(APIRoute):
 def page_router() -> APIRouter:
     """A router for dashboard pages (left out of the API's OpenAPI document)."""
     return APIRouter(route_class=PageRoute, include_in_schema=False)
+
+
+def notice_redirect(target: str, notice: str) -> RedirectResponse:
+    """303 to ``target`` (a path, with or without a query), showing ``notice`` there."""
+    path, _, query = target.partition("?")
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != "notice"]
+    return RedirectResponse(f"{path}?{urlencode([*kept, ('notice', notice)])}", status_code=303)
 
 
 def to_login(request: Request) -> RedirectResponse:

@@ -12,14 +12,14 @@ from urllib.parse import quote
 
 from fastapi import Depends, Query, Request, Response
 from fastapi.responses import RedirectResponse
-from starlette.datastructures import URL, FormData
+from starlette.datastructures import FormData
 
 from meterhub.api.deps import ConnDep
 from meterhub.registry.sources import get_source, list_sources, tag_counts, update_source
 from meterhub.registry.tags import Tag, list_tags, update_tag
 from meterhub.storage import Point, latest
 from meterhub.web.paging import PAGE_SIZES, paged
-from meterhub.web.routing import page_router
+from meterhub.web.routing import notice_redirect, page_router
 from meterhub.web.session import FormDep, Viewer, ViewerDep, require_admin
 from meterhub.web.templating import render
 
@@ -114,6 +114,5 @@ def _source_url(source_id: str | None) -> str:
 def _back(form: FormData, default: str, notice: str) -> RedirectResponse:
     """To the sources page the form was posted from (field ``back``), with ``notice``."""
     back = form.get("back")
-    target = URL(back if isinstance(back, str) and back.startswith("/sources") else default)
-    target = target.include_query_params(notice=notice)
-    return RedirectResponse(f"{target.path}?{target.query}", status_code=303)
+    target = back if isinstance(back, str) and back.startswith("/sources") else default
+    return notice_redirect(target, notice)

@@ -24,10 +24,9 @@ from meterhub.web.billing_tasks import (
     chosen_project,
     fire_times,
     form_text,
-    notice_redirect,
     project_choices,
 )
-from meterhub.web.routing import page_router
+from meterhub.web.routing import notice_redirect, page_router
 from meterhub.web.session import FormDep, Viewer, ViewerDep
 from meterhub.web.templating import render
 
