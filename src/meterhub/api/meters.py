@@ -138,7 +138,7 @@ def list_meters(
         type=type,
         enabled=enabled,
         search=search,
-        project_ids=None if user.is_admin else user.project_ids,
+        project_ids=user.visible_projects,
     )
     total, views = list_meter_views(conn, where, offset=offset(page, page_size), limit=page_size)
     return MetersPublic(

@@ -261,7 +261,7 @@ def list_projects(
     user: CurrentUser, conn: ConnDep, page: Page = 1, page_size: PageSize = 100
 ) -> ProjectsPublic:
     """The projects the caller may see, by id."""
-    only = None if user.is_admin else user.project_ids
+    only = user.visible_projects
     total, found = registry.list_projects(
         conn, only, offset=offset(page, page_size), limit=page_size
     )

@@ -35,6 +35,11 @@ class User:
     def can_access(self, project_id: int) -> bool:
         return self.is_admin or project_id in self.project_ids
 
+    @property
+    def visible_projects(self) -> frozenset[int] | None:
+        """The projects this user sees: ``None`` for all of them (an administrator)."""
+        return None if self.is_admin else self.project_ids
+
 
 def create_user(
     conn: Connection,

@@ -76,7 +76,7 @@ def fire_times(cron: Cron, project: Project) -> list[datetime]:
 
 
 def project_choices(conn: Connection, viewer: Viewer) -> list[Project]:
-    only = None if viewer.user.is_admin else viewer.user.project_ids
+    only = viewer.user.visible_projects
     return list_projects(conn, only, offset=0, limit=PROJECT_CHOICES)[1]
 
 
@@ -94,7 +94,7 @@ def tasks_page(
     size: int = 25,
 ) -> Response:
     """The tasks of the projects the viewer sees (or of one), with their next fire."""
-    only = None if viewer.user.is_admin else viewer.user.project_ids
+    only = viewer.user.visible_projects
     if project_id:
         only = frozenset({chosen_project(project_id, viewer, conn).id})
     kind = device_type_filter(device_type)

@@ -136,7 +136,7 @@ def _list_page(
     )
     places = house_places(conn, {v.device.house_id for v in views if v.device.house_id})
     rows = [MeterRow(v, places.get(v.device.house_id or 0), readings(v)) for v in views]
-    only = None if viewer.user.is_admin else viewer.user.project_ids
+    only = viewer.user.visible_projects
     context = {
         "rows": rows,
         "query": query,
@@ -210,7 +210,7 @@ def _page_size(text: str) -> int:
 def _meter_filter(conn: Connection, viewer: Viewer, query: ListQuery) -> MeterFilter:
     """The services' filter: a non-administrator only ever sees their projects' meters."""
     user = viewer.user
-    projects = None if user.is_admin else user.project_ids
+    projects = user.visible_projects
     if query.project is not None:
         try:
             check_project(user, query.project)

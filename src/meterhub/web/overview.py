@@ -22,7 +22,7 @@ LISTED = 10
 def overview(request: Request, viewer: ViewerDep, conn: ConnDep, settings: SettingsDep) -> Response:
     """Figures over the viewer's projects; the collector's cycle (fleet-wide) for admins."""
     user = viewer.user
-    scope = None if user.is_admin else user.project_ids
+    scope = user.visible_projects
     since = now_us() - round(settings.poll_interval * 1_000_000)
     context = {
         "counts": status_counts(conn, scope, since),

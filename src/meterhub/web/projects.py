@@ -99,7 +99,7 @@ def projects_page(
     request: Request, viewer: ViewerDep, conn: ConnDep, page: int = 1, size: int = 25
 ) -> Response:
     """The projects the viewer may see, with how many houses and meters each has."""
-    only = None if viewer.user.is_admin else viewer.user.project_ids
+    only = viewer.user.visible_projects
     pager, found = paged(
         request.url,
         page,
