@@ -1,5 +1,5 @@
 """Billing task pages: the list, one task with its runs, and enable, disable, run now and
-delete; also the helpers the task form shares (the visible task, the chosen project).
+delete; also what the task form shares with them (the visible task, fire times, notices).
 
 Who may do what mirrors the scheduler API: anyone who sees a project manages its tasks;
 another project's task answers 404, as if it did not exist.
@@ -7,36 +7,31 @@ another project's task answers 404, as if it did not exist.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
 from sqlalchemy import Connection
-from starlette.datastructures import FormData
 
-from meterhub.api.deps import ConnDep, check_project, visible_project
+from meterhub.api.deps import ConnDep, check_project
 from meterhub.api.scheduler import PREVIEW_FIRES
 from meterhub.billing.cron import Cron, next_fire, upcoming
 from meterhub.billing.runs import RunReport, list_runs, manual_instant, run_task
 from meterhub.billing.tasks import Task, delete_task, find_tasks, get_task, set_enabled
-from meterhub.errors import InvalidInput
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import Project, get_project, list_projects
 from meterhub.times import from_us, to_us
+from meterhub.web.forms import chosen_project, form_text, project_choices
 from meterhub.web.paging import paged
 from meterhub.web.projects import device_type_filter
 from meterhub.web.routing import notice_redirect, page_router
-from meterhub.web.session import FormDep, Viewer, ViewerDep
+from meterhub.web.session import FormDep, ViewerDep
 from meterhub.web.templating import render
 
 router = page_router()
 
 CRON_ORDER = ("month", "day", "hour", "minute")
-PROJECT_CHOICES = 1000
-"""The most projects a select lists."""
-ROW_ID = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,29 +50,12 @@ def _visible_task(key: str, viewer: ViewerDep, conn: ConnDep) -> VisibleTask:
 TaskDep = Annotated[VisibleTask, Depends(_visible_task)]
 
 
-def form_text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value if isinstance(value, str) else ""
-
-
-def chosen_project(text: str, viewer: Viewer, conn: Connection) -> Project:
-    """The project a form or filter names; 404 when the viewer may not see it."""
-    if not ROW_ID.fullmatch(text.strip()):
-        raise InvalidInput.field("project_id", "choose a project")
-    return visible_project(int(text), viewer.user, conn)
-
-
 def fire_times(cron: Cron, project: Project) -> list[datetime]:
     """The next fire times (as the API's preview), in the project's timezone."""
     zone = project.zone
     return [
         fire.astimezone(zone) for fire in upcoming(cron, datetime.now(UTC), zone, PREVIEW_FIRES)
     ]
-
-
-def project_choices(conn: Connection, viewer: Viewer) -> list[Project]:
-    only = viewer.user.visible_projects
-    return list_projects(conn, only, offset=0, limit=PROJECT_CHOICES)[1]
 
 
 # --- pages ----------------------------------------------------------------------------------

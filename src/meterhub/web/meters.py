@@ -12,7 +12,7 @@ from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 from sqlalchemy import Connection
-from starlette.datastructures import FormData, QueryParams
+from starlette.datastructures import QueryParams
 
 from meterhub.api.deps import MAX_ROW_ID, ConnDep, SettingsDep, check_project
 from meterhub.api.meters import MeterCreate, register_meter
@@ -21,7 +21,8 @@ from meterhub.collector.meter_view import MeterFilter, MeterView, list_meter_vie
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.channels import CHANNELS, Channel, DeviceType
 from meterhub.registry.devices import WATER_KINDS, delete_device, set_enabled
-from meterhub.registry.projects import HousePlace, get_project, house_places, list_projects
+from meterhub.registry.projects import HousePlace, get_project, house_places
+from meterhub.web.forms import form_text, project_choices
 from meterhub.web.paging import PAGE_SIZES, paged
 from meterhub.web.routing import notice_redirect, page_router
 from meterhub.web.session import FormDep, Viewer, ViewerDep, require_admin
@@ -31,7 +32,6 @@ router = page_router()
 
 T = TypeVar("T")
 SEARCH_MAX = 64
-PROJECT_OPTIONS_MAX = 1000
 NEW_METER_FIELDS = ("device_id", "type", "water_kind", "host", "port")
 
 
@@ -81,7 +81,7 @@ def add_meter(
 ) -> Response:
     """Register a meter (administrators); refused input shows the form again with 400."""
     require_admin(viewer)
-    values = {name: _text(form, name) for name in NEW_METER_FIELDS}
+    values = {name: form_text(form, name).strip() for name in NEW_METER_FIELDS}
     try:
         register_meter(conn, _meter_create(values), settings)
     except InvalidInput as exc:
@@ -136,12 +136,11 @@ def _list_page(
     )
     places = house_places(conn, {v.device.house_id for v in views if v.device.house_id})
     rows = [MeterRow(v, places.get(v.device.house_id or 0), readings(v)) for v in views]
-    only = viewer.user.visible_projects
     context = {
         "rows": rows,
         "query": query,
         "pager": pages,
-        "projects": list_projects(conn, only, offset=0, limit=PROJECT_OPTIONS_MAX)[1],
+        "projects": project_choices(conn, viewer),
         "statuses": list(Status),
         "types": list(DeviceType),
         "water_kinds": WATER_KINDS,
@@ -225,11 +224,6 @@ def _meter_filter(conn: Connection, viewer: Viewer, query: ListQuery) -> MeterFi
         search=query.search or None,
         project_ids=projects,
     )
-
-
-def _text(form: FormData, name: str) -> str:
-    value = form.get(name)
-    return value.strip() if isinstance(value, str) else ""
 
 
 def _meter_create(values: dict[str, str]) -> MeterCreate:

@@ -21,11 +21,9 @@ from meterhub.registry.projects import Project
 from meterhub.web.billing_tasks import (
     CRON_ORDER,
     TaskDep,
-    chosen_project,
     fire_times,
-    form_text,
-    project_choices,
 )
+from meterhub.web.forms import chosen_project, form_text, project_choices
 from meterhub.web.routing import notice_redirect, page_router
 from meterhub.web.session import FormDep, Viewer, ViewerDep
 from meterhub.web.templating import render
