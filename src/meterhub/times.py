@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, tzinfo
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+DAY_US = 86_400_000_000
 
 
 def now_us() -> int:

@@ -24,13 +24,13 @@ from meterhub.collector.poll_log import (
     recent_failures,
     save_poll_log,
 )
-from meterhub.collector.writer import DAY_US, BatchWriter
+from meterhub.collector.writer import BatchWriter
 from meterhub.db import metadata
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import channel_tags, create_device, delete_device
 from meterhub.storage import Point, points_between
 from meterhub.storage.points import TimeRange
-from meterhub.times import now_us
+from meterhub.times import DAY_US, now_us
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 
 from meterhub.collector.cycles import CycleCounter, CycleMode, CycleStats
 from meterhub.collector.health import Health, failed, succeeded
-from meterhub.collector.poll_log import PollEntry, poll_entry
+from meterhub.collector.poll_log import PollEntry, bucket_width, poll_entry
 
 # --- poll_entry ---------------------------------------------------------------------------
 
@@ -85,3 +85,12 @@ def test_sweep_reports_once_with_its_whole_duration() -> None:
 
     cycles.finish(T0 + 7 * S)
     assert reports == [CycleStats(1, 3, CycleMode.SWEEP, T0, 7.0, 3, 2, 1, 1, 1, T0 + 7 * S)]
+
+
+def test_bucket_width_rounds_up_exactly_for_any_span() -> None:
+    assert bucket_width(0, 120, 120) == 1
+    assert bucket_width(0, 121, 120) == 2
+    # beyond 53 bits: ceil of a float division gave 33_333_333_333_333_332, too narrow
+    assert bucket_width(0, 10**17 + 1, 3) == 33_333_333_333_333_334
+    with pytest.raises(ValueError, match="bucket"):
+        bucket_width(5, 5, 1)

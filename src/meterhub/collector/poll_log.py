@@ -7,7 +7,6 @@ Columns are ordered widest first, as in ``points``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 
@@ -114,16 +113,21 @@ def prune_poll_log(conn: Connection, device_pks: Collection[int], before_us: int
     return deleted
 
 
+def bucket_width(start_us: int, end_us: int, buckets: int) -> int:
+    """µs per bucket when ``[start_us, end_us)`` is cut into ``buckets``: rounded up."""
+    if buckets < 1 or end_us <= start_us:
+        raise ValueError("need at least one bucket and end_us after start_us")
+    return -(-(end_us - start_us) // buckets)
+
+
 def poll_history(
     conn: Connection, device_pk: int, start_us: int, end_us: int, buckets: int
 ) -> list[HealthBucket]:
     """Polls of one meter in ``[start_us, end_us)`` in ``buckets`` equal buckets, oldest first.
 
-    Buckets are ``ceil((end - start) / buckets)`` µs wide; those without polls are left out.
+    Buckets are ``bucket_width`` µs wide; those without polls are left out.
     """
-    if buckets < 1 or end_us <= start_us:
-        raise ValueError("need at least one bucket and end_us after start_us")
-    width = math.ceil((end_us - start_us) / buckets)
+    width = bucket_width(start_us, end_us, buckets)
     in_span = (
         select(
             ((poll_log.c.ts - start_us) // width).label("bucket"),

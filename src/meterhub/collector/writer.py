@@ -15,12 +15,11 @@ from meterhub.collector.health import Health
 from meterhub.collector.health_store import save_health
 from meterhub.collector.poll_log import PollEntry, poll_entry, prune_poll_log, save_poll_log
 from meterhub.storage import Point, write_points
-from meterhub.times import now_us
+from meterhub.times import DAY_US, now_us
 
 log = logging.getLogger("meterhub.collector")
 
 PRUNE_EVERY_SECONDS = 3600.0
-DAY_US = 86_400_000_000
 
 
 class _Batch(NamedTuple):

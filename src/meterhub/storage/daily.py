@@ -21,7 +21,7 @@ from sqlalchemy import Connection, text
 
 from meterhub.storage.history import HistoryQuery, read_history
 from meterhub.storage.points import latest
-from meterhub.times import to_us
+from meterhub.times import DAY_US, to_us
 
 _DROPS = text("""
 SELECT f.ts, (SELECT p.value FROM points p WHERE p.tag_id = f.tag_id AND p.ts < f.ts
@@ -31,7 +31,6 @@ WHERE f.tag_id = :tag AND f.quality != 0 AND f.ts > :start AND f.ts <= :end
 ORDER BY f.ts
 """)
 """Flagged readings of one tag (the partial index finds them) and how far each fell."""
-DAY_US = 86_400_000_000
 MAX_DAYS = 1000
 """The most days one call reports: the latest ones of a longer period."""
 

@@ -19,15 +19,15 @@ from meterhub.api.deps import ConnDep, SettingsDep
 from meterhub.api.meters import check_meter
 from meterhub.api.smt_wire import time_param
 from meterhub.collector.meter_view import meter_view
-from meterhub.collector.poll_log import poll_history, recent_failures
+from meterhub.collector.poll_log import bucket_width, poll_history, recent_failures
 from meterhub.errors import InvalidInput
 from meterhub.registry.channels import CHANNELS, Channel, ChannelKind
 from meterhub.registry.devices import Device, channel_tags, get_device
 from meterhub.registry.projects import HousePlace, house_places
 from meterhub.settings import Settings
 from meterhub.storage import HistoryQuery, read_history
-from meterhub.storage.daily import DAY_US, daily_consumption
-from meterhub.times import from_us, now_us
+from meterhub.storage.daily import daily_consumption
+from meterhub.times import DAY_US, from_us, now_us
 from meterhub.web.meters import readings
 from meterhub.web.routing import page_router
 from meterhub.web.session import ViewerDep
@@ -234,7 +234,7 @@ def meter_health(
     """Polls, failures and latency of the meter in ``HEALTH_BUCKETS`` buckets of the period."""
     period = span(start, end, meter.zone)
     buckets = poll_history(conn, meter.device.pk, period.start, period.end, HEALTH_BUCKETS)
-    width = -(-(period.end - period.start) // HEALTH_BUCKETS)
+    width = bucket_width(period.start, period.end, HEALTH_BUCKETS)
     return HealthHistory(
         bucket_seconds=width / 1e6,
         t=[b.start_us / 1e6 for b in buckets],
