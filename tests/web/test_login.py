@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi.testclient import TestClient
 
 from tests.web.conftest import Dashboard
@@ -59,3 +61,9 @@ def test_api_docs_are_served_from_local_assets(dashboard: Dashboard) -> None:
     assert "/static/vendor/swagger-ui-bundle.js" in page
     assert "cdn" not in page.lower()
     assert dashboard.get("/static/vendor/swagger-ui-bundle.js").status_code == 200
+
+
+def test_every_answer_tells_its_server_time(dashboard: Dashboard) -> None:
+    for path in ("/", "/api/v1/meters/", "/static/dashboard.css"):
+        timing = dashboard.get(path).headers["server-timing"]
+        assert re.fullmatch(r"app;dur=\d+\.\d", timing), (path, timing)
