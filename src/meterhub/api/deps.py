@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 
+from meterhub.billing.tasks import Task, get_task
 from meterhub.errors import Forbidden, NotFound, Unauthorized
 from meterhub.registry.projects import Project, get_project
 from meterhub.registry.users import User, user_for_token
@@ -88,3 +90,17 @@ def visible_project(project_id: int, user: CurrentUser, conn: ConnDep) -> Projec
 
 
 ProjectDep = Annotated[Project, Depends(visible_project)]
+
+
+@dataclass(frozen=True, slots=True)
+class VisibleTask:
+    task: Task
+    project: Project
+
+
+def visible_task(conn: Connection, user: User, key: str) -> VisibleTask:
+    """The billing task ``key`` and its project; 404 alike when it does not exist and when
+    its project is hidden from ``user``."""
+    task = get_task(conn, key)
+    check_project(user, task.project_id)
+    return VisibleTask(task, get_project(conn, task.project_id))

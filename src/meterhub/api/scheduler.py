@@ -24,7 +24,15 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import Engine
 
-from meterhub.api.deps import ConnDep, CurrentUser, EngineDep, ProjectDep, check_project
+from meterhub.api.deps import (
+    ConnDep,
+    CurrentUser,
+    EngineDep,
+    ProjectDep,
+    VisibleTask,
+    check_project,
+    visible_task,
+)
 from meterhub.api.pagination import Paged, offset, paging
 from meterhub.billing.cron import upcoming
 from meterhub.billing.history import (
@@ -41,7 +49,6 @@ from meterhub.billing.tasks import (
     Task,
     create_task,
     delete_task,
-    get_task,
     list_tasks,
     set_enabled,
     update_task,
@@ -315,17 +322,9 @@ Page = Annotated[int, Query(ge=1, description="From 1.")]
 PageSize = Annotated[int, Query(ge=1, le=100, description="At most 100.")]
 
 
-@dataclass(frozen=True, slots=True)
-class VisibleTask:
-    task: Task
-    project: Project
-
-
 def _visible_task(conn: ConnDep, user: CurrentUser, natrual_key: str) -> VisibleTask:
-    """The task in the path; 404 alike when it does not exist and when its project is hidden."""
-    task = get_task(conn, natrual_key)
-    check_project(user, task.project_id)
-    return VisibleTask(task, get_project(conn, task.project_id))
+    """The task in the path, if the caller may see its project (else 404)."""
+    return visible_task(conn, user, natrual_key)
 
 
 TaskDep = Annotated[VisibleTask, Depends(_visible_task)]

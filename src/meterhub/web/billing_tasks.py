@@ -7,20 +7,19 @@ another project's task answers 404, as if it did not exist.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request, Response
 from sqlalchemy import Connection
 
-from meterhub.api.deps import ConnDep, check_project
+from meterhub.api.deps import ConnDep, VisibleTask, visible_task
 from meterhub.api.scheduler import PREVIEW_FIRES
 from meterhub.billing.cron import Cron, next_fire, upcoming
 from meterhub.billing.runs import RunReport, list_runs, manual_instant, run_task
-from meterhub.billing.tasks import Task, delete_task, find_tasks, get_task, set_enabled
+from meterhub.billing.tasks import Task, delete_task, find_tasks, set_enabled
 from meterhub.registry.channels import DeviceType
-from meterhub.registry.projects import Project, get_project, list_projects
+from meterhub.registry.projects import Project, list_projects
 from meterhub.times import from_us, to_us
 from meterhub.web.forms import chosen_project, form_text, project_choices
 from meterhub.web.paging import paged
@@ -34,17 +33,9 @@ router = page_router()
 CRON_ORDER = ("month", "day", "hour", "minute")
 
 
-@dataclass(frozen=True, slots=True)
-class VisibleTask:
-    task: Task
-    project: Project
-
-
 def _visible_task(key: str, viewer: ViewerDep, conn: ConnDep) -> VisibleTask:
-    """The task in the path; 404 alike when it does not exist and when its project is hidden."""
-    task = get_task(conn, key)
-    check_project(viewer.user, task.project_id)
-    return VisibleTask(task, get_project(conn, task.project_id))
+    """The task in the path, if the viewer may see its project (else 404)."""
+    return visible_task(conn, viewer.user, key)
 
 
 TaskDep = Annotated[VisibleTask, Depends(_visible_task)]
