@@ -19,7 +19,7 @@ from datetime import tzinfo
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, func, select, text, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from meterhub.billing.consumption import register_at, register_value, usage
@@ -31,7 +31,8 @@ from meterhub.errors import InvalidInput
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import Project, get_project
 from meterhub.registry.tables import houses, residents
-from meterhub.storage import Point
+from meterhub.storage import Point, TimeRange
+from meterhub.storage.series import Near, drops, near
 from meterhub.times import now_us, parse_iso
 
 REGISTER_CHANNEL = {DeviceType.ELECTRICITY: "kW", DeviceType.WATER: "V"}
@@ -46,41 +47,18 @@ WITH d AS (
   JOIN houses h ON h.id = dev.house_id
   JOIN tags t ON t.device_pk = dev.id AND t.channel = :channel
   WHERE h.project_id = :project AND dev.type = :type
-), s AS (
-  SELECT d.*, COALESCE(d.prev_end,
-    (SELECT min(p.ts) FROM points p WHERE p.tag_id = d.tag_id)) AS start_ts
-  FROM d
-), n AS (
-  SELECT s.*,
-    (SELECT max(p.ts) FROM points p WHERE p.tag_id = s.tag_id AND p.ts <= s.start_ts) AS b0,
-    (SELECT min(p.ts) FROM points p WHERE p.tag_id = s.tag_id AND p.ts >= s.start_ts) AS a0,
-    (SELECT max(p.ts) FROM points p WHERE p.tag_id = s.tag_id AND p.ts <= :end) AS b1,
-    (SELECT min(p.ts) FROM points p WHERE p.tag_id = s.tag_id AND p.ts >= :end) AS a1
-  FROM s
 )
-SELECT n.device_pk, n.device_id, n.water_kind, n.house_id, n.house_address, n.tag_id,
-  n.prev_end, n.start_ts,
-  n.b0, pb0.value AS vb0, n.a0, pa0.value AS va0,
-  n.b1, pb1.value AS vb1, n.a1, pa1.value AS va1
-FROM n
-LEFT JOIN points pb0 ON pb0.tag_id = n.tag_id AND pb0.ts = n.b0
-LEFT JOIN points pa0 ON pa0.tag_id = n.tag_id AND pa0.ts = n.a0
-LEFT JOIN points pb1 ON pb1.tag_id = n.tag_id AND pb1.ts = n.b1
-LEFT JOIN points pa1 ON pa1.tag_id = n.tag_id AND pa1.ts = n.a1
-ORDER BY n.device_pk
+SELECT d.*, COALESCE(d.prev_end, (SELECT min(f.ts) FROM (
+    SELECT min(p.ts) AS ts FROM points p WHERE p.tag_id = d.tag_id
+    UNION ALL
+    SELECT c.first_ts FROM (SELECT first_ts FROM chunks c WHERE c.tag_id = d.tag_id
+                            ORDER BY c.day LIMIT 1) AS c
+  ) AS f)) AS start_ts
+FROM d
+ORDER BY d.device_pk
 """)
-
-_RESETS = text("""
-SELECT f.tag_id, f.ts, f.value,
-  (SELECT p.value FROM points p WHERE p.tag_id = f.tag_id AND p.ts < f.ts
-   ORDER BY p.ts DESC LIMIT 1) AS before_value
-FROM points f
-JOIN tags t ON t.id = f.tag_id AND t.channel = :channel
-JOIN devices dev ON dev.id = t.device_pk AND dev.type = :type
-JOIN houses h ON h.id = dev.house_id AND h.project_id = :project
-WHERE f.quality != 0 AND f.ts <= :end
-ORDER BY f.tag_id, f.ts
-""")
+"""Every device the run bills, with its period start: the previous bill's end, else its first
+reading (in the row table or its oldest chunk)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +134,9 @@ def run_task(conn: Connection, task_key: str, scheduled_at: int) -> RunReport:
         "channel": REGISTER_CHANNEL[task.device_type],
         "end": scheduled_at,
     }
-    targets = list(conn.execute(_TARGETS, params).mappings())
-    resets = _resets(conn, params)
+    targets = [dict(row) for row in conn.execute(_TARGETS, params).mappings()]
+    _add_neighbours(conn, targets, scheduled_at)
+    resets = drops(conn, [t["tag_id"] for t in targets], TimeRange(None, scheduled_at))
     people = _residents(conn, project.id)
     tariffs = project_tariffs(conn, project.id)
     rows, skipped = _bills(task, project, tariffs, targets, resets, scheduled_at)
@@ -199,15 +178,13 @@ def _claim(conn: Connection, task_key: str, scheduled_at: int) -> int | None:
     return run_id
 
 
-def _resets(
-    conn: Connection, params: Mapping[str, Any]
-) -> dict[int, list[tuple[int, float, float]]]:
-    """Per register tag, its flagged drops ``(ts, value before, value after)`` up to the end."""
-    found: dict[int, list[tuple[int, float, float]]] = defaultdict(list)
-    for row in conn.execute(_RESETS, params):
-        if row.before_value is not None:
-            found[row.tag_id].append((row.ts, row.before_value, row.value))
-    return found
+def _add_neighbours(conn: Connection, targets: list[dict[str, Any]], end: int) -> None:
+    """Give each target with readings the readings around its period start and end."""
+    billable = [t for t in targets if t["start_ts"] is not None]
+    pairs = [(t["tag_id"], ts) for t in billable for ts in (t["start_ts"], end)]
+    sides = near(conn, pairs)
+    for n, target in enumerate(billable):
+        target["near_start"], target["near_end"] = sides[2 * n], sides[2 * n + 1]
 
 
 def _residents(conn: Connection, project_id: int) -> dict[int, str]:
@@ -224,15 +201,20 @@ def _residents(conn: Connection, project_id: int) -> dict[int, str]:
     return {house: json.dumps(found) for house, found in people.items()}
 
 
-def _point(tag_id: int, ts: int | None, value: float | None) -> Point | None:
-    return None if ts is None or value is None else Point(tag_id, ts, value)
+def _readings(sides: Near) -> Near:
+    """The readings around a period end as billing weighs them: their times and values."""
+    before, after = sides
+    return (
+        None if before is None else Point(before.tag_id, before.ts, before.value),
+        None if after is None else Point(after.tag_id, after.ts, after.value),
+    )
 
 
 def _bills(
     task: Task,
     project: Project,
     tariffs: Mapping[tuple[DeviceType, str], Tariff],
-    targets: Sequence[RowMapping],
+    targets: Sequence[Mapping[str, Any]],
     resets: Mapping[int, list[tuple[int, float, float]]],
     end: int,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
@@ -250,7 +232,7 @@ def _bills(
     return rows, skipped
 
 
-def _unbillable(target: RowMapping, tariff: Tariff | None, end: int) -> str | None:
+def _unbillable(target: Mapping[str, Any], tariff: Tariff | None, end: int) -> str | None:
     if target["start_ts"] is None:
         return "no readings"
     if target["prev_end"] == end:
@@ -266,13 +248,13 @@ def _bill(
     task: Task,
     project: Project,
     tariff: Tariff,
-    t: RowMapping,
+    t: Mapping[str, Any],
     drops: list[tuple[int, float, float]],
     end: int,
 ) -> dict[str, Any]:
-    tag, start_ts = t["tag_id"], t["start_ts"]
-    start = register_at(_point(tag, t["b0"], t["vb0"]), _point(tag, t["a0"], t["va0"]), start_ts)
-    stop = register_at(_point(tag, t["b1"], t["vb1"]), _point(tag, t["a1"], t["va1"]), end)
+    start_ts = t["start_ts"]
+    start = register_at(*_readings(t["near_start"]), start_ts)
+    stop = register_at(*_readings(t["near_end"]), end)
     assert start is not None
     assert stop is not None
     inside = [(register_value(b), register_value(a)) for ts, b, a in drops if start_ts < ts <= end]

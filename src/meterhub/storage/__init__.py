@@ -1,4 +1,4 @@
-"""The time-series store: one points table for every tag, whatever wrote it."""
+"""The time-series store: every tag's points, recent ones as rows, older days compressed."""
 
 from meterhub.storage.history import History, HistoryQuery, read_history
 from meterhub.storage.interpolate import Estimate, Method, interpolate, value_at
@@ -6,12 +6,11 @@ from meterhub.storage.points import (
     Point,
     Quality,
     TimeRange,
-    aligned_rows,
     delete_points,
     latest,
-    points_between,
     write_points,
 )
+from meterhub.storage.series import aligned_rows, points_between
 
 __all__ = [
     "Estimate",

@@ -17,20 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, tzinfo
 
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 
 from meterhub.storage.history import HistoryQuery, read_history
-from meterhub.storage.points import latest
+from meterhub.storage.points import TimeRange, latest
+from meterhub.storage.series import drops
 from meterhub.times import DAY_US, to_us
 
-_DROPS = text("""
-SELECT f.ts, (SELECT p.value FROM points p WHERE p.tag_id = f.tag_id AND p.ts < f.ts
-              ORDER BY p.ts DESC LIMIT 1) - f.value AS fall
-FROM points f
-WHERE f.tag_id = :tag AND f.quality != 0 AND f.ts > :start AND f.ts <= :end
-ORDER BY f.ts
-""")
-"""Flagged readings of one tag (the partial index finds them) and how far each fell."""
 MAX_DAYS = 1000
 """The most days one call reports: the latest ones of a longer period."""
 
@@ -57,8 +50,9 @@ def daily_consumption(
     midnights = [local_midnight(day, zone) for day in [*days, last + timedelta(days=1)]]
     values = values_at(conn, tag_id, midnights)
     newest = latest(conn, [tag_id]).get(tag_id)
-    drops = conn.execute(_DROPS, {"tag": tag_id, "start": midnights[0], "end": midnights[-1]})
-    falls = [(ts, fall) for ts, fall in drops if fall is not None and fall > 0]
+    span = TimeRange(midnights[0] + 1, midnights[-1])
+    flagged = drops(conn, [tag_id], span).get(tag_id, [])
+    falls = [(ts, before - after) for ts, before, after in flagged if before - after > 0]
     usage = []
     for day, start, end in zip(days, midnights[:-1], midnights[1:], strict=True):
         if start not in values:

@@ -29,24 +29,26 @@ Times are µs; every answer is oldest first.
    ``step`` with ``values`` ("value"), ``max_count`` below 1 ("maxCount").
 
 ``excess`` reports stored points thinned or cut and grid instants cut, never a dropped
-bound value. Everything is worked out in SQL with index seeks on the (tag, ts) key: grid
-and bound values by a correlated seek to the neighbour on each side of every instant,
-thinning by per-bucket range scans, so even a year of minute points never reaches Python.
+bound value. Stored points are read with ``series.read_span`` (compressed day chunks and the
+row table together) and thinned with numpy; grid and bound values come from one batched
+neighbour seek per instant (``series.near``), so a grid never reads the whole period.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, func, select, text
-from sqlalchemy.sql import ColumnElement
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Connection, select
 
 from meterhub.errors import InvalidInput
+from meterhub.storage.codec import Columns
 from meterhub.storage.interpolate import interpolate
-from meterhub.storage.points import POINT_COLUMNS, Point, TimeRange
-from meterhub.storage.tables import points
+from meterhub.storage.points import Point, TimeRange, latest
+from meterhub.storage.series import as_points, near, points_between, read_span
+from meterhub.storage.tables import chunks, points
 
 HARD_CAP = 100_000
 """The most points one tag ever returns."""
@@ -70,62 +72,6 @@ class History(NamedTuple):
 
     points: list[Point]
     excess: bool  # points were thinned or cut to honour max_count / HARD_CAP
-
-
-_NEIGHBOURS = text("""
-WITH RECURSIVE grid(ts) AS (
-    SELECT CAST(:first AS BIGINT)
-    UNION ALL SELECT ts + :step FROM grid WHERE ts < :last
-), near AS (
-    SELECT ts,
-        (SELECT max(p.ts) FROM points AS p WHERE p.tag_id = :tag AND p.ts <= grid.ts) AS b_ts,
-        (SELECT min(p.ts) FROM points AS p WHERE p.tag_id = :tag AND p.ts >= grid.ts) AS a_ts
-    FROM grid
-)
-SELECT near.ts, b.tag_id, b.ts, b.value, b.quality, a.tag_id, a.ts, a.value, a.quality
-FROM near
-LEFT JOIN points AS b ON b.tag_id = :tag AND b.ts = near.b_ts
-LEFT JOIN points AS a ON a.tag_id = :tag AND a.ts = near.a_ts
-ORDER BY near.ts
-""")
-"""Each grid instant with its stored neighbours at or before and at or after it."""
-
-_NEIGHBOURS_PG = text("""
-SELECT g.ts, b.tag_id, b.ts, b.value, b.quality, a.tag_id, a.ts, a.value, a.quality
-FROM generate_series(CAST(:first AS BIGINT), :last, :step) AS g(ts)
-LEFT JOIN LATERAL (
-    SELECT * FROM points AS p WHERE p.tag_id = :tag AND p.ts <= g.ts ORDER BY p.ts DESC LIMIT 1
-) AS b ON true
-LEFT JOIN LATERAL (
-    SELECT * FROM points AS p WHERE p.tag_id = :tag AND p.ts >= g.ts ORDER BY p.ts LIMIT 1
-) AS a ON true
-ORDER BY g.ts
-""")
-"""``_NEIGHBOURS`` for PostgreSQL, twice as fast: one seek per side and instant, where the
-portable form seeks twice (key, then row) and PostgreSQL even runs the second key seek again."""
-
-_IN_BUCKET = (
-    "FROM points AS p WHERE p.tag_id = :tag AND p.ts >= bucket.lo"
-    " AND p.ts < bucket.lo + :width AND p.ts <= :last{matching}"
-)
-_THIN = f"""
-WITH RECURSIVE bucket(lo) AS (
-    SELECT CAST(:first AS BIGINT)
-    UNION ALL SELECT lo + :width FROM bucket WHERE lo + :width <= :last
-), picked(ts) AS (
-    SELECT (SELECT min(p.ts) {_IN_BUCKET}) FROM bucket
-    UNION SELECT (SELECT max(p.ts) {_IN_BUCKET}) FROM bucket
-    UNION SELECT (SELECT p.ts {_IN_BUCKET} ORDER BY p.value, p.ts LIMIT 1) FROM bucket
-    UNION SELECT (SELECT p.ts {_IN_BUCKET} ORDER BY p.value DESC, p.ts LIMIT 1) FROM bucket
-)
-SELECT q.tag_id, q.ts, q.value, q.quality
-FROM picked JOIN points AS q ON q.tag_id = :tag AND q.ts = picked.ts
-ORDER BY q.ts LIMIT :keep
-"""
-"""First, last, lowest and highest point of each bucket (empty buckets pick NULL).
-
-Range scans per bucket need no sort of the period: on a year of minutes this takes ~90 ms
-on SQLite, where ``row_number()`` windows per bucket take 1.4 s and a GROUP BY 130 ms."""
 
 
 def read_history(conn: Connection, tag_id: int, query: HistoryQuery) -> History:
@@ -174,18 +120,31 @@ def _grid_instants(query: HistoryQuery) -> range | None:
     return range(query.start, query.end + 1, step)
 
 
-def _matching(values: tuple[float, ...] | None) -> list[ColumnElement[bool]]:
-    return [] if values is None else [points.c.value.in_(values)]
-
-
 def _latest(conn: Connection, tag_id: int, values: tuple[float, ...] | None) -> list[Point]:
+    """The latest point, or the latest whose value is one of ``values``: the row table first,
+    then chunks newer than its match, newest first, until one matches."""
+    if values is None:
+        held = latest(conn, [tag_id]).get(tag_id)
+        return [] if held is None else [held]
     query = (
-        select(*POINT_COLUMNS)
-        .where(points.c.tag_id == tag_id, *_matching(values))
+        select(points.c.ts)
+        .where(points.c.tag_id == tag_id, points.c.value.in_(values))
         .order_by(points.c.ts.desc())
         .limit(1)
     )
-    return [Point(*row) for row in conn.execute(query)]
+    best: int | None = conn.execute(query).scalar_one_or_none()
+    days = select(chunks.c.first_ts, chunks.c.last_ts).where(chunks.c.tag_id == tag_id)
+    if best is not None:
+        days = days.where(chunks.c.last_ts > best)
+    for first_ts, last_ts in conn.execute(days.order_by(chunks.c.day.desc())).all():
+        day = read_span(conn, tag_id, TimeRange(first_ts, last_ts))
+        hits = day.ts[np.isin(day.value, values)]
+        if len(hits) and (best is None or hits[-1] > best):
+            best = int(hits[-1])
+            break
+    if best is None:
+        return []
+    return points_between(conn, tag_id, TimeRange(best, best))
 
 
 def _period(conn: Connection, tag_id: int, query: HistoryQuery) -> History:
@@ -193,47 +152,42 @@ def _period(conn: Connection, tag_id: int, query: HistoryQuery) -> History:
     if query.start is not None and query.end is not None and query.start > query.end:
         return History([], excess=False)
     keep = HARD_CAP if query.max_count is None else min(query.max_count, HARD_CAP)
-    where = [
-        points.c.tag_id == tag_id,
-        *TimeRange(query.start, query.end).clause(points.c.ts),
-        *_matching(query.values),
-    ]
-    count = select(func.count(), func.min(points.c.ts), func.max(points.c.ts)).where(*where)
-    total, first, last = conn.execute(count).one()
-    excess = total > keep
-    if excess and query.max_count is not None:
-        rows = _thin(conn, tag_id, first, last, keep, query.values)
+    span = TimeRange(query.start, query.end)
+    if query.max_count is None and query.values is None:
+        stored = read_span(conn, tag_id, span, keep + 1)
     else:
-        stored = select(*POINT_COLUMNS).where(*where).order_by(points.c.ts).limit(keep)
-        rows = [Point(*row) for row in conn.execute(stored)]
+        stored = read_span(conn, tag_id, span)
+        if query.values is not None:
+            stored = _take(stored, np.isin(stored.value, query.values))
+    excess = len(stored.ts) > keep
+    if excess and query.max_count is not None:
+        stored = _take(stored, _thinned(stored, keep))
+    rows = as_points(tag_id, _take(stored, slice(keep)))
     if not query.actual and query.values is None:
         rows = _with_bounds(conn, tag_id, query, rows, keep)
     return History(rows, excess)
 
 
-def _thin(
-    conn: Connection,
-    tag_id: int,
-    first: int,
-    last: int,
-    keep: int,
-    values: tuple[float, ...] | None,
-) -> list[Point]:
-    """At most ``keep`` of the points from ``first`` to ``last``, keeping their shape."""
+def _take(columns: Columns, which: Any) -> Columns:
+    return Columns(columns.ts[which], columns.value[which], columns.quality[which])
+
+
+def _thinned(stored: Columns, keep: int) -> npt.NDArray[np.intp]:
+    """Indexes of the points kept: [first, last] cut into ``max(1, keep // 4)`` buckets of
+    equal width, each keeping its first, last, lowest and highest point (ties: the earliest)."""
+    ts, value = stored.ts, stored.value
     buckets = max(1, keep // 4)
-    width = (last - first + buckets) // buckets  # ceil((last - first + 1) / buckets)
-    sql = text(_THIN.format(matching=" AND p.value IN :values" if values is not None else ""))
-    params: dict[str, Any] = {
-        "tag": tag_id,
-        "first": first,
-        "last": last,
-        "width": width,
-        "keep": keep,
-    }
-    if values is not None:
-        sql = sql.bindparams(bindparam("values", expanding=True))
-        params["values"] = list(values)
-    return [Point(*row) for row in conn.execute(sql, params)]
+    width = (int(ts[-1]) - int(ts[0]) + buckets) // buckets  # ceil((last - first + 1) / B)
+    bucket = (ts - ts[0]) // width
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], len(ts)] - 1
+    sizes = ends - starts + 1
+    picked = [starts, ends]
+    for extreme in (np.minimum, np.maximum):
+        at_extreme = np.flatnonzero(value == np.repeat(extreme.reduceat(value, starts), sizes))
+        _, first = np.unique(bucket[at_extreme], return_index=True)
+        picked.append(at_extreme[first])
+    return np.unique(np.concatenate(picked))
 
 
 def _with_bounds(
@@ -263,18 +217,12 @@ def _values_at(
     conn: Connection, tag_id: int, instants: range, stepwise: bool, *, exact: bool
 ) -> list[Point]:
     """Values at ``instants``; ``exact=False`` skips those holding a stored point."""
-    params = {"tag": tag_id, "first": instants[0], "step": instants.step, "last": instants[-1]}
-    sql = _NEIGHBOURS_PG if conn.dialect.name == "postgresql" else _NEIGHBOURS
     found = []
-    for ts, *near in conn.execute(sql, params):
-        before, after = _side(near[:4]), _side(near[4:])
+    sides = near(conn, [(tag_id, ts) for ts in instants])
+    for ts, (before, after) in zip(instants, sides, strict=True):
         if exact or before is None or before.ts != ts:
             found.append(_value(ts, before, after, stepwise))
     return [value for value in found if value is not None]
-
-
-def _side(columns: Sequence[Any]) -> Point | None:
-    return None if columns[0] is None else Point(*columns)
 
 
 def _value(ts: int, before: Point | None, after: Point | None, stepwise: bool) -> Point | None:

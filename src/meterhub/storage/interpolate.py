@@ -7,7 +7,8 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection
 
-from meterhub.storage.points import Point, neighbours
+from meterhub.storage.points import Point
+from meterhub.storage.series import neighbours
 
 
 class Method(StrEnum):

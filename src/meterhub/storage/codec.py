@@ -1,0 +1,43 @@
+"""Lossless compression of a chunk's columns with pcodec.
+
+pcodec was measured against zstd of scaled deltas on simulator-shaped minute readings
+(``bench/storage_size.py``): 4.1 against 5.9 bytes a point with µs poll jitter, 1.5 against
+3.0 with regular times. Floats round-trip bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from pcodec import ChunkConfig
+from pcodec.standalone import simple_compress, simple_decompress
+
+_CONFIG = ChunkConfig(compression_level=8)
+
+
+class Columns(NamedTuple):
+    """Points of one tag as arrays, oldest first: µs times, values, qualities."""
+
+    ts: npt.NDArray[np.int64]
+    value: npt.NDArray[np.float64]
+    quality: npt.NDArray[np.int16]
+
+
+def encode(columns: Columns) -> tuple[bytes, bytes, bytes]:
+    """The three columns compressed."""
+    return (
+        simple_compress(columns.ts, _CONFIG),
+        simple_compress(columns.value, _CONFIG),
+        simple_compress(columns.quality, _CONFIG),
+    )
+
+
+def decode(times: bytes, values: bytes, qualities: bytes) -> Columns:
+    """The columns ``encode`` compressed."""
+    return Columns(
+        simple_decompress(times).astype(np.int64, copy=False),
+        simple_decompress(values).astype(np.float64, copy=False),
+        simple_decompress(qualities).astype(np.int16, copy=False),
+    )
