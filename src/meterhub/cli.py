@@ -1,4 +1,4 @@
-"""The ``meterhub`` command: serve | simulate | demo | db upgrade."""
+"""The ``meterhub`` command: serve | simulate | demo | db upgrade | db compact | ..."""
 
 from __future__ import annotations
 
@@ -339,6 +339,14 @@ def _add_db(commands: Any) -> None:
     upgrade = actions.add_parser("upgrade", help="apply every pending migration")
     upgrade.add_argument("--database", dest="database_url", help="database URL")
     upgrade.set_defaults(handler=_db_upgrade)
+    compact = actions.add_parser(
+        "compact",
+        help="compress every closed day of readings now, and reclaim the space",
+        description="Upgrade the schema, move every day older than METERHUB_COMPACT_AFTER "
+        "into compressed chunks (showing progress), then give the freed space back.",
+    )
+    compact.add_argument("--database", dest="database_url", help="database URL")
+    compact.set_defaults(handler=_db_compact)
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -347,6 +355,36 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     settings = _settings(args)
     upgrade(settings.database_url)
     print(f"database is up to date: {settings.database_url}")
+    return 0
+
+
+def _db_compact(args: argparse.Namespace) -> int:
+    from meterhub.db import make_engine
+    from meterhub.migrations import upgrade
+    from meterhub.storage.compactor import Progress, compact, reclaim
+    from meterhub.times import DAY_US
+
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+
+    def show(progress: Progress) -> None:
+        width = 40
+        filled = width * progress.tags_done // progress.tags_total
+        sys.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {progress.tags_done}/"
+            f"{progress.tags_total} tags, {progress.points_moved} points"
+        )
+        sys.stderr.flush()
+
+    try:
+        moved = compact(engine, settle_us=round(settings.compact_after * DAY_US), report=show)
+        if moved:
+            sys.stderr.write("\n")
+        reclaim(engine)
+    finally:
+        engine.dispose()
+    print(f"compacted {moved} points into day chunks: {settings.database_url}")
     return 0
 
 

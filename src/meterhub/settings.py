@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         description="Serve the counter API and /smt/ calls without a token (trusted networks: "
         "the original connector client cannot send credentials).",
     )
+    compact_after: float = Field(
+        2.0,
+        gt=0,
+        description="Days after its end a UTC day of readings is compressed into chunks "
+        "(late writes stay cheap until then, and are still taken after).",
+    )
+    compact_enabled: bool = Field(True, description="Compress closed days inside `meterhub serve`.")
     write_batch_size: int = Field(5000, ge=1, description="Readings per store transaction.")
     write_flush_interval: float = Field(
         1.0, gt=0, description="Seconds a reading may wait in the buffer before it is written."

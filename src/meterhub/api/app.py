@@ -16,11 +16,13 @@ from meterhub.billing.scheduler import BillingScheduler
 from meterhub.collector.service import Collector
 from meterhub.db import make_engine
 from meterhub.settings import Settings
+from meterhub.storage.compactor import Compactor
+from meterhub.times import DAY_US
 from meterhub.web.app import install_dashboard
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """Build the app; the collector and the billing scheduler run in its lifespan."""
+    """Build the app; the collector, the billing scheduler and compaction run in its lifespan."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -30,12 +32,15 @@ def create_app(settings: Settings) -> FastAPI:
         stop = asyncio.Event()
         billing = BillingScheduler(app.state.engine, interval=settings.scheduler_interval)
         scheduling = asyncio.create_task(billing.run(stop)) if settings.scheduler_enabled else None
+        compactor = Compactor(app.state.engine, settle_us=round(settings.compact_after * DAY_US))
+        compacting = asyncio.create_task(compactor.run(stop)) if settings.compact_enabled else None
         try:
             yield
         finally:
             stop.set()
-            if scheduling:
-                await scheduling
+            for task in (scheduling, compacting):
+                if task:
+                    await task
             if collector:
                 await collector.stop()
             app.state.engine.dispose()

@@ -51,7 +51,7 @@ def read_span(conn: Connection, tag_id: int, span: TimeRange, limit: int | None 
         stored = _head(stored, limit)
         span = TimeRange(span.start, int(stored.ts[-1]))
     rows = _rows(conn, tag_id, span, limit)
-    merged = _merge(stored, rows)
+    merged = merge(stored, rows)
     return merged if limit is None else _head(merged, limit)
 
 
@@ -102,7 +102,7 @@ def _rows(conn: Connection, tag_id: int, span: TimeRange, limit: int | None) -> 
     return Columns(np.array(ts, np.int64), np.array(value, np.float64), np.array(quality, np.int16))
 
 
-def _merge(stored: Columns, rows: Columns) -> Columns:
+def merge(stored: Columns, rows: Columns) -> Columns:
     """Chunk points and row points in time order; a row replaces a chunk point at its time."""
     if not len(rows.ts):
         return stored

@@ -1,0 +1,166 @@
+"""Compaction: each closed UTC day of a tag's rows becomes one compressed chunk.
+
+A day is closed once it ended more than the settle window ago (``METERHUB_COMPACT_AFTER``).
+One (tag, day) is moved in one short transaction: its rows are deleted (which takes the
+write lock on SQLite and the rows' locks on PostgreSQL), merged into the day's chunk (rows
+win, as on every read) and the chunk is written back. A crash at any point rolls the whole
+move back, so no point is lost or doubled; a write that arrives meanwhile waits for the
+move or lands in the row table afterwards, where it wins over the chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import Connection, Engine, select, text
+
+from meterhub.aio import wait_for_event
+from meterhub.storage.codec import Columns, decode, encode
+from meterhub.storage.series import merge
+from meterhub.storage.tables import chunks
+from meterhub.times import DAY_US, now_us
+
+log = logging.getLogger(__name__)
+
+_TAGS_WITH_ROWS = text("""
+WITH RECURSIVE t(id) AS (
+  SELECT min(tag_id) FROM points
+  UNION ALL
+  SELECT (SELECT min(p.tag_id) FROM points p WHERE p.tag_id > t.id) FROM t WHERE t.id IS NOT NULL
+)
+SELECT t.id, (SELECT min(p.ts) FROM points p WHERE p.tag_id = t.id) FROM t WHERE t.id IS NOT NULL
+""")
+"""Every tag holding rows with its oldest row, by one index seek per tag (a loose index scan)."""
+
+_NEXT_ROW = text("SELECT min(ts) FROM points WHERE tag_id = :tag AND ts > :after")
+
+_MOVE_ROWS = text(
+    "DELETE FROM points WHERE tag_id = :tag AND ts >= :lo AND ts < :hi RETURNING ts, value, quality"
+)
+
+_LOCK_CLASS = 7_117  # the advisory lock class of compaction; its second key is the tag
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far a compaction pass has got."""
+
+    tags_done: int
+    tags_total: int
+    points_moved: int
+
+
+def compact(
+    engine: Engine,
+    *,
+    settle_us: int,
+    now: int | None = None,
+    stop: threading.Event | None = None,
+    report: Callable[[Progress], None] | None = None,
+) -> int:
+    """Move every closed day of every tag into its chunk; the number of points moved.
+
+    Stops between two days when ``stop`` is set; ``report`` hears of each tag done.
+    """
+    cutoff_day = ((now_us() if now is None else now) - settle_us) // DAY_US
+    with engine.connect() as conn:
+        pending = [
+            (tag, ts) for tag, ts in conn.execute(_TAGS_WITH_ROWS) if ts // DAY_US < cutoff_day
+        ]
+    moved = 0
+    for done, (tag, oldest) in enumerate(pending, start=1):
+        next_ts: int | None = oldest
+        while next_ts is not None and next_ts // DAY_US < cutoff_day:
+            if stop is not None and stop.is_set():
+                return moved
+            day = next_ts // DAY_US
+            with engine.begin() as conn:
+                moved += compact_day(conn, tag, day)
+            with engine.connect() as conn:
+                next_ts = conn.execute(
+                    _NEXT_ROW, {"tag": tag, "after": (day + 1) * DAY_US - 1}
+                ).scalar()
+        if report is not None:
+            report(Progress(done, len(pending), moved))
+    return moved
+
+
+def compact_day(conn: Connection, tag_id: int, day: int) -> int:
+    """Move the rows of ``tag_id`` on UTC ``day`` into its chunk; the number of rows moved."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            text("SELECT pg_advisory_xact_lock(:cls, :tag)"), {"cls": _LOCK_CLASS, "tag": tag_id}
+        )
+    params = {"tag": tag_id, "lo": day * DAY_US, "hi": (day + 1) * DAY_US}
+    found = conn.execute(_MOVE_ROWS, params).all()
+    if not found:
+        return 0
+    ts, value, quality = zip(*sorted(found), strict=True)
+    rows = Columns(np.array(ts, np.int64), np.array(value, np.float64), np.array(quality, np.int16))
+    where = (chunks.c.tag_id == tag_id, chunks.c.day == day)
+    held = conn.execute(
+        select(chunks.c.ts_blob, chunks.c.value_blob, chunks.c.quality_blob).where(*where)
+    ).first()
+    columns = rows if held is None else merge(decode(*held), rows)
+    blobs = encode(columns)
+    values = {
+        "first_ts": int(columns.ts[0]),
+        "last_ts": int(columns.ts[-1]),
+        "first_value": float(columns.value[0]),
+        "last_value": float(columns.value[-1]),
+        "first_quality": int(columns.quality[0]),
+        "last_quality": int(columns.quality[-1]),
+        "count": len(columns.ts),
+        "flagged": int(np.count_nonzero(columns.quality)),
+        "ts_blob": blobs[0],
+        "value_blob": blobs[1],
+        "quality_blob": blobs[2],
+    }
+    if held is None:
+        conn.execute(chunks.insert().values(tag_id=tag_id, day=day, **values))
+    else:
+        conn.execute(chunks.update().where(*where).values(**values))
+    return len(found)
+
+
+def reclaim(engine: Engine) -> None:
+    """Give the space of moved rows back: SQLite's file shrinks; PostgreSQL reuses it."""
+    sql = "VACUUM" if engine.dialect.name == "sqlite" else "VACUUM points, chunks"
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.exec_driver_sql(sql)
+
+
+class Compactor:
+    """Compacts in the background of ``serve``, a pass every ``interval`` seconds."""
+
+    def __init__(self, engine: Engine, *, settle_us: int, interval: float = 600.0) -> None:
+        self._engine = engine
+        self._settle_us = settle_us
+        self._interval = interval
+        self._halt = threading.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Compact until ``stop``; a pass in progress ends after the day it is moving."""
+        watcher = asyncio.create_task(self._relay(stop))
+        try:
+            while not stop.is_set():
+                try:
+                    moved = await asyncio.to_thread(
+                        compact, self._engine, settle_us=self._settle_us, stop=self._halt
+                    )
+                    if moved:
+                        log.info("compacted %d points into day chunks", moved)
+                except Exception:
+                    log.exception("compaction pass failed; retrying in %.0f s", self._interval)
+                await wait_for_event(stop, self._interval)
+        finally:
+            watcher.cancel()
+
+    async def _relay(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._halt.set()
