@@ -1,97 +1,203 @@
-"""Disk cost and ingest rate of the points table, on SQLite and PostgreSQL.
+"""Disk cost of stored points, ingest and compaction rates, on SQLite and PostgreSQL.
 
-Writes METERS meters x 2 channels (A gauge, kWh register) x READINGS minute readings,
-time-major in batches of 5,000 as the collector does, then prints points/s, bytes per
-point and what a year of minute readings of 56,001 meters would take.
-Usage: .venv/bin/python -m bench.storage_size [--meters 2000] [--readings 100] [--postgres URL]
+Two data sets of simulated meters (``collector.simulated_values``: a current gauge and a kWh
+register per meter, a reading a minute): the collector's real timestamps (µs, each meter at
+its own phase plus up to 0.5 s of poll jitter) and exactly regular ones. Each is written
+time-major in batches of 5,000 as the collector does, then compacted. Printed per database
+and data set: ingest points/s against a plain upsert loop (SQLite) or plain COPY
+(PostgreSQL) of the same points into a bare table in the same run; bytes per point in the
+row table, after compaction, and as a Parquet+zstd file of the same points (pyarrow, the
+reference); compaction points/s.
+Usage: .venv/bin/python -m bench.storage_size [--meters 1000] [--days 30] [--postgres URL]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
+import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
-from sqlalchemy import Engine, text
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import Connection, Engine, text
 
 from bench.databases import scratch_postgres, scratch_sqlite
+from meterhub.collector.simulated_values import meter_values
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
-from meterhub.storage import Point, latest, write_points
+from meterhub.storage import Point, write_points
+from meterhub.storage.compactor import compact, reclaim
+from meterhub.times import DAY_US
 
 BATCH = 5000
-YEAR_POINTS = 56_001 * 2 * 525_600
 MINUTE_US = 60_000_000
 START_US = 1_767_225_600_000_000  # 2026-01-01 UTC
+SEED = 1
 
 
-def readings(meters: int, count: int) -> Iterator[Point]:
-    rng = random.Random(1)
-    registers = [rng.uniform(1_000, 100_000) for _ in range(meters)]
-    for step in range(count):
-        ts = START_US + step * MINUTE_US + rng.randrange(1_000_000)
-        for meter in range(meters):
-            amps = round(rng.uniform(5, 80), 2)
-            registers[meter] = round(registers[meter] + amps * 0.23 / 60, 3)
-            yield Point(2 * meter + 1, ts, amps)
-            yield Point(2 * meter + 2, ts, registers[meter])
+class Dataset:
+    """The points of one run as columns, time-major; handed out in batches of 5,000."""
+
+    def __init__(self, meters: int, days: int, jittered: bool) -> None:
+        rng = random.Random(SEED)
+        phases = [rng.randrange(MINUTE_US) if jittered else 0 for _ in range(meters)]
+        n = meters * days * 1440 * 2
+        self.tag_id = np.empty(n, np.int32)
+        self.ts = np.empty(n, np.int64)
+        self.value = np.empty(n, np.float64)
+        at = 0
+        for minute in range(days * 1440):
+            base = START_US + minute * MINUTE_US
+            for meter in range(meters):
+                ts = base + phases[meter] + (rng.randrange(500_000) if jittered else 0)
+                amps, kwh = meter_values(SEED, meter, ts / 1e6)
+                self.tag_id[at : at + 2] = (2 * meter + 1, 2 * meter + 2)
+                self.ts[at : at + 2] = ts
+                self.value[at : at + 2] = (amps, kwh)
+                at += 2
+        self.days = days
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def batches(self) -> Iterator[list[Point]]:
+        for lo in range(0, len(self), BATCH):
+            hi = lo + BATCH
+            yield [
+                Point(tag, ts, value)
+                for tag, ts, value in zip(
+                    self.tag_id[lo:hi].tolist(),
+                    self.ts[lo:hi].tolist(),
+                    self.value[lo:hi].tolist(),
+                    strict=True,
+                )
+            ]
 
 
-def ingest(engine: Engine, meters: int, count: int) -> float:
-    started = time.perf_counter()
-    batch: list[Point] = []
-    for point in readings(meters, count):
-        batch.append(point)
-        if len(batch) == BATCH:
-            with engine.begin() as conn:
-                write_points(conn, batch)
-            batch = []
+def write_time(
+    engine: Engine, data: Dataset, write: Callable[[Connection, list[Point]], object]
+) -> float:
+    """Seconds spent in ``write``, a transaction per batch (making the batches not counted)."""
+    spent = 0.0
+    for batch in data.batches():
+        started = time.perf_counter()
+        with engine.begin() as conn:
+            write(conn, batch)
+        spent += time.perf_counter() - started
+    return spent
+
+
+def plain_write(conn: Connection, batch: list[Point]) -> None:
+    """The reference: the same points into a bare table, the plainest fast way per database."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql(
+            "INSERT INTO bare VALUES (?, ?, ?, ?) ON CONFLICT (tag_id, ts) DO UPDATE"
+            " SET value = excluded.value, quality = excluded.quality",
+            batch,
+        )
+        return
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    with cursor.copy("COPY bare FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(["integer", "bigint", "double precision", "smallint"])
+        for row in batch:
+            copy.write_row(row)
+
+
+def reference_rate(engine: Engine, data: Dataset) -> float:
     with engine.begin() as conn:
-        write_points(conn, batch)
-    return time.perf_counter() - started
+        conn.exec_driver_sql(
+            "CREATE TABLE bare (tag_id integer, ts bigint, value double precision,"
+            " quality smallint, PRIMARY KEY (tag_id, ts))"
+        )
+    rate = len(data) / write_time(engine, data, plain_write)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE bare")
+    return rate
 
 
-def size_bytes(engine: Engine, url: str) -> int:
+def stored_bytes(engine: Engine, url: str) -> tuple[int, int]:
+    """The store on disk, and its chunks with the latest values: the SQLite file and its
+    pages, or the PostgreSQL relations with their TOAST and indexes."""
     with engine.begin() as conn:
         if url.startswith("sqlite"):
             conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
-            pages = conn.execute(text("SELECT count(*) FROM dbstat WHERE name = 'points'"))
-            return int(pages.scalar_one()) * 4096
-        total = conn.execute(text("SELECT pg_total_relation_size('points')"))
-        return int(total.scalar_one())
+            pages = conn.execute(
+                text("SELECT sum(pgsize) FROM dbstat WHERE name IN ('chunks', 'latest_points')")
+            )
+            return os.path.getsize(url.removeprefix("sqlite:///")), int(pages.scalar_one())
+        total, packed = conn.execute(
+            text(
+                "SELECT pg_total_relation_size('points') + pg_total_relation_size('chunks')"
+                " + pg_total_relation_size('latest_points'), pg_total_relation_size('chunks')"
+                " + pg_total_relation_size('latest_points')"
+            )
+        ).one()
+        return int(total), int(packed)
 
 
-def measure(url: str, meters: int, count: int) -> None:
+def parquet_bytes(data: Dataset) -> int:
+    """The same points as a Parquet+zstd file, sorted by tag and time as chunks are."""
+    order = np.lexsort((data.ts, data.tag_id))
+    table = pa.table(
+        {
+            "tag_id": data.tag_id[order],
+            "ts": data.ts[order],
+            "value": data.value[order],
+            "quality": np.zeros(len(data), np.int16),
+        }
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "points.parquet"
+        pq.write_table(table, path, compression="zstd")
+        return path.stat().st_size
+
+
+def measure(url: str, data: Dataset, parquet: float) -> None:
     upgrade(url)
     engine = make_engine(url)
-    seconds = ingest(engine, meters, count)
-    n = meters * 2 * count
-    per_point = size_bytes(engine, url) / n
-    tag_ids = list(range(2, 2 * meters + 1, 2))
+    n = len(data)
+    reference = reference_rate(engine, data)
+    rate = n / write_time(engine, data, write_points)
+    rows = stored_bytes(engine, url)[0] / n
+    now = START_US + (data.days + 1) * DAY_US
     started = time.perf_counter()
-    with engine.connect() as conn:
-        found = latest(conn, tag_ids)
-    latest_ms = (time.perf_counter() - started) * 1000
+    compact(engine, settle_us=0, now=now)
+    compact_rate = n / (time.perf_counter() - started)
+    reclaim(engine)
+    total, packed = (size / n for size in stored_bytes(engine, url))
     engine.dispose()
     kind = url.split(":", 1)[0]
+    plain = "upsert loop" if kind == "sqlite" else "COPY"
     print(
-        f"{kind:22s} {n / seconds:9.0f} points/s  {per_point:5.1f} B/point  "
-        f"latest of {len(found)} registers {latest_ms:6.1f} ms  "
-        f"year of 56,001 meters: {YEAR_POINTS * per_point / 1e12:4.2f} TB"
+        f"  {kind:8s} ingest {rate:7.0f} points/s = {rate / reference:4.2f}x the plain {plain}"
+        f" ({reference:.0f}/s); rows {rows:5.1f} B/point; compacted {packed:4.2f} B/point"
+        f" = {packed / parquet:4.2f}x Parquet (store on disk {total:5.2f} B/point);"
+        f" compaction {compact_rate:7.0f} points/s"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--meters", type=int, default=2000)
-    parser.add_argument("--readings", type=int, default=100)
+    parser.add_argument("--meters", type=int, default=1000)
+    parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--postgres", default="postgresql://127.0.0.1:5432/test")
     args = parser.parse_args()
-    with scratch_sqlite("size") as url:
-        measure(url, args.meters, args.readings)
-    with scratch_postgres(args.postgres, "size") as url:
-        measure(url, args.meters, args.readings)
+    for jittered in (True, False):
+        data = Dataset(args.meters, args.days, jittered)
+        parquet = parquet_bytes(data) / len(data)
+        times = "collector times (µs, 0.5 s jitter)" if jittered else "regular times"
+        print(f"{args.meters} meters x 2 channels x {args.days} days, {times}: {len(data)} points")
+        print(f"  Parquet+zstd (pyarrow, the reference) {parquet:4.2f} B/point")
+        with scratch_sqlite("size") as url:
+            measure(url, data, parquet)
+        with scratch_postgres(args.postgres, "size") as url:
+            measure(url, data, parquet)
+        del data
 
 
 if __name__ == "__main__":

@@ -59,12 +59,12 @@ chunks = Table(
     Column("value_blob", LargeBinary, nullable=False),
     Column("quality_blob", LargeBinary, nullable=False),
     PrimaryKeyConstraint("tag_id", "day", name="pk_chunks"),
-    sqlite_with_rowid=False,
 )
 """One compressed UTC day (``ts // DAY_US``) of a tag's points (``storage.compactor`` makes
 them); ``flagged`` counts its points with a quality other than good, so billing decodes only
 chunks holding resets; the first and last point are kept in the clear, so neighbour seeks
-rarely decode."""
+rarely decode. A rowid table on SQLite (unlike ``points``): its rows outgrow a page, and
+rowid tables fill their overflow pages, where a WITHOUT ROWID table wastes a third of them."""
 
 Index(
     "ix_chunks_flagged",

@@ -30,7 +30,6 @@ def upgrade() -> None:
         sa.Column("flagged", sa.Integer, nullable=False),
         *(sa.Column(name, sa.LargeBinary, nullable=False) for name in _BLOBS),
         sa.PrimaryKeyConstraint("tag_id", "day", name="pk_chunks"),
-        sqlite_with_rowid=False,
     )
     if op.get_context().dialect.name == "postgresql":
         for name in _BLOBS:  # already compressed: TOAST must store them as they are
