@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from enum import IntEnum
 from typing import NamedTuple
 
+from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, text
 from sqlalchemy.sql import ColumnElement
 
@@ -67,10 +68,12 @@ _PG_POINTS = _UPSERT.format(
 )
 _PG_LATEST = _UPSERT.format(
     table="latest_points",
-    source="SELECT DISTINCT ON (tag_id) * FROM points_in ORDER BY tag_id, ts DESC",
+    source="SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::double precision[],"
+    " %s::smallint[])",
     key="tag_id",
     only_newer=_NEWER,
 )
+_COLUMNS = ["integer", "bigint", "double precision", "smallint"]
 
 
 def write_points(conn: Connection, batch: Sequence[Point]) -> int:
@@ -78,8 +81,9 @@ def write_points(conn: Connection, batch: Sequence[Point]) -> int:
     the last point of a (tag, ts) wins; each tag's latest point follows. Returns the number
     of distinct points written.
 
-    SQLite runs one prepared statement over the batch; PostgreSQL copies the batch into a
-    staging table and upserts from it, several times faster than row-by-row inserts.
+    SQLite runs one prepared statement over the batch; PostgreSQL copies the batch into the
+    table (or, when it rewrites stored points, into a staging table to upsert from), several
+    times faster than row-by-row inserts.
     """
     unique = {(p.tag_id, p.ts): p for p in batch}
     if not unique:
@@ -92,6 +96,9 @@ def write_points(conn: Connection, batch: Sequence[Point]) -> int:
             newest[point.tag_id] = point
     if conn.dialect.name == "postgresql":
         _copy_upsert(conn, rows)
+        tops = list(newest.values())
+        columns = ([p.tag_id for p in tops], [p.ts for p in tops], [float(p.value) for p in tops])
+        conn.exec_driver_sql(_PG_LATEST, (*columns, [p.quality for p in tops]))
     else:
         conn.exec_driver_sql(_SQLITE_POINTS, rows)
         conn.exec_driver_sql(_SQLITE_LATEST, list(newest.values()))
@@ -99,15 +106,26 @@ def write_points(conn: Connection, batch: Sequence[Point]) -> int:
 
 
 def _copy_upsert(conn: Connection, rows: list[Point]) -> None:
+    """Copy new points straight into the table; a batch that rewrites a stored point
+    (a unique violation, rolled back to a savepoint) is staged and upserted instead."""
+    try:
+        with conn.begin_nested():
+            _copy(conn, "points (tag_id, ts, value, quality)", rows)
+        return
+    except UniqueViolation:
+        pass
     conn.exec_driver_sql(_PG_STAGE)
+    _copy(conn, "points_in", rows)
+    conn.exec_driver_sql(_PG_POINTS)
+    conn.exec_driver_sql("TRUNCATE points_in")
+
+
+def _copy(conn: Connection, target: str, rows: list[Point]) -> None:
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy("COPY points_in FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(["integer", "bigint", "double precision", "smallint"])
+    with cursor.copy(f"COPY {target} FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(_COLUMNS)
         for row in rows:
             copy.write_row(row)
-    conn.exec_driver_sql(_PG_POINTS)
-    conn.exec_driver_sql(_PG_LATEST)
-    conn.exec_driver_sql("TRUNCATE points_in")
 
 
 def latest(conn: Connection, tag_ids: Sequence[int]) -> dict[int, Point]:
