@@ -80,14 +80,15 @@ def references(data: Dataset) -> list[tuple[str, str, dict[str, object] | None]]
 
 
 @contextmanager
-def serving(url: str, tmp: Path) -> Iterator[str]:
-    """``meterhub serve`` on ``url`` with the collector and scheduler off."""
+def serving(url: str, tmp: Path, **settings: str) -> Iterator[str]:
+    """``meterhub serve`` on ``url`` with the collector and scheduler off (and ``settings``)."""
     log = tmp / "server.log"
     env = {
         **os.environ,
         "METERHUB_DATABASE_URL": url,
         "METERHUB_COLLECTOR_ENABLED": "false",
         "METERHUB_SCHEDULER_ENABLED": "false",
+        **settings,
     }
     command = [sys.executable, "-m", "meterhub.cli", "serve", "--port", "0"]
     with log.open("wb") as out:
