@@ -7,6 +7,7 @@ pcodec was measured against zstd of scaled deltas on simulator-shaped minute rea
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -23,6 +24,18 @@ class Columns(NamedTuple):
     ts: npt.NDArray[np.int64]
     value: npt.NDArray[np.float64]
     quality: npt.NDArray[np.int16]
+
+    @classmethod
+    def of(cls, rows: Sequence[tuple[int, float, int]]) -> Columns:
+        """Columns of ``(ts, value, quality)`` rows, kept in their order."""
+        if not rows:
+            return cls(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int16))
+        ts, value, quality = zip(*rows, strict=True)
+        return cls(np.array(ts, np.int64), np.array(value, np.float64), np.array(quality, np.int16))
+
+    def take(self, which: slice | npt.NDArray[np.bool_] | npt.NDArray[np.intp]) -> Columns:
+        """The points ``which`` selects (a slice, a mask or indexes)."""
+        return Columns(self.ts[which], self.value[which], self.quality[which])
 
 
 def encode(columns: Columns) -> tuple[bytes, bytes, bytes]:

@@ -81,7 +81,6 @@ def compact(
             day = next_ts // DAY_US
             with engine.begin() as conn:
                 moved += compact_day(conn, tag, day)
-            with engine.connect() as conn:
                 next_ts = conn.execute(
                     _NEXT_ROW, {"tag": tag, "after": (day + 1) * DAY_US - 1}
                 ).scalar()
@@ -100,8 +99,7 @@ def compact_day(conn: Connection, tag_id: int, day: int) -> int:
     found = conn.execute(_MOVE_ROWS, params).all()
     if not found:
         return 0
-    ts, value, quality = zip(*sorted(found), strict=True)
-    rows = Columns(np.array(ts, np.int64), np.array(value, np.float64), np.array(quality, np.int16))
+    rows = Columns.of(sorted(found))
     where = (chunks.c.tag_id == tag_id, chunks.c.day == day)
     held = conn.execute(
         select(chunks.c.ts_blob, chunks.c.value_blob, chunks.c.quality_blob).where(*where)

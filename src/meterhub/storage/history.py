@@ -37,7 +37,7 @@ neighbour seek per instant (``series.near``), so a grid never reads the whole pe
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -158,18 +158,14 @@ def _period(conn: Connection, tag_id: int, query: HistoryQuery) -> History:
     else:
         stored = read_span(conn, tag_id, span)
         if query.values is not None:
-            stored = _take(stored, np.isin(stored.value, query.values))
+            stored = stored.take(np.isin(stored.value, query.values))
     excess = len(stored.ts) > keep
     if excess and query.max_count is not None:
-        stored = _take(stored, _thinned(stored, keep))
-    rows = as_points(tag_id, _take(stored, slice(keep)))
+        stored = stored.take(_thinned(stored, keep))
+    rows = as_points(tag_id, stored.take(slice(keep)))
     if not query.actual and query.values is None:
         rows = _with_bounds(conn, tag_id, query, rows, keep)
     return History(rows, excess)
-
-
-def _take(columns: Columns, which: Any) -> Columns:
-    return Columns(columns.ts[which], columns.value[which], columns.quality[which])
 
 
 def _thinned(stored: Columns, keep: int) -> npt.NDArray[np.intp]:

@@ -21,7 +21,7 @@ from meterhub.storage.points import Point, TimeRange
 from meterhub.storage.tables import chunks, points
 from meterhub.times import DAY_US
 
-_EMPTY = Columns(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int16))
+_EMPTY = Columns.of([])
 _BLOBS = (chunks.c.ts_blob, chunks.c.value_blob, chunks.c.quality_blob)
 
 
@@ -48,11 +48,11 @@ def read_span(conn: Connection, tag_id: int, span: TimeRange, limit: int | None 
             held += len(packed[-1].ts)
     stored = _concat(packed)
     if limit is not None and held >= limit:
-        stored = _head(stored, limit)
+        stored = stored.take(slice(limit))
         span = TimeRange(span.start, int(stored.ts[-1]))
     rows = _rows(conn, tag_id, span, limit)
     merged = merge(stored, rows)
-    return merged if limit is None else _head(merged, limit)
+    return merged.take(slice(limit))
 
 
 def _enough(
@@ -73,11 +73,7 @@ def _within(columns: Columns, span: TimeRange) -> Columns:
     ts = columns.ts
     lo = 0 if span.start is None else int(np.searchsorted(ts, span.start, "left"))
     hi = len(ts) if span.end is None else int(np.searchsorted(ts, span.end, "right"))
-    return Columns(columns.ts[lo:hi], columns.value[lo:hi], columns.quality[lo:hi])
-
-
-def _head(columns: Columns, n: int) -> Columns:
-    return Columns(columns.ts[:n], columns.value[:n], columns.quality[:n])
+    return columns.take(slice(lo, hi))
 
 
 def _concat(parts: Sequence[Columns]) -> Columns:
@@ -95,11 +91,7 @@ def _rows(conn: Connection, tag_id: int, span: TimeRange, limit: int | None) -> 
         .order_by(points.c.ts)
         .limit(limit)
     )
-    found = conn.execute(query).all()
-    if not found:
-        return _EMPTY
-    ts, value, quality = zip(*found, strict=True)
-    return Columns(np.array(ts, np.int64), np.array(value, np.float64), np.array(quality, np.int16))
+    return Columns.of(conn.execute(query).all())
 
 
 def merge(stored: Columns, rows: Columns) -> Columns:
@@ -109,9 +101,8 @@ def merge(stored: Columns, rows: Columns) -> Columns:
     if not len(stored.ts) or rows.ts[0] > stored.ts[-1]:
         return _concat([stored, rows])
     keep = ~np.isin(stored.ts, rows.ts)
-    both = _concat([Columns(stored.ts[keep], stored.value[keep], stored.quality[keep]), rows])
-    order = np.argsort(both.ts, kind="stable")
-    return Columns(both.ts[order], both.value[order], both.quality[order])
+    both = _concat([stored.take(keep), rows])
+    return both.take(np.argsort(both.ts, kind="stable"))
 
 
 def as_points(tag_id: int, columns: Columns) -> list[Point]:
@@ -133,7 +124,20 @@ def points_between(
 
 # --- neighbours ---------------------------------------------------------------------------
 
-_CHUNK_SIDE = "day, first_ts, last_ts, first_value, last_value, first_quality, last_quality"
+_CHUNK_SIDE = (
+    "day",
+    "first_ts",
+    "last_ts",
+    "first_value",
+    "last_value",
+    "first_quality",
+    "last_quality",
+)
+
+
+def _chunk_side(alias: str) -> str:
+    return ", ".join(f"{alias}.{column}" for column in _CHUNK_SIDE)
+
 
 _NEAR_SQLITE = text(f"""
 WITH q(i, tag, ts, day) AS (
@@ -149,9 +153,7 @@ WITH q(i, tag, ts, day) AS (
   FROM q
 )
 SELECT s.i, pb.ts, pb.value, pb.quality, pa.ts, pa.value, pa.quality,
-  {", ".join(f"k0.{c.strip()}" for c in _CHUNK_SIDE.split(","))},
-  {", ".join(f"k1.{c.strip()}" for c in _CHUNK_SIDE.split(","))},
-  {", ".join(f"k2.{c.strip()}" for c in _CHUNK_SIDE.split(","))}
+  {_chunk_side("k0")}, {_chunk_side("k1")}, {_chunk_side("k2")}
 FROM s
 LEFT JOIN points pb ON pb.tag_id = s.tag AND pb.ts = s.rb
 LEFT JOIN points pa ON pa.tag_id = s.tag AND pa.ts = s.ra
@@ -178,9 +180,9 @@ _NEAR_PG = text(
         (
             _lateral("pb", "points", "x.ts <= q.ts", "x.ts DESC", "x.ts, x.value, x.quality"),
             _lateral("pa", "points", "x.ts >= q.ts", "x.ts", "x.ts, x.value, x.quality"),
-            _lateral("k0", "chunks", "x.day <= q.day", "x.day DESC", _CHUNK_SIDE),
-            _lateral("k1", "chunks", "x.day < q.day", "x.day DESC", _CHUNK_SIDE),
-            _lateral("k2", "chunks", "x.day > q.day", "x.day", _CHUNK_SIDE),
+            _lateral("k0", "chunks", "x.day <= q.day", "x.day DESC", _chunk_side("x")),
+            _lateral("k1", "chunks", "x.day < q.day", "x.day DESC", _chunk_side("x")),
+            _lateral("k2", "chunks", "x.day > q.day", "x.day", _chunk_side("x")),
         )
     )
 )
