@@ -1,4 +1,5 @@
-"""Compaction under faults: SIGKILL of ``meterhub db compact`` mid-way, and ingest alongside."""
+"""Compaction in real processes: ``serve`` compacting by itself, SIGKILL of ``meterhub db
+compact`` mid-way, and ingest alongside."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
@@ -16,7 +18,9 @@ from meterhub.storage import Point, TimeRange, write_points
 from meterhub.storage.compactor import compact
 from meterhub.storage.series import read_span
 from meterhub.storage.tables import chunks
+from meterhub.storage.tables import points as rows
 from meterhub.times import DAY_US
+from tests.support import Server, wait_until
 
 DAY0 = 20_454  # 2026-01-01 UTC: long closed for the default settle window
 TAGS = range(1, 121)
@@ -48,6 +52,21 @@ def stored(engine: Engine) -> dict[tuple[int, int], float]:
 def chunk_count(engine: Engine) -> int:
     with engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(chunks)).scalar_one()
+
+
+def test_serve_compacts_closed_days_in_the_background(
+    engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    points = history()
+    with engine.begin() as conn:
+        write_points(conn, [Point(tag, ts, value) for (tag, ts), value in points.items()])
+    with Server(database_url, tmp_path, METERHUB_COLLECTOR_ENABLED="false") as server:
+        wait_until(lambda: chunk_count(engine) == len(TAGS) * DAYS, timeout=60)
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(rows)).scalar_one() == 0
+        with server.client() as client:  # the server still answers
+            assert client.get(f"/counter-data/{TAGS[0]}/").status_code < 500
+    assert stored(engine) == points
 
 
 def test_sigkill_during_compaction_loses_and_doubles_nothing(

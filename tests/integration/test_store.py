@@ -79,6 +79,22 @@ def test_retried_batch_does_not_double_count(engine: Engine) -> None:
         assert stored(conn) == batch
 
 
+def test_batch_mixing_new_and_rewritten_points_in_one_transaction(conn: Connection) -> None:
+    """PostgreSQL copies a batch straight in, and upserts it when it rewrites a stored point:
+    the transaction stays usable and later batches in it are written too."""
+    write_points(conn, [Point(1, 100, 1.0), Point(2, 100, 1.0)])
+    assert write_points(conn, [Point(1, 100, 7.0), Point(1, 300, 3.0), Point(2, 50, 0.5)]) == 3
+    assert write_points(conn, [Point(2, 400, 4.0)]) == 1
+    assert stored(conn) == [
+        Point(1, 100, 7.0),
+        Point(1, 300, 3.0),
+        Point(2, 50, 0.5),
+        Point(2, 100, 1.0),
+        Point(2, 400, 4.0),
+    ]
+    assert latest(conn, [1, 2]) == {1: Point(1, 300, 3.0), 2: Point(2, 400, 4.0)}
+
+
 def test_empty_batch_writes_nothing(conn: Connection) -> None:
     assert write_points(conn, []) == 0
     assert stored(conn) == []
