@@ -7,7 +7,8 @@ time-major in batches of 5,000 as the collector does, then compacted. Printed pe
 and data set: ingest points/s against a plain upsert loop (SQLite) or plain COPY
 (PostgreSQL) of the same points into a bare table in the same run; bytes per point in the
 row table, after compaction, and as a Parquet+zstd file of the same points (pyarrow, the
-reference); compaction points/s.
+reference), and the chunks' payload under zstd of scaled deltas (the codec pcodec was
+chosen over); compaction points/s.
 Usage: .venv/bin/python -m bench.storage_size [--meters 1000] [--days 30] [--postgres URL]
 """
 
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import zstandard
 from sqlalchemy import Connection, Engine, text
 
 from bench.databases import scratch_postgres, scratch_sqlite
@@ -108,15 +110,16 @@ def plain_write(conn: Connection, batch: list[Point]) -> None:
             copy.write_row(row)
 
 
-def reference_rate(engine: Engine, data: Dataset) -> float:
+def reference_rate(url: str, data: Dataset) -> float:
+    """Points/s of ``plain_write`` into a bare table of a database of its own."""
+    engine = make_engine(url)
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "CREATE TABLE bare (tag_id integer, ts bigint, value double precision,"
             " quality smallint, PRIMARY KEY (tag_id, ts))"
         )
     rate = len(data) / write_time(engine, data, plain_write)
-    with engine.begin() as conn:
-        conn.exec_driver_sql("DROP TABLE bare")
+    engine.dispose()
     return rate
 
 
@@ -157,11 +160,27 @@ def parquet_bytes(data: Dataset) -> int:
         return path.stat().st_size
 
 
-def measure(url: str, data: Dataset, parquet: float) -> None:
+def zstd_bytes(data: Dataset) -> int:
+    """The codec pcodec was chosen over: each tag's UTC day as zstd (level 19) of its time
+    deltas and of its value deltas scaled to integers (the simulator keeps 3 decimals)."""
+    order = np.lexsort((data.ts, data.tag_id))
+    tag, ts, value = data.tag_id[order], data.ts[order], data.value[order]
+    key = tag.astype(np.int64) * 1_000_000 + ts // DAY_US
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    packer = zstandard.ZstdCompressor(level=19)
+    total = 0
+    for lo, hi in zip(starts, [*starts[1:], len(ts)], strict=True):
+        scaled = np.round(value[lo:hi] * 1000).astype(np.int64)
+        deltas = np.concatenate([np.diff(ts[lo:hi], prepend=0), np.diff(scaled, prepend=0)])
+        total += len(packer.compress(deltas.tobytes()))
+    return total
+
+
+def measure(url: str, reference_url: str, data: Dataset, parquet: float) -> None:
+    reference = reference_rate(reference_url, data)
     upgrade(url)
     engine = make_engine(url)
     n = len(data)
-    reference = reference_rate(engine, data)
     rate = n / write_time(engine, data, write_points)
     rows = stored_bytes(engine, url)[0] / n
     now = START_US + (data.days + 1) * DAY_US
@@ -170,13 +189,24 @@ def measure(url: str, data: Dataset, parquet: float) -> None:
     compact_rate = n / (time.perf_counter() - started)
     reclaim(engine)
     total, packed = (size / n for size in stored_bytes(engine, url))
+    with engine.connect() as conn:
+        payload = (
+            conn.execute(
+                text(
+                    "SELECT sum(length(ts_blob) + length(value_blob) + length(quality_blob))"
+                    " FROM chunks"
+                )
+            ).scalar_one()
+            / n
+        )
     engine.dispose()
     kind = url.split(":", 1)[0]
     plain = "upsert loop" if kind == "sqlite" else "COPY"
     print(
         f"  {kind:8s} ingest {rate:7.0f} points/s = {rate / reference:4.2f}x the plain {plain}"
         f" ({reference:.0f}/s); rows {rows:5.1f} B/point; compacted {packed:4.2f} B/point"
-        f" = {packed / parquet:4.2f}x Parquet (store on disk {total:5.2f} B/point);"
+        f" = {packed / parquet:4.2f}x Parquet (pcodec payload {payload:4.2f}; store on disk"
+        f" {total:5.2f} B/point);"
         f" compaction {compact_rate:7.0f} points/s"
     )
 
@@ -192,11 +222,17 @@ def main() -> None:
         parquet = parquet_bytes(data) / len(data)
         times = "collector times (µs, 0.5 s jitter)" if jittered else "regular times"
         print(f"{args.meters} meters x 2 channels x {args.days} days, {times}: {len(data)} points")
-        print(f"  Parquet+zstd (pyarrow, the reference) {parquet:4.2f} B/point")
-        with scratch_sqlite("size") as url:
-            measure(url, data, parquet)
-        with scratch_postgres(args.postgres, "size") as url:
-            measure(url, data, parquet)
+        print(
+            f"  Parquet+zstd (pyarrow, the reference) {parquet:4.2f} B/point; the day chunks"
+            f" under zstd of scaled deltas instead of pcodec {zstd_bytes(data) / len(data):4.2f}"
+        )
+        with scratch_sqlite("size") as url, scratch_sqlite("plain") as plain:
+            measure(url, plain, data, parquet)
+        with (
+            scratch_postgres(args.postgres, "size") as url,
+            scratch_postgres(args.postgres, "plain") as plain,
+        ):
+            measure(url, plain, data, parquet)
         del data
 
 

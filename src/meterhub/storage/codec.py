@@ -1,8 +1,9 @@
 """Lossless compression of a chunk's columns with pcodec.
 
-pcodec was measured against zstd of scaled deltas on simulator-shaped minute readings
-(``bench/storage_size.py``): 4.1 against 5.9 bytes a point with µs poll jitter, 1.5 against
-3.0 with regular times. Floats round-trip bit for bit.
+pcodec was measured against zstd (level 19) of scaled deltas on simulator-shaped minute
+readings in day chunks (``bench/storage_size.py``): 3.33 against 4.30 bytes a point with µs
+poll jitter, 0.80 against 0.99 with regular times; and it needs no decimal scale to be
+lossless: floats round-trip bit for bit.
 """
 
 from __future__ import annotations
