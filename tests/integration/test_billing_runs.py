@@ -23,6 +23,7 @@ from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import channel_tags, create_device, get_device
 from meterhub.registry.projects import assign_device, create_house, create_project
 from meterhub.storage import Point, Quality, write_points
+from meterhub.storage.compactor import compact
 
 MONTHLY = {"month": "*", "day": "1", "hour": "0", "minute": "0"}
 NOV_1 = "2026-10-31T23:00:00+00:00"  # 1 November 00:00 in Berlin (CET)
@@ -47,9 +48,10 @@ def _pk(conn: Connection, device_id: str) -> int:
     return get_device(conn, device_id).pk
 
 
-@pytest.fixture
-def estate(engine: Engine) -> dict[str, str]:
-    """A Berlin project: 2 electricity and 2 water meters in one house, tiered and flat tariffs."""
+@pytest.fixture(params=["rows", "compacted"])
+def estate(engine: Engine, request: pytest.FixtureRequest) -> dict[str, str]:
+    """A Berlin project: 2 electricity and 2 water meters in one house, tiered and flat tariffs;
+    its readings as rows, or compacted into day chunks (every bill must come out the same)."""
     with engine.begin() as conn:
         project = create_project(conn, "Estate", "Europe/Berlin", "CNY")
         house = create_house(conn, project.id, ADDRESS, PEOPLE)
@@ -103,6 +105,8 @@ def estate(engine: Engine) -> dict[str, str]:
         )
         power = create_task(conn, project.id, "power", DeviceType.ELECTRICITY, MONTHLY)
         water = create_task(conn, project.id, "water", DeviceType.WATER, MONTHLY)
+    if request.param == "compacted":
+        assert compact(engine, settle_us=0, now=us("2027-01-01T00:00:00+00:00")) == 10
     return {"power": power.key, "water": water.key}
 
 
