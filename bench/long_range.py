@@ -91,10 +91,15 @@ def duckdb_ms(repeat: int) -> dict[str, float]:
         query = f"""
             WITH b AS (SELECT min(ts) AS lo, (max(ts) - min(ts) + {buckets}) // {buckets} AS w
                        FROM t_{name})
-            SELECT k, min(ts), max(ts), arg_min(ts, value), arg_max(ts, value)
-            FROM t_{name}, b GROUP BY (ts - lo) // w AS k ORDER BY k
+            SELECT (ts - lo) // w AS k, min(ts), max(ts), arg_min(ts, value),
+                   arg_max(ts, value)
+            FROM t_{name}, b GROUP BY k ORDER BY k
         """
-        found[name] = median_ms(lambda: db.execute(query).fetchall(), repeat)  # noqa: B023
+
+        def run(sql: str = query) -> object:
+            return db.execute(sql).fetchall()
+
+        found[name] = median_ms(run, repeat)
     return found
 
 
