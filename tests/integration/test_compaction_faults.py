@@ -103,6 +103,7 @@ def test_ingest_while_compacting_loses_nothing(engine: Engine) -> None:
     rng = random.Random(3)
     keys = sorted(expected)
     done = threading.Event()
+    failures: list[BaseException] = []
 
     def ingest() -> None:
         try:
@@ -115,6 +116,8 @@ def test_ingest_while_compacting_loses_nothing(engine: Engine) -> None:
                 with engine.begin() as conn:
                     write_points(conn, [Point(t, ts, v) for (t, ts), v in batch.items()])
                 expected.update(batch)
+        except BaseException as error:  # raised again in the test, not lost in the thread
+            failures.append(error)
         finally:
             done.set()
 
@@ -125,6 +128,8 @@ def test_ingest_while_compacting_loses_nothing(engine: Engine) -> None:
         compact(engine, settle_us=0)
         passes += 1
     writer.join()
+    if failures:
+        raise failures[0]
     assert stored(engine) == expected
     compact(engine, settle_us=0)
     assert stored(engine) == expected

@@ -39,6 +39,12 @@ SELECT t.id, (SELECT min(p.ts) FROM points p WHERE p.tag_id = t.id) FROM t WHERE
 
 _NEXT_ROW = text("SELECT min(ts) FROM points WHERE tag_id = :tag AND ts > :after")
 
+_LOCK_ROWS = text(
+    "SELECT 1 FROM points WHERE tag_id = :tag AND ts >= :lo AND ts < :hi ORDER BY ts FOR UPDATE"
+)
+"""Locks the day's rows in ts order, the order writers lock them in (a bare DELETE may take
+them in heap order and deadlock with a write rewriting two of them)."""
+
 _MOVE_ROWS = text(
     "DELETE FROM points WHERE tag_id = :tag AND ts >= :lo AND ts < :hi RETURNING ts, value, quality"
 )
@@ -91,11 +97,12 @@ def compact(
 
 def compact_day(conn: Connection, tag_id: int, day: int) -> int:
     """Move the rows of ``tag_id`` on UTC ``day`` into its chunk; the number of rows moved."""
+    params = {"tag": tag_id, "lo": day * DAY_US, "hi": (day + 1) * DAY_US}
     if conn.dialect.name == "postgresql":
         conn.execute(
             text("SELECT pg_advisory_xact_lock(:cls, :tag)"), {"cls": _LOCK_CLASS, "tag": tag_id}
         )
-    params = {"tag": tag_id, "lo": day * DAY_US, "hi": (day + 1) * DAY_US}
+        conn.execute(_LOCK_ROWS, params)
     found = conn.execute(_MOVE_ROWS, params).all()
     if not found:
         return 0

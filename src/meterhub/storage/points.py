@@ -83,12 +83,13 @@ def write_points(conn: Connection, batch: Sequence[Point]) -> int:
 
     SQLite runs one prepared statement over the batch; PostgreSQL copies the batch into the
     table (or, when it rewrites stored points, into a staging table to upsert from), several
-    times faster than row-by-row inserts.
+    times faster than row-by-row inserts. Points are written in (tag, ts) order, the order
+    compaction locks them in, so concurrent writers and compaction never deadlock.
     """
     unique = {(p.tag_id, p.ts): p for p in batch}
     if not unique:
         return 0
-    rows = list(unique.values())
+    rows = [unique[key] for key in sorted(unique)]  # rows are locked in key order: no deadlock
     newest: dict[int, Point] = {}
     for point in rows:
         held = newest.get(point.tag_id)
