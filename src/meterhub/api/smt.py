@@ -7,7 +7,6 @@ Every answer is HTTP 200 with ``"error": {"id": 0}``; failures answer
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import tzinfo
 from typing import Any
 
@@ -28,7 +27,7 @@ from meterhub.registry.sources import active_source, source_tags
 from meterhub.registry.tables import data_sources
 from meterhub.registry.tags import Tag, resolve
 from meterhub.storage import Point, write_points
-from meterhub.storage.history import HistoryQuery, read_history
+from meterhub.storage.history import HistoryQuery, read_histories
 from meterhub.times import iso
 
 router = APIRouter(prefix="/smt", tags=["platform"])
@@ -162,8 +161,8 @@ async def get_data(request: Request, conn: ConnDep, settings: SettingsDep) -> di
     query = history_query(params, settings.zone)
     as_iso = bool_param(params.get("format", False), "format")
     answer = []
-    for ref, tag in zip(refs, resolve(conn, refs), strict=True):
-        history = read_history(conn, tag.pk, replace(query, stepwise=tag.value_type.stepwise))
+    tags = [(tag.pk, tag.value_type.stepwise) for tag in resolve(conn, refs)]
+    for ref, history in zip(refs, read_histories(conn, tags, query), strict=True):
         data = [
             {
                 "x": iso(p.ts, settings.zone) if as_iso else p.ts,

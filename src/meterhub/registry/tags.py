@@ -97,34 +97,48 @@ class Tag:
 
 
 def create_tags(conn: Connection, source_id: str | None, specs: Sequence[TagSpec]) -> list[Tag]:
-    """Create tags; ``InvalidInput`` names ``tags[i].id`` of any id already taken or repeated."""
+    """Create tags in one statement; ``InvalidInput`` names ``tags[i].id`` of any id already
+    taken or repeated."""
     keys = [tag_key(spec.ref, f"tags[{i}].id") for i, spec in enumerate(specs)]
-    taken = set(conn.execute(select(tags.c.key).where(tags.c.key.in_(keys))).scalars())
-    errors = {
-        f"tags[{i}].id": f"tag {key} already exists"
-        for i, key in enumerate(keys)
-        if key in taken or key in keys[:i]
+    taken = {
+        key
+        for part in _parts(keys)
+        for key in conn.execute(select(tags.c.key).where(tags.c.key.in_(part))).scalars()
     }
+    errors: dict[str, str] = {}
+    for i, key in enumerate(keys):
+        if key in taken:
+            errors[f"tags[{i}].id"] = f"tag {key} already exists"
+        taken.add(key)
     if errors:
         raise InvalidInput(errors)
+    if not keys:
+        return []
     now = now_us()
+    rows = []
     for key, spec in zip(keys, specs, strict=True):
         pair = spec.ref if isinstance(spec.ref, dict) else {}
-        conn.execute(
-            insert(tags).values(
-                key=key,
-                source_id=source_id,
-                kind="gauge",
-                unit=spec.unit,
-                value_type=int(spec.value_type),
-                scale=spec.scale,
-                attributes=json.dumps(spec.attributes),
-                tag_name=pair.get("tagName"),
-                parent_object_id=pair.get("parentObjectId"),
-                created_at=now,
-            )
+        rows.append(
+            {
+                "key": key,
+                "source_id": source_id,
+                "kind": "gauge",
+                "unit": spec.unit,
+                "value_type": int(spec.value_type),
+                "scale": spec.scale,
+                "attributes": json.dumps(spec.attributes),
+                "tag_name": pair.get("tagName"),
+                "parent_object_id": pair.get("parentObjectId"),
+                "created_at": now,
+            }
         )
-    return [get_tag(conn, key) for key in keys]
+    conn.execute(insert(tags), rows)
+    return resolve(conn, keys)
+
+
+def _parts(keys: Sequence[str], size: int = 5_000) -> list[Sequence[str]]:
+    """``keys`` in slices small enough for one ``IN`` list on every database."""
+    return [keys[i : i + size] for i in range(0, len(keys), size)]
 
 
 def get_tag(conn: Connection, key: str) -> Tag:
@@ -138,8 +152,11 @@ def resolve(conn: Connection, refs: Sequence[object], field_name: str = "tagId")
     """The tags named by ``refs`` (strings or pairs), in order; ``UnknownTag`` for the first
     that does not exist."""
     keys = [tag_key(ref, field_name) for ref in refs]
-    rows = conn.execute(select(tags).where(tags.c.key.in_(set(keys))))
-    found = {row.key: Tag.from_row(row) for row in rows}
+    found = {
+        row.key: Tag.from_row(row)
+        for part in _parts(sorted(set(keys)))
+        for row in conn.execute(select(tags).where(tags.c.key.in_(part)))
+    }
     for key in keys:
         if key not in found:
             raise UnknownTag(f"no tag with id {key}")

@@ -36,7 +36,8 @@ neighbour seek per instant (``series.near``), so a grid never reads the whole pe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -85,6 +86,20 @@ def read_history(conn: Connection, tag_id: int, query: HistoryQuery) -> History:
     if query.start is None and query.end is None:
         return History(_latest(conn, tag_id, query.values), excess=False)
     return _period(conn, tag_id, query)
+
+
+def read_histories(
+    conn: Connection, tags: Sequence[tuple[int, bool]], query: HistoryQuery
+) -> list[History]:
+    """``read_history`` of each (tag id, stepwise) in ``tags``, in order; the latest points
+    of any number of tags come from one query."""
+    problems = _problems(query)
+    if problems:
+        raise InvalidInput(problems)
+    if query.start is None and query.end is None and query.step is None and query.values is None:
+        found = latest(conn, [tag_id for tag_id, _ in tags])
+        return [History([found[t]] if t in found else [], excess=False) for t, _ in tags]
+    return [read_history(conn, t, replace(query, stepwise=stepwise)) for t, stepwise in tags]
 
 
 def _problems(query: HistoryQuery) -> dict[str, list[str]]:
