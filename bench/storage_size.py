@@ -19,7 +19,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -81,17 +81,20 @@ class Dataset:
             ]
 
 
-def write_time(
-    engine: Engine, data: Dataset, write: Callable[[Connection, list[Point]], object]
+def write_rate(
+    engine: Engine,
+    batches: Iterable[list[Point]],
+    write: Callable[[Connection, list[Point]], object],
 ) -> float:
-    """Seconds spent in ``write``, a transaction per batch (making the batches not counted)."""
-    spent = 0.0
-    for batch in data.batches():
+    """Points/s of ``write``, a transaction per batch (making the batches not counted)."""
+    spent, written = 0.0, 0
+    for batch in batches:
         started = time.perf_counter()
         with engine.begin() as conn:
             write(conn, batch)
         spent += time.perf_counter() - started
-    return spent
+        written += len(batch)
+    return written / spent
 
 
 def plain_write(conn: Connection, batch: list[Point]) -> None:
@@ -110,7 +113,7 @@ def plain_write(conn: Connection, batch: list[Point]) -> None:
             copy.write_row(row)
 
 
-def reference_rate(url: str, data: Dataset) -> float:
+def reference_rate(url: str, batches: Iterable[list[Point]]) -> float:
     """Points/s of ``plain_write`` into a bare table of a database of its own."""
     engine = make_engine(url)
     with engine.begin() as conn:
@@ -118,7 +121,7 @@ def reference_rate(url: str, data: Dataset) -> float:
             "CREATE TABLE bare (tag_id integer, ts bigint, value double precision,"
             " quality smallint, PRIMARY KEY (tag_id, ts))"
         )
-    rate = len(data) / write_time(engine, data, plain_write)
+    rate = write_rate(engine, batches, plain_write)
     engine.dispose()
     return rate
 
@@ -177,11 +180,11 @@ def zstd_bytes(data: Dataset) -> int:
 
 
 def measure(url: str, reference_url: str, data: Dataset, parquet: float) -> None:
-    reference = reference_rate(reference_url, data)
+    reference = reference_rate(reference_url, data.batches())
     upgrade(url)
     engine = make_engine(url)
     n = len(data)
-    rate = n / write_time(engine, data, write_points)
+    rate = write_rate(engine, data.batches(), write_points)
     rows = stored_bytes(engine, url)[0] / n
     now = START_US + (data.days + 1) * DAY_US
     started = time.perf_counter()

@@ -7,6 +7,7 @@ Every answer is HTTP 200 with ``"error": {"id": 0}``; failures answer
 
 from __future__ import annotations
 
+import math
 from datetime import tzinfo
 from typing import Any
 
@@ -16,6 +17,8 @@ from sqlalchemy import Connection, select
 from meterhub.api.deps import ConnDep, SettingsDep
 from meterhub.api.encoding import json_number
 from meterhub.api.smt_wire import (
+    FIRST_US,
+    LAST_US,
     bool_param,
     int_param,
     number_param,
@@ -105,19 +108,37 @@ def _record(record: Any, i: int) -> dict[str, Any]:
 
 
 def _points(tag: Tag, raw: list[Any], where: str, zone: tzinfo) -> list[Point]:
+    """The points of one record; the common form (µs, a float, an in-range quality) takes a
+    fast path, anything else the full checks of ``_point``."""
     found = []
+    pk = tag.pk
     for j, point in enumerate(raw):
-        name = f"{where}.data[{j}]"
-        if not isinstance(point, dict) or "x" not in point or "y" not in point:
-            raise InvalidInput.field(name, "must be an object with x and y")
-        quality = point.get("q", 0)
-        if type(quality) is not int or not -32768 <= quality <= 32767:
-            raise InvalidInput.field(
-                f"{name}.q", f"must be an integer in -32768..32767, got {quality!r:.40}"
-            )
-        ts = time_param(point["x"], f"{name}.x", zone)
-        found.append(Point(tag.pk, ts, number_param(point["y"], f"{name}.y"), quality))
+        if (
+            type(point) is dict
+            and type(x := point.get("x")) is int
+            and type(y := point.get("y")) is float
+            and type(q := point.get("q", 0)) is int
+            and FIRST_US <= x <= LAST_US
+            and -32768 <= q <= 32767
+            and math.isfinite(y)
+        ):
+            found.append(Point(pk, x, y, q))
+        else:
+            found.append(_point(pk, point, f"{where}.data[{j}]", zone))
     return found
+
+
+def _point(tag_id: int, point: Any, name: str, zone: tzinfo) -> Point:
+    """One point, or ``InvalidInput`` naming the field ``name`` (``data[i].data[j]``)."""
+    if not isinstance(point, dict) or "x" not in point or "y" not in point:
+        raise InvalidInput.field(name, "must be an object with x and y")
+    quality = point.get("q", 0)
+    if type(quality) is not int or not -32768 <= quality <= 32767:
+        raise InvalidInput.field(
+            f"{name}.q", f"must be an integer in -32768..32767, got {quality!r:.40}"
+        )
+    ts = time_param(point["x"], f"{name}.x", zone)
+    return Point(tag_id, ts, number_param(point["y"], f"{name}.y"), quality)
 
 
 def _check_sources_active(conn: Connection, tags: list[Tag]) -> None:

@@ -27,6 +27,7 @@ from meterhub.registry.tags import (
     delete_tag,
     get_tag,
     list_tags,
+    tag_key,
     update_tag,
 )
 from meterhub.settings import Settings
@@ -225,8 +226,9 @@ def delete_data_source(source_id: str, conn: ConnDep) -> None:
 def create_tag(body: SourceTagCreate, conn: ConnDep, settings: SettingsDep) -> TagPublic:
     """Add a tag to a data source."""
     get_source(conn, body.source_id)
-    (tag,) = create_tags(conn, body.source_id, [body.spec()])
-    return _tags_public(conn, [tag], settings)[0]
+    spec = body.spec()
+    create_tags(conn, body.source_id, [spec])
+    return _tags_public(conn, [get_tag(conn, tag_key(spec.ref))], settings)[0]
 
 
 @router.get("/tags/", operation_id="listTags")

@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
 from meterhub.errors import InvalidInput, SourceInactive, UnknownSource
 from meterhub.registry.tables import data_sources, tags
-from meterhub.registry.tags import Tag, TagSpec, create_tags
+from meterhub.registry.tags import Tag, TagSpec, create_tags, select_tags
 from meterhub.times import now_us
 
 
@@ -75,7 +75,7 @@ def active_source(conn: Connection, source_id: str) -> DataSource:
 
 
 def source_tags(conn: Connection, source_id: str) -> list[Tag]:
-    rows = conn.execute(select(tags).where(tags.c.source_id == source_id).order_by(tags.c.id))
+    rows = conn.execute(select_tags().where(tags.c.source_id == source_id).order_by(tags.c.id))
     return [Tag.from_row(row) for row in rows]
 
 

@@ -7,13 +7,14 @@ is also ``{"tagName": "kW", "parentObjectId": "44"}``.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, delete, func, insert, select, update
+from sqlalchemy import Connection, Select, delete, func, select, update
 
 from meterhub.errors import InvalidInput, UnknownTag
 from meterhub.registry.tables import tags
@@ -63,8 +64,7 @@ class TagSpec:
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class Tag:
+class Tag(NamedTuple):
     pk: int
     key: str
     source_id: str | None
@@ -77,34 +77,50 @@ class Tag:
     ref: TagRef
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> Tag:
-        m = row._mapping
-        pair = m["tag_name"] is not None and m["parent_object_id"] is not None
+    def from_row(cls, row: Iterable[Any]) -> Tag:
+        """From a row of ``select_tags()``."""
+        fields: tuple[Any, ...] = tuple(row)
+        pk, key, source_id, device_pk, kind, scale, unit, attributes, active, name, parent = fields
         return cls(
-            pk=m["id"],
-            key=m["key"],
-            source_id=m["source_id"],
-            device_pk=m["device_pk"],
-            value_type=ValueType(m["value_type"]),
-            scale=m["scale"],
-            unit=m["unit"],
-            attributes=json.loads(m["attributes"]),
-            active=m["active"],
-            ref={"tagName": m["tag_name"], "parentObjectId": m["parent_object_id"]}
-            if pair
-            else m["key"],
+            pk,
+            key,
+            source_id,
+            device_pk,
+            _VALUE_TYPES[kind],
+            scale,
+            unit,
+            {} if attributes == "{}" else json.loads(attributes),
+            bool(active),
+            key if name is None or parent is None else {"tagName": name, "parentObjectId": parent},
         )
 
 
-def create_tags(conn: Connection, source_id: str | None, specs: Sequence[TagSpec]) -> list[Tag]:
+def select_tags() -> Select[Any]:
+    """The columns ``Tag.from_row`` reads, in its order."""
+    c = tags.c
+    return select(
+        c.id,
+        c.key,
+        c.source_id,
+        c.device_pk,
+        c.value_type,
+        c.scale,
+        c.unit,
+        c.attributes,
+        c.active,
+        c.tag_name,
+        c.parent_object_id,
+    )
+
+
+_VALUE_TYPES = {int(kind): kind for kind in ValueType}
+
+
+def create_tags(conn: Connection, source_id: str | None, specs: Sequence[TagSpec]) -> None:
     """Create tags in one statement; ``InvalidInput`` names ``tags[i].id`` of any id already
     taken or repeated."""
     keys = [tag_key(spec.ref, f"tags[{i}].id") for i, spec in enumerate(specs)]
-    taken = {
-        key
-        for part in _parts(keys)
-        for key in conn.execute(select(tags.c.key).where(tags.c.key.in_(part))).scalars()
-    }
+    taken = {tag.key for tag in _with_keys(conn, keys)}
     errors: dict[str, str] = {}
     for i, key in enumerate(keys):
         if key in taken:
@@ -113,36 +129,44 @@ def create_tags(conn: Connection, source_id: str | None, specs: Sequence[TagSpec
     if errors:
         raise InvalidInput(errors)
     if not keys:
-        return []
+        return
     now = now_us()
     rows = []
     for key, spec in zip(keys, specs, strict=True):
         pair = spec.ref if isinstance(spec.ref, dict) else {}
-        rows.append(
-            {
-                "key": key,
-                "source_id": source_id,
-                "kind": "gauge",
-                "unit": spec.unit,
-                "value_type": int(spec.value_type),
-                "scale": spec.scale,
-                "attributes": json.dumps(spec.attributes),
-                "tag_name": pair.get("tagName"),
-                "parent_object_id": pair.get("parentObjectId"),
-                "created_at": now,
-            }
-        )
-    conn.execute(insert(tags), rows)
-    return resolve(conn, keys)
+        attributes = json.dumps(spec.attributes) if spec.attributes else "{}"
+        name, parent = pair.get("tagName"), pair.get("parentObjectId")
+        kind = int(spec.value_type)
+        rows.append((key, source_id, spec.unit, kind, spec.scale, attributes, name, parent, now))
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    conn.exec_driver_sql(_INSERT.format(marks=", ".join([mark] * 9)), rows)
 
 
-def _parts(keys: Sequence[str], size: int = 5_000) -> list[Sequence[str]]:
-    """``keys`` in slices small enough for one ``IN`` list on every database."""
-    return [keys[i : i + size] for i in range(0, len(keys), size)]
+_INSERT = (
+    "INSERT INTO tags (key, source_id, unit, value_type, scale, attributes, tag_name,"
+    " parent_object_id, created_at, kind, active) VALUES ({marks}, 'gauge', TRUE)"
+)
+"""Tags by the thousand: a driver-level statement, without per-row work of the ORM core."""
+
+
+def _with_keys(conn: Connection, keys: Collection[str]) -> list[Tag]:
+    """The tags of ``keys`` (any number) by one driver-level query: a JSON array on SQLite,
+    an array on PostgreSQL, rows read as plain tuples."""
+    columns = ", ".join(column.name for column in select_tags().selected_columns)
+    param: str | list[str]
+    if conn.dialect.name == "postgresql":
+        sql, param = f"SELECT {columns} FROM tags WHERE key = ANY(%s)", list(keys)
+    else:
+        where = "key IN (SELECT value FROM json_each(?))"
+        sql, param = f"SELECT {columns} FROM tags WHERE {where}", json.dumps(list(keys))
+    driver = conn.connection.driver_connection
+    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
+        cursor.execute(sql, (param,))
+        return [Tag.from_row(row) for row in cursor.fetchall()]
 
 
 def get_tag(conn: Connection, key: str) -> Tag:
-    row = conn.execute(select(tags).where(tags.c.key == key)).first()
+    row = conn.execute(select_tags().where(tags.c.key == key)).first()
     if row is None:
         raise UnknownTag(f"no tag with id {key}")
     return Tag.from_row(row)
@@ -152,11 +176,7 @@ def resolve(conn: Connection, refs: Sequence[object], field_name: str = "tagId")
     """The tags named by ``refs`` (strings or pairs), in order; ``UnknownTag`` for the first
     that does not exist."""
     keys = [tag_key(ref, field_name) for ref in refs]
-    found = {
-        row.key: Tag.from_row(row)
-        for part in _parts(sorted(set(keys)))
-        for row in conn.execute(select(tags).where(tags.c.key.in_(part)))
-    }
+    found = {tag.key: tag for tag in _with_keys(conn, set(keys))}
     for key in keys:
         if key not in found:
             raise UnknownTag(f"no tag with id {key}")
@@ -178,7 +198,7 @@ def list_tags(
     if search:
         where.append(tags.c.key.contains(search, autoescape=True))
     total = conn.execute(select(func.count()).select_from(tags).where(*where)).scalar_one()
-    rows = conn.execute(select(tags).where(*where).order_by(tags.c.id).offset(offset).limit(limit))
+    rows = conn.execute(select_tags().where(*where).order_by(tags.c.id).offset(offset).limit(limit))
     return total, [Tag.from_row(row) for row in rows]
 
 
