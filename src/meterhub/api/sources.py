@@ -6,7 +6,7 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, TypeAdapter, field_validator
 
 from meterhub.api.deps import ConnDep, SettingsDep
 from meterhub.api.pagination import NumberedPage, offset, paging
@@ -54,7 +54,12 @@ class TagCreate(BaseModel):
     attributes: dict[str, Any] = Field(default_factory=dict)
 
     def spec(self) -> TagSpec:
-        ref = self.id if isinstance(self.id, str) else self.id.model_dump()
+        pair = self.id
+        ref = (
+            pair
+            if isinstance(pair, str)
+            else {"tagName": pair.tagName, "parentObjectId": pair.parentObjectId}
+        )
         return TagSpec(ref, self.value_type, self.scale, self.unit, self.attributes)
 
 
@@ -132,27 +137,34 @@ class DataSourcesPublic(NumberedPage):
 
 
 def _tags_public(conn: ConnDep, found: list[Tag], settings: Settings) -> list[TagPublic]:
+    """The answer for stored tags, validated in one call however many there are."""
     last = latest(conn, [tag.pk for tag in found])
-    return [
-        TagPublic(
-            id=tag.ref if isinstance(tag.ref, str) else TagPair(**tag.ref),
-            key=tag.key,
-            source_id=tag.source_id,
-            value_type=tag.value_type,
-            scale=tag.scale,
-            unit=tag.unit,
-            attributes=tag.attributes,
-            active=tag.active,
-            last=None
-            if tag.pk not in last
-            else LastValue(
-                timestamp=iso(last[tag.pk].ts, settings.zone),
-                value=last[tag.pk].value,
-                quality=last[tag.pk].quality,
-            ),
+    answer = []
+    for tag in found:
+        held = last.get(tag.pk)
+        answer.append(
+            {
+                "id": tag.ref,
+                "key": tag.key,
+                "source_id": tag.source_id,
+                "value_type": tag.value_type,
+                "scale": tag.scale,
+                "unit": tag.unit,
+                "attributes": tag.attributes,
+                "active": tag.active,
+                "last": None
+                if held is None
+                else {
+                    "timestamp": iso(held.ts, settings.zone),
+                    "value": held.value,
+                    "quality": held.quality,
+                },
+            }
         )
-        for tag in found
-    ]
+    return _TAGS_PUBLIC.validate_python(answer)
+
+
+_TAGS_PUBLIC = TypeAdapter(list[TagPublic])
 
 
 def _source_public(

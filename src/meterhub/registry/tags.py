@@ -152,13 +152,13 @@ _INSERT = (
 def _with_keys(conn: Connection, keys: Collection[str]) -> list[Tag]:
     """The tags of ``keys`` (any number) by one driver-level query: a JSON array on SQLite,
     an array on PostgreSQL, rows read as plain tuples."""
-    columns = ", ".join(column.name for column in select_tags().selected_columns)
+    columns = ", ".join(f"tags.{column.name}" for column in select_tags().selected_columns)
     param: str | list[str]
     if conn.dialect.name == "postgresql":
         sql, param = f"SELECT {columns} FROM tags WHERE key = ANY(%s)", list(keys)
     else:
-        where = "key IN (SELECT value FROM json_each(?))"
-        sql, param = f"SELECT {columns} FROM tags WHERE {where}", json.dumps(list(keys))
+        sql = f"SELECT {columns} FROM json_each(?) j JOIN tags ON tags.key = j.value"
+        param = json.dumps(list(keys))
     driver = conn.connection.driver_connection
     with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
         cursor.execute(sql, (param,))
