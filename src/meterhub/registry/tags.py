@@ -35,7 +35,10 @@ class ValueType(IntEnum):
     @property
     def stepwise(self) -> bool:
         """Held until the next point rather than interpolated."""
-        return self in (ValueType.BOOLEAN, ValueType.DISCRETE)
+        return self in _STEPWISE
+
+
+_STEPWISE = frozenset({ValueType.BOOLEAN, ValueType.DISCRETE})
 
 
 def tag_key(ref: object, field_name: str = "tagId") -> str:
