@@ -19,6 +19,7 @@ from meterhub.collector.poll_log import (
     PollEntry,
     PollRecord,
     poll_history,
+    poll_hours,
     poll_log,
     prune_poll_log,
     recent_failures,
@@ -110,6 +111,33 @@ def test_prune_covers_more_devices_than_one_statement_takes(conn: Connection) ->
     assert prune_poll_log(conn, many, before_us=5) == 2
 
     assert logged(conn) == [(last, 5, True, None)]
+
+
+def test_prune_folds_old_polls_into_hours_and_history_is_unchanged(conn: Connection) -> None:
+    pk, other = meter(conn, "1"), meter(conn, "2")
+    start = 1_790_000_000_000_000 - 1_790_000_000_000_000 % 3_600_000_000  # an hour's start
+    minute = 60_000_000
+    polls = [
+        (bad if k % 7 == 0 else ok)(pk, start + k * minute + 17, float(k % 13) + 0.25)
+        for k in range(6 * 60)
+    ]
+    save_poll_log(conn, [*polls, ok(other, start + 5, 99.0)])
+    day = (start, start + 6 * 60 * minute)
+    before = {n: poll_history(conn, pk, *day, buckets=n) for n in (1, 3, 6)}
+
+    cut = start + 4 * 60 * minute + 30 * minute  # inside an hour: that hour is split
+    assert prune_poll_log(conn, {pk}, before_us=cut) == sum(1 for p in polls if p.ts < cut)
+    assert prune_poll_log(conn, {pk}, before_us=cut) == 0  # nothing folded twice
+
+    for n, buckets in before.items():
+        after = poll_history(conn, pk, *day, buckets=n)
+        assert [(b.start_us, b.polls, b.failures, b.max_ms) for b in after] == [
+            (b.start_us, b.polls, b.failures, b.max_ms) for b in buckets
+        ]
+        assert [b.mean_ms for b in after] == pytest.approx([b.mean_ms for b in buckets], 1e-12)
+    folded = conn.execute(select(func.sum(poll_hours.c.polls))).scalar_one()
+    assert folded == sum(1 for p in polls if p.ts < cut)
+    assert poll_history(conn, other, *day, buckets=1)[0].polls == 1  # another meter kept apart
 
 
 # --- poll_history -------------------------------------------------------------------------

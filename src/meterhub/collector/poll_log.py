@@ -1,4 +1,5 @@
-"""Every poll of every meter (time, duration, outcome), kept for a few days: health history.
+"""Every poll of every meter (time, duration, outcome), kept for a few days, then folded
+into hourly counts kept for the long run: health history.
 
 The primary key (device, time) clusters a meter's polls together (SQLite keeps the table
 WITHOUT ROWID), so history, failures and pruning of one meter are index range reads.
@@ -34,6 +35,8 @@ from meterhub.db import metadata
 PRUNE_CHUNK = 500
 """Devices per prune statement."""
 
+HOUR_US = 3_600_000_000
+
 poll_log = Table(
     "poll_log",
     metadata,
@@ -45,6 +48,22 @@ poll_log = Table(
     PrimaryKeyConstraint("device_pk", "ts", name="pk_poll_log"),
     sqlite_with_rowid=False,
 )
+
+poll_hours = Table(
+    "poll_hours",
+    metadata,
+    Column("start_us", BigInteger, nullable=False),  # the hour's start
+    Column("total_ms", Float, nullable=False),
+    Column("max_ms", Float, nullable=False),
+    Column("device_pk", Integer, ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+    Column("polls", Integer, nullable=False),
+    Column("failures", Integer, nullable=False),
+    PrimaryKeyConstraint("device_pk", "start_us", name="pk_poll_hours"),
+    sqlite_with_rowid=False,
+)
+"""Polls folded out of the log, by meter and hour."""
+
+_failed = case((poll_log.c.ok, 0), else_=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +122,46 @@ def save_poll_log(conn: Connection, rows: Sequence[PollEntry]) -> None:
 
 
 def prune_poll_log(conn: Connection, device_pks: Collection[int], before_us: int) -> int:
-    """Delete the polls of ``device_pks`` older than ``before_us``; returns how many."""
+    """Fold the polls of ``device_pks`` older than ``before_us`` into their hours of
+    ``poll_hours`` and delete them from the log; returns how many."""
     pks = sorted(device_pks)
+    dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
+    hour = (poll_log.c.ts // HOUR_US * HOUR_US).label("start_us")
     deleted = 0
     for first in range(0, len(pks), PRUNE_CHUNK):
-        chunk = pks[first : first + PRUNE_CHUNK]
-        query = poll_log.delete().where(poll_log.c.device_pk.in_(chunk), poll_log.c.ts < before_us)
-        deleted += conn.execute(query).rowcount
+        old = (
+            poll_log.c.device_pk.in_(pks[first : first + PRUNE_CHUNK]),
+            poll_log.c.ts < before_us,
+        )
+        folded = (
+            select(
+                poll_log.c.device_pk,
+                hour,
+                func.count(),
+                func.sum(_failed),
+                func.sum(poll_log.c.duration_ms),
+                func.max(poll_log.c.duration_ms),
+            )
+            .where(*old)
+            .group_by(poll_log.c.device_pk, hour)
+        )
+        columns = ["device_pk", "start_us", "polls", "failures", "total_ms", "max_ms"]
+        stmt = dialect.insert(poll_hours).from_select(columns, folded)
+        more = stmt.excluded
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[poll_hours.c.device_pk, poll_hours.c.start_us],
+                set_={
+                    "polls": poll_hours.c.polls + more.polls,
+                    "failures": poll_hours.c.failures + more.failures,
+                    "total_ms": poll_hours.c.total_ms + more.total_ms,
+                    "max_ms": case(
+                        (more.max_ms > poll_hours.c.max_ms, more.max_ms), else_=poll_hours.c.max_ms
+                    ),
+                },
+            )
+        )
+        deleted += conn.execute(poll_log.delete().where(*old)).rowcount
     return deleted
 
 
@@ -125,36 +177,41 @@ def poll_history(
 ) -> list[HealthBucket]:
     """Polls of one meter in ``[start_us, end_us)`` in ``buckets`` equal buckets, oldest first.
 
-    Buckets are ``bucket_width`` µs wide; those without polls are left out.
+    Buckets are ``bucket_width`` µs wide; those without polls are left out. Polls folded
+    into hours count in the bucket holding their hour's start (from the span's start on).
     """
     width = bucket_width(start_us, end_us, buckets)
-    in_span = (
-        select(
-            ((poll_log.c.ts - start_us) // width).label("bucket"),
-            poll_log.c.ok,
-            poll_log.c.duration_ms,
-        )
-        .where(
-            poll_log.c.device_pk == device_pk,
-            poll_log.c.ts >= start_us,
-            poll_log.c.ts < end_us,
-        )
-        .subquery()
+    logged = select(
+        ((poll_log.c.ts - start_us) // width).label("bucket"),
+        func.count(),
+        func.sum(_failed),
+        func.sum(poll_log.c.duration_ms),
+        func.max(poll_log.c.duration_ms),
+    ).where(poll_log.c.device_pk == device_pk, poll_log.c.ts >= start_us, poll_log.c.ts < end_us)
+    hours = select(
+        ((poll_hours.c.start_us - start_us) // width).label("bucket"),
+        func.sum(poll_hours.c.polls),
+        func.sum(poll_hours.c.failures),
+        func.sum(poll_hours.c.total_ms),
+        func.max(poll_hours.c.max_ms),
+    ).where(
+        poll_hours.c.device_pk == device_pk,
+        poll_hours.c.start_us >= start_us,
+        poll_hours.c.start_us < end_us,
     )
-    query = (
-        select(
-            in_span.c.bucket,
-            func.count(),
-            func.sum(case((in_span.c.ok, 0), else_=1)),
-            func.avg(in_span.c.duration_ms),
-            func.max(in_span.c.duration_ms),
-        )
-        .group_by(in_span.c.bucket)
-        .order_by(in_span.c.bucket)
-    )
+    found: dict[int, tuple[int, int, float, float]] = {}
+    for query in (logged.group_by("bucket"), hours.group_by("bucket")):
+        for bucket, polls, failures, total, peak in conn.execute(query):
+            held = found.get(int(bucket), (0, 0, 0.0, peak))
+            found[int(bucket)] = (
+                held[0] + int(polls),
+                held[1] + int(failures),
+                held[2] + total,
+                max(held[3], peak),
+            )
     return [
-        HealthBucket(start_us + int(bucket) * width, int(polls), int(failures), mean, peak)
-        for bucket, polls, failures, mean, peak in conn.execute(query)
+        HealthBucket(start_us + bucket * width, polls, failures, total / polls, peak)
+        for bucket, (polls, failures, total, peak) in sorted(found.items())
     ]
 
 

@@ -134,10 +134,10 @@ class BatchWriter:
         return time.monotonic() - since >= PRUNE_EVERY_SECONDS
 
     def _prune(self, device_pks: set[int]) -> None:
-        """Drop logged polls older than the retention; a failure waits for the next turn."""
+        """Fold logged polls older than the window into hours; a failure waits for the next turn."""
         try:
             with self._engine.begin() as conn:
                 deleted = prune_poll_log(conn, device_pks, now_us() - self._keep_us)
-            log.info("pruned %d logged polls of %d meters", deleted, len(device_pks))
+            log.info("folded %d logged polls of %d meters into hours", deleted, len(device_pks))
         except Exception:
             log.exception("pruning the poll log failed")
