@@ -7,7 +7,7 @@ VENDOR := src/meterhub/web/static/vendor
 ASSETS := $(VENDOR)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint types browser bench clean
+.PHONY: run test lint types browser wrk bench clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing (apt-get install chromium as root); browser tests will skip"; fi; }
 
+# Debian's wrk for bench/counter_read.py, which stops with the reason without it.
+wrk:
+	@command -v wrk >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; \
+	  else echo "wrk missing (apt-get install wrk as root); bench/counter_read.py needs it"; fi; }
+
 run: $(STAMP) $(ASSETS)
 	$(BIN)/meterhub demo
 
@@ -47,7 +54,7 @@ types: $(STAMP)
 test: lint types $(ASSETS) browser
 	$(BIN)/pytest -n 2
 
-bench: $(STAMP) $(ASSETS)
+bench: $(STAMP) $(ASSETS) wrk
 	$(BIN)/python bench/poll_sweep.py
 
 clean:

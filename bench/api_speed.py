@@ -71,7 +71,7 @@ def plain_latest(conn: Connection, ids: list[int]) -> int:
 
 
 def measure(url: str, reference_url: str, meters: int, count: int, repeat: int) -> None:
-    kind = url.split(":", 1)[0].split("+")[0]
+    kind = url.split(":", 1)[0].split("+", maxsplit=1)[0]
     upgrade(url)
     engine = make_engine(url)
     with engine.begin() as conn:

@@ -102,13 +102,29 @@ class Server:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()}")
-            found = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", self.log.read_text())
-            if found:
+            text = self.log.read_text()
+            found = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", text)
+            if found and text.count("Application startup complete") >= self.workers:
                 self.port = int(found.group(1))
                 self.url = f"http://127.0.0.1:{self.port}"
                 return
             time.sleep(0.05)
         raise RuntimeError(f"server did not start: {self.log.read_text()}")
+
+    @property
+    def workers(self) -> int:
+        """HTTP worker processes (``METERHUB_WORKERS``); each must start before requests."""
+        return int(self._env.get("METERHUB_WORKERS", "1"))
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def wait(self, timeout: float) -> int:
+        """The exit code, once the server has ended by itself."""
+        assert self._process is not None
+        return self._process.wait(timeout=timeout)
 
     @property
     def headers(self) -> dict[str, str]:

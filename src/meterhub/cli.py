@@ -66,6 +66,7 @@ def _add_serve(commands: Any) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on")
     serve.add_argument("--database", dest="database_url", help="database URL")
+    serve.add_argument("--workers", type=int, help="HTTP worker processes (default 1)")
     serve.add_argument("--poll-interval", type=float, help="seconds between reads of a meter")
     serve.add_argument("--collector-processes", type=int, help="poll in N child processes")
     serve.add_argument("--source-address", help="local address polls are sent from")
@@ -80,14 +81,16 @@ def _add_serve(commands: Any) -> None:
 
 
 def _serve_doc() -> str:
-    return "Serve the API and poll meters in one process; Ctrl-C stops cleanly."
+    return (
+        "Serve the API and poll meters in one process (or HTTP from --workers N processes,"
+        " polling in the first); Ctrl-C stops cleanly."
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
     from meterhub.server import serve
 
-    serve(_settings(args), host=args.host, port=args.port)
-    return 0
+    return serve(_settings(args), host=args.host, port=args.port)
 
 
 def _add_simulate(commands: Any) -> None:

@@ -28,7 +28,13 @@ class Settings(BaseSettings):
         600.0, gt=0, description="Longest pause, in seconds, before retrying a failing meter."
     )
     poll_log_days: float = Field(
-        7.0, gt=0, description="Days of per-poll health history kept (failures, latency)."
+        7.0, gt=0, description="Days of per-poll health history kept; then hourly counts."
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="HTTP worker processes of `meterhub serve`; background jobs run in the first.",
     )
     collector_enabled: bool = Field(True, description="Poll meters inside `meterhub serve`.")
     collector_processes: int = Field(

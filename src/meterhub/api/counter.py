@@ -17,9 +17,9 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, BeforeValidator, Field
 from sqlalchemy import Engine
 
-from meterhub.api.deps import ConnDep, EngineDep, SettingsDep
+from meterhub.api.deps import ConnDep, EngineDep, SettingsDep, short_read
 from meterhub.api.encoding import json_number
-from meterhub.collector.meter_view import meter_view
+from meterhub.collector.meter_view import latest_reading
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import channel_tags, create_device, delete_device, get_device
@@ -80,13 +80,20 @@ def delete_counter(counter_id: CounterId, conn: ConnDep) -> None:
 
 
 @router.get("/counter-data/{counter_id}/", operation_id="getCounterData")
-def counter_data(counter_id: CounterId, conn: ConnDep) -> CounterReading:
+async def counter_data(counter_id: CounterId, request: Request) -> CounterReading:
     """The meter's latest reading: ``{"id", "A", "kW"}``."""
-    view = meter_view(conn, str(counter_id))
-    if view.reading_ts is None:
+    engine: Engine = request.app.state.engine
+    reading_ts, values = await short_read(engine, _latest_reading, engine, str(counter_id))
+    if reading_ts is None:
         raise NotFound(f"meter {counter_id} has no reading yet")
-    values = {name: json_number(view.values.get(name)) for name in ("A", "kW")}
-    return CounterReading(id=counter_id, **values)
+    return CounterReading(
+        id=counter_id, A=json_number(values.get("A")), kW=json_number(values.get("kW"))
+    )
+
+
+def _latest_reading(engine: Engine, device_id: str) -> tuple[int | None, dict[str, float]]:
+    with engine.connect() as conn:  # read only: no ConnDep transaction
+        return latest_reading(conn, device_id)
 
 
 @router.get("/counter-archive/", operation_id="getCounterArchive")
