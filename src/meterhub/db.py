@@ -10,14 +10,28 @@ from sqlalchemy.engine import Engine, create_engine
 
 metadata = MetaData()
 
+POOL_SIZE, POOL_OVERFLOW = 5, 10
+"""Connections an engine keeps, and how many more it opens under load."""
+
+REQUEST_CONNECTIONS = POOL_SIZE + POOL_OVERFLOW - 5
+"""Requests that may hold a connection for their whole run at once; the rest of the pool is
+left to short reads and background jobs, so those never wait on a request."""
+
 
 def make_engine(database_url: str) -> Engine:
     """Build the engine for ``database_url`` (already normalised by ``Settings``)."""
     if database_url.startswith("sqlite"):
-        engine = create_engine(database_url, connect_args={"timeout": 30})
+        engine = create_engine(
+            database_url,
+            connect_args={"timeout": 30},
+            pool_size=POOL_SIZE,
+            max_overflow=POOL_OVERFLOW,
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(database_url, pool_size=5, max_overflow=10, pool_pre_ping=True)
+    return create_engine(
+        database_url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_pre_ping=True
+    )
 
 
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

@@ -14,7 +14,7 @@ from meterhub.api.deps import admin_user, ingest_access
 from meterhub.api.errors import install_error_handlers
 from meterhub.billing.scheduler import BillingScheduler
 from meterhub.collector.service import Collector
-from meterhub.db import make_engine
+from meterhub.db import REQUEST_CONNECTIONS, make_engine
 from meterhub.settings import Settings
 from meterhub.storage.compactor import Compactor
 from meterhub.times import DAY_US
@@ -56,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
+    app.state.connection_slots = asyncio.Semaphore(REQUEST_CONNECTIONS)
     install_error_handlers(app)
     # surfaces without a user concept: any valid token, or none with open ingest
     app.include_router(counter.router, dependencies=[Depends(ingest_access)])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
@@ -30,7 +31,19 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_conn(engine: Annotated[Engine, Depends(get_engine)]) -> Iterator[Connection]:
+async def connection_slot(request: Request) -> AsyncIterator[None]:
+    """A place among the ``REQUEST_CONNECTIONS`` requests holding a connection, awaited in
+    the event loop. Without it, requests beyond the pool would block worker threads in the
+    pool's checkout while those holding connections wait for a thread to give them back."""
+    slots: asyncio.Semaphore = request.app.state.connection_slots
+    async with slots:
+        yield
+
+
+def get_conn(
+    engine: Annotated[Engine, Depends(get_engine)],
+    _slot: Annotated[None, Depends(connection_slot, scope="function")],
+) -> Iterator[Connection]:
     """One transaction per request: committed on success, rolled back on any error.
 
     Function-scoped, so the commit happens before the response is sent: a client that
