@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Connection, text
 
-from bench.dashboard_pages import serving
 from bench.databases import scratch_postgres, scratch_sqlite
 from bench.long_range import median_ms
+from bench.servers import serving
 from bench.storage_size import reference_rate
 from meterhub.collector.simulated_values import meter_values
 from meterhub.db import make_engine

@@ -22,8 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +29,7 @@ import psycopg
 from fastapi import FastAPI
 
 from bench.databases import scratch_postgres, scratch_sqlite
+from bench.servers import running
 from meterhub.collector.health import Health, Status
 from meterhub.collector.health_store import save_health
 from meterhub.db import make_engine
@@ -109,26 +108,6 @@ def build(url: str, meters: int) -> str:
             write_points(conn, batch)
     engine.dispose()
     return token
-
-
-@contextmanager
-def running(command: list[str], env: dict[str, str], workers: int, log: Path) -> Iterator[str]:
-    """Start a server on port 0; yield its URL once every worker has started."""
-    with log.open("wb") as out:
-        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        while (
-            not (found := re.search(r"running on (http://[\d.:]+)", text := log.read_text()))
-            or text.count("Application startup complete") < workers
-        ):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {text}")
-            time.sleep(0.1)
-        yield found.group(1)
-    finally:
-        server.terminate()
-        server.wait(timeout=90)
 
 
 def wrk(url: str, script: Path, token: str, seconds: str | None = None) -> Result:

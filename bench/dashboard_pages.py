@@ -12,21 +12,17 @@ Usage: .venv/bin/python -m bench.dashboard_pages [--meters 56001] [--repeat 15] 
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from bench.dashboard_data import METERS, PASSWORD, USERNAME, Dataset, build
 from bench.databases import scratch_postgres, scratch_sqlite
+from bench.servers import serving
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
 
@@ -77,32 +73,6 @@ def references(data: Dataset) -> list[tuple[str, str, dict[str, object] | None]]
         ("API meter list, 25", "/api/v1/meters/?page_size=25", None),
         ("API history A, year, maxCount 1000", "/smt/data/get", history),
     ]
-
-
-@contextmanager
-def serving(url: str, tmp: Path, **settings: str) -> Iterator[str]:
-    """``meterhub serve`` on ``url`` with the collector and scheduler off (and ``settings``)."""
-    log = tmp / "server.log"
-    env = {
-        **os.environ,
-        "METERHUB_DATABASE_URL": url,
-        "METERHUB_COLLECTOR_ENABLED": "false",
-        "METERHUB_SCHEDULER_ENABLED": "false",
-        **settings,
-    }
-    command = [sys.executable, "-m", "meterhub.cli", "serve", "--port", "0"]
-    with log.open("wb") as out:
-        server = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while not (found := re.search(r"running on (http://[\d.:]+)", log.read_text())):
-            if server.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {log.read_text()}")
-            time.sleep(0.1)
-        yield found.group(1)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def timed(

@@ -21,8 +21,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from bench.dashboard_pages import serving
 from bench.databases import scratch_postgres, scratch_sqlite
+from bench.servers import serving
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
 from meterhub.registry.sources import create_source, source_tags

@@ -6,7 +6,7 @@ import sqlite3
 from typing import Any
 
 from sqlalchemy import MetaData, event
-from sqlalchemy.engine import Engine, create_engine
+from sqlalchemy.engine import Engine, create_engine, make_url
 
 metadata = MetaData()
 
@@ -21,12 +21,9 @@ left to short reads and background jobs, so those never wait on a request."""
 def make_engine(database_url: str) -> Engine:
     """Build the engine for ``database_url`` (already normalised by ``Settings``)."""
     if database_url.startswith("sqlite"):
-        engine = create_engine(
-            database_url,
-            connect_args={"timeout": 30},
-            pool_size=POOL_SIZE,
-            max_overflow=POOL_OVERFLOW,
-        )
+        in_memory = make_url(database_url).database in (None, "", ":memory:")
+        pool = {} if in_memory else {"pool_size": POOL_SIZE, "max_overflow": POOL_OVERFLOW}
+        engine = create_engine(database_url, connect_args={"timeout": 30}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
