@@ -28,7 +28,7 @@ from meterhub.migrations import upgrade
 from meterhub.registry.sources import create_source, source_tags
 from meterhub.registry.tags import TagSpec
 from meterhub.storage import Point, write_points
-from meterhub.storage.compactor import compact
+from meterhub.storage.compactor import compact, reclaim
 from meterhub.times import DAY_US
 from meterhub_client import DataInteractionClient
 from meterhub_client.tags import TagId
@@ -66,6 +66,7 @@ def fill(url: str) -> None:
             with engine.begin() as conn:
                 write_points(conn, batch)
     compact(engine, settle_us=0, now=START_US + 400 * DAY_US)
+    reclaim(engine)  # as `meterhub db compact` does; autovacuum would, in time
     engine.dispose()
 
 

@@ -364,7 +364,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 def _db_compact(args: argparse.Namespace) -> int:
     from meterhub.db import make_engine
     from meterhub.migrations import upgrade
-    from meterhub.storage.compactor import Progress, compact, reclaim
+    from meterhub.storage.compactor import Progress, compact, reclaim, roll_up_unrolled
     from meterhub.times import DAY_US
 
     settings = _settings(args)
@@ -384,10 +384,13 @@ def _db_compact(args: argparse.Namespace) -> int:
         moved = compact(engine, settle_us=round(settings.compact_after * DAY_US), report=show)
         if moved:
             sys.stderr.write("\n")
+        rolled = roll_up_unrolled(engine)
         reclaim(engine)
     finally:
         engine.dispose()
     print(f"compacted {moved} points into day chunks: {settings.database_url}")
+    if rolled:
+        print(f"rolled up {rolled} chunks made before hourly rollups")
     return 0
 
 

@@ -6,10 +6,10 @@ from meterhub.storage.points import (
     Point,
     Quality,
     TimeRange,
-    delete_points,
     latest,
     write_points,
 )
+from meterhub.storage.removal import delete_points
 from meterhub.storage.series import aligned_rows, points_between
 
 __all__ = [

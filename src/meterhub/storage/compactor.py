@@ -16,13 +16,12 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, text
 
 from meterhub.aio import wait_for_event
-from meterhub.storage.codec import Columns, decode, encode
+from meterhub.storage import chunks, rollups
+from meterhub.storage.codec import Columns
 from meterhub.storage.series import merge
-from meterhub.storage.tables import chunks
 from meterhub.times import DAY_US, now_us
 
 log = logging.getLogger(__name__)
@@ -96,7 +95,8 @@ def compact(
 
 
 def compact_day(conn: Connection, tag_id: int, day: int) -> int:
-    """Move the rows of ``tag_id`` on UTC ``day`` into its chunk; the number of rows moved."""
+    """Move the rows of ``tag_id`` on UTC ``day`` into its chunk, and roll the day up again;
+    the number of rows moved."""
     params = {"tag": tag_id, "lo": day * DAY_US, "hi": (day + 1) * DAY_US}
     if conn.dialect.name == "postgresql":
         conn.execute(
@@ -107,35 +107,38 @@ def compact_day(conn: Connection, tag_id: int, day: int) -> int:
     if not found:
         return 0
     rows = Columns.of(sorted(found))
-    where = (chunks.c.tag_id == tag_id, chunks.c.day == day)
-    held = conn.execute(
-        select(chunks.c.ts_blob, chunks.c.value_blob, chunks.c.quality_blob).where(*where)
-    ).first()
-    columns = rows if held is None else merge(decode(*held), rows)
-    blobs = encode(columns)
-    values = {
-        "first_ts": int(columns.ts[0]),
-        "last_ts": int(columns.ts[-1]),
-        "first_value": float(columns.value[0]),
-        "last_value": float(columns.value[-1]),
-        "first_quality": int(columns.quality[0]),
-        "last_quality": int(columns.quality[-1]),
-        "count": len(columns.ts),
-        "flagged": int(np.count_nonzero(columns.quality)),
-        "ts_blob": blobs[0],
-        "value_blob": blobs[1],
-        "quality_blob": blobs[2],
-    }
-    if held is None:
-        conn.execute(chunks.insert().values(tag_id=tag_id, day=day, **values))
-    else:
-        conn.execute(chunks.update().where(*where).values(**values))
+    held = chunks.load_day(conn, tag_id, day, for_update=True)
+    columns = rows if held is None else merge(held, rows)
+    stamp = chunks.write(conn, tag_id, day, columns, held=held is not None)
+    rollups.write(conn, tag_id, day, stamp, columns)
     return len(found)
+
+
+_UNROLLED = text("""
+SELECT c.tag_id, c.day, c.stamp FROM chunks c
+LEFT JOIN rollups r ON r.tag_id = c.tag_id AND r.day = c.day
+WHERE r.stamp IS NULL OR r.stamp != c.stamp
+""")
+
+
+def roll_up_unrolled(engine: Engine, *, stop: threading.Event | None = None) -> int:
+    """Make the rollups of chunks written before rollups existed (a database upgraded from
+    an earlier version); the number of chunks rolled up."""
+    with engine.connect() as conn:
+        pending = conn.execute(_UNROLLED).all()
+    for tag, day, stamp in pending:
+        if stop is not None and stop.is_set():
+            break
+        with engine.begin() as conn:
+            columns = chunks.load_day(conn, tag, day, for_update=True)
+            if columns is not None:
+                rollups.write(conn, tag, day, stamp, columns)
+    return len(pending)
 
 
 def reclaim(engine: Engine) -> None:
     """Give the space of moved rows back: SQLite's file shrinks; PostgreSQL reuses it."""
-    sql = "VACUUM" if engine.dialect.name == "sqlite" else "VACUUM points, chunks"
+    sql = "VACUUM" if engine.dialect.name == "sqlite" else "VACUUM ANALYZE points, chunks, rollups"
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql(sql)
 

@@ -41,15 +41,14 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 from sqlalchemy import Connection, select
 
 from meterhub.errors import InvalidInput
-from meterhub.storage.codec import Columns
 from meterhub.storage.interpolate import interpolate
 from meterhub.storage.points import Point, TimeRange, latest
 from meterhub.storage.series import as_points, near, points_between, read_span
 from meterhub.storage.tables import chunks, points
+from meterhub.storage.thinning import thin, thin_span
 
 HARD_CAP = 100_000
 """The most points one tag ever returns."""
@@ -168,37 +167,21 @@ def _period(conn: Connection, tag_id: int, query: HistoryQuery) -> History:
         return History([], excess=False)
     keep = HARD_CAP if query.max_count is None else min(query.max_count, HARD_CAP)
     span = TimeRange(query.start, query.end)
-    if query.max_count is None and query.values is None:
-        stored = read_span(conn, tag_id, span, keep + 1)
-    else:
+    if query.values is not None:
         stored = read_span(conn, tag_id, span)
-        if query.values is not None:
-            stored = stored.take(np.isin(stored.value, query.values))
-    excess = len(stored.ts) > keep
-    if excess and query.max_count is not None:
-        stored = stored.take(_thinned(stored, keep))
+        stored = stored.take(np.isin(stored.value, query.values))
+        excess = len(stored.ts) > keep
+        if excess and query.max_count is not None:
+            stored = thin(stored, keep)
+    elif query.max_count is None:
+        stored = read_span(conn, tag_id, span, keep + 1)
+        excess = len(stored.ts) > keep
+    else:
+        stored, excess = thin_span(conn, tag_id, span, keep)
     rows = as_points(tag_id, stored.take(slice(keep)))
     if not query.actual and query.values is None:
         rows = _with_bounds(conn, tag_id, query, rows, keep)
     return History(rows, excess)
-
-
-def _thinned(stored: Columns, keep: int) -> npt.NDArray[np.intp]:
-    """Indexes of the points kept: [first, last] cut into ``max(1, keep // 4)`` buckets of
-    equal width, each keeping its first, last, lowest and highest point (ties: the earliest)."""
-    ts, value = stored.ts, stored.value
-    buckets = max(1, keep // 4)
-    width = (int(ts[-1]) - int(ts[0]) + buckets) // buckets  # ceil((last - first + 1) / B)
-    bucket = (ts - ts[0]) // width
-    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
-    ends = np.r_[starts[1:], len(ts)] - 1
-    sizes = ends - starts + 1
-    picked = [starts, ends]
-    for extreme in (np.minimum, np.maximum):
-        at_extreme = np.flatnonzero(value == np.repeat(extreme.reduceat(value, starts), sizes))
-        _, first = np.unique(bucket[at_extreme], return_index=True)
-        picked.append(at_extreme[first])
-    return np.unique(np.concatenate(picked))
 
 
 def _with_bounds(

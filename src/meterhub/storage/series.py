@@ -16,75 +16,66 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection, select, text
 
-from meterhub.storage.codec import Columns, decode
+from meterhub.storage import chunks as chunk_store
+from meterhub.storage import rollups
+from meterhub.storage.codec import EMPTY, Columns
 from meterhub.storage.points import Point, TimeRange
 from meterhub.storage.tables import chunks, points
 from meterhub.times import DAY_US
-
-_EMPTY = Columns.of([])
-_BLOBS = (chunks.c.ts_blob, chunks.c.value_blob, chunks.c.quality_blob)
 
 
 def read_span(conn: Connection, tag_id: int, span: TimeRange, limit: int | None = None) -> Columns:
     """The stored points of ``tag_id`` in ``span``, oldest first; the first ``limit`` of them."""
     if limit is not None and limit < 1:
-        return _EMPTY
-    where = [chunks.c.tag_id == tag_id]
-    if span.start is not None:
-        where.append(chunks.c.last_ts >= span.start)
-    if span.end is not None:
-        where.append(chunks.c.first_ts <= span.end)
-    sizes = conn.execute(select(chunks.c.day, chunks.c.count).where(*where).order_by(chunks.c.day))
-    days = [(day, count) for day, count in sizes]
+        return EMPTY
+    infos = chunk_store.find(conn, tag_id, span)
     packed: list[Columns] = []
     held = 0
-    while days and (limit is None or held < limit):
-        batch, days = _enough(days, None if limit is None else limit - held)
-        query = select(*_BLOBS).where(
-            chunks.c.tag_id == tag_id, chunks.c.day.between(batch[0], batch[-1])
-        )
-        for blobs in conn.execute(query.order_by(chunks.c.day)):
-            packed.append(_within(decode(*blobs), span))
+    while infos and (limit is None or held < limit):
+        batch, infos = _enough(infos, None if limit is None else limit - held)
+        for columns in chunk_store.load(conn, tag_id, [(i.day, i.stamp) for i in batch]):
+            packed.append(within(columns, span))
             held += len(packed[-1].ts)
-    stored = _concat(packed)
+    stored = concat(packed)
     if limit is not None and held >= limit:
         stored = stored.take(slice(limit))
         span = TimeRange(span.start, int(stored.ts[-1]))
-    rows = _rows(conn, tag_id, span, limit)
-    merged = merge(stored, rows)
+    merged = merge(stored, read_rows(conn, tag_id, span, limit))
     return merged.take(slice(limit))
 
 
 def _enough(
-    days: list[tuple[int, int]], wanted: int | None
-) -> tuple[list[int], list[tuple[int, int]]]:
-    """The next days to decode to hold ``wanted`` points (all when ``None``), and the rest."""
+    infos: list[chunk_store.ChunkInfo], wanted: int | None
+) -> tuple[list[chunk_store.ChunkInfo], list[chunk_store.ChunkInfo]]:
+    """The next chunks to decode to hold ``wanted`` points (all when ``None``), and the rest."""
     if wanted is None:
-        return [day for day, _ in days], []
+        return infos, []
     total = 0
-    for n, (_, count) in enumerate(days):
-        total += count
+    for n, info in enumerate(infos):
+        total += info.size
         if total >= wanted:
-            return [day for day, _ in days[: n + 1]], days[n + 1 :]
-    return [day for day, _ in days], []
+            return infos[: n + 1], infos[n + 1 :]
+    return infos, []
 
 
-def _within(columns: Columns, span: TimeRange) -> Columns:
+def within(columns: Columns, span: TimeRange) -> Columns:
+    """The points of ``columns`` (time-ordered) in ``span``."""
     ts = columns.ts
     lo = 0 if span.start is None else int(np.searchsorted(ts, span.start, "left"))
     hi = len(ts) if span.end is None else int(np.searchsorted(ts, span.end, "right"))
-    return columns.take(slice(lo, hi))
+    return columns if lo == 0 and hi == len(ts) else columns.take(slice(lo, hi))
 
 
-def _concat(parts: Sequence[Columns]) -> Columns:
+def concat(parts: Sequence[Columns]) -> Columns:
     if not parts:
-        return _EMPTY
+        return EMPTY
     if len(parts) == 1:
         return parts[0]
     return Columns(*(np.concatenate(column) for column in zip(*parts, strict=True)))
 
 
-def _rows(conn: Connection, tag_id: int, span: TimeRange, limit: int | None) -> Columns:
+def read_rows(conn: Connection, tag_id: int, span: TimeRange, limit: int | None = None) -> Columns:
+    """The points of ``tag_id`` in ``span`` held in the row table, oldest first."""
     query = (
         select(points.c.ts, points.c.value, points.c.quality)
         .where(points.c.tag_id == tag_id, *span.clause(points.c.ts))
@@ -99,9 +90,9 @@ def merge(stored: Columns, rows: Columns) -> Columns:
     if not len(rows.ts):
         return stored
     if not len(stored.ts) or rows.ts[0] > stored.ts[-1]:
-        return _concat([stored, rows])
+        return concat([stored, rows])
     keep = ~np.isin(stored.ts, rows.ts)
-    both = _concat([stored.take(keep), rows])
+    both = concat([stored.take(keep), rows])
     return both.take(np.argsort(both.ts, kind="stable"))
 
 
@@ -126,6 +117,7 @@ def points_between(
 
 _CHUNK_SIDE = (
     "day",
+    "stamp",
     "first_ts",
     "last_ts",
     "first_value",
@@ -209,12 +201,11 @@ def near(conn: Connection, pairs: Sequence[tuple[int, int]]) -> list[Near]:
         triples = [[tag, ts, day] for (tag, ts), day in zip(pairs, days, strict=True)]
         rows = conn.execute(_NEAR_SQLITE, {"pairs": json.dumps(triples)}).all()
         offset = 0
+    sides = [_Sides(pairs[row[0] - offset], days[row[0] - offset], row[1:]) for row in rows]
+    inside = _Inside(conn, [side.here for side in sides if side.seeks_inside])
     found: list[Near] = [(None, None)] * len(pairs)
-    cache: dict[tuple[int, int], Columns] = {}
-    for row in rows:
-        i = row[0] - offset
-        tag, ts = pairs[i]
-        found[i] = _pick(conn, tag, ts, days[i], row[1:], cache)
+    for row, side in zip(rows, sides, strict=True):
+        found[row[0] - offset] = side.pick(inside)
     return found
 
 
@@ -223,56 +214,81 @@ def neighbours(conn: Connection, tag_id: int, ts: int) -> Near:
     return near(conn, [(tag_id, ts)])[0]
 
 
-def _pick(
-    conn: Connection,
-    tag: int,
-    ts: int,
-    day: int,
-    row: Sequence[Any],
-    cache: dict[tuple[int, int], Columns],
-) -> Near:
-    """The neighbours of ``ts`` from one ``near`` row: rows win ties with chunk points."""
-    row_before = None if row[0] is None else Point(tag, *row[0:3])
-    row_after = None if row[3] is None else Point(tag, *row[3:6])
-    here, earlier, later = (_Chunk(tag, row[6 + 7 * k : 13 + 7 * k]) for k in range(3))
-    before: Point | None = None
-    after: Point | None = None
-    if here.day is not None and here.first_ts <= ts:
-        before = here.last if here.last_ts <= ts else here.side(conn, ts, cache, before=True)
-    elif earlier.day is not None:
-        before = earlier.last
-    if here.day == day and here.last_ts >= ts:
-        after = here.first if here.first_ts >= ts else here.side(conn, ts, cache, before=False)
-    elif later.day is not None:
-        after = later.first
-    if row_before is not None and (before is None or row_before.ts >= before.ts):
-        before = row_before
-    if row_after is not None and (after is None or row_after.ts <= after.ts):
-        after = row_after
-    return before, after
-
-
 class _Chunk:
     """A chunk's first and last point, as ``near`` reads them; ``day`` is ``None`` if none."""
 
     def __init__(self, tag: int, columns: Sequence[Any]) -> None:
         self.tag = tag
-        self.day, self.first_ts, self.last_ts, first_value, last_value, first_q, last_q = columns
+        self.day, self.stamp, self.first_ts, self.last_ts, first_value, last_value = columns[:6]
         if self.day is not None:
-            self.first = Point(tag, self.first_ts, first_value, first_q)
-            self.last = Point(tag, self.last_ts, last_value, last_q)
+            self.first = Point(tag, self.first_ts, first_value, columns[6])
+            self.last = Point(tag, self.last_ts, last_value, columns[7])
 
-    def side(
-        self, conn: Connection, ts: int, cache: dict[tuple[int, int], Columns], *, before: bool
-    ) -> Point:
+
+class _Sides:
+    """One ``near`` row: the row-table neighbours of ``ts`` and three chunks around its day."""
+
+    def __init__(self, pair: tuple[int, int], day: int, row: Sequence[Any]) -> None:
+        self.tag, self.ts = pair
+        self.day = day
+        self.row_before = None if row[0] is None else Point(self.tag, *row[0:3])
+        self.row_after = None if row[3] is None else Point(self.tag, *row[3:6])
+        width = len(_CHUNK_SIDE)
+        self.here, self.earlier, self.later = (
+            _Chunk(self.tag, row[6 + width * k : 6 + width * (k + 1)]) for k in range(3)
+        )
+
+    @property
+    def seeks_inside(self) -> bool:
+        """Whether a neighbour lies inside the chunk of ``ts``'s day (not at its ends)."""
+        here = self.here
+        return here.day is not None and here.first_ts < self.ts < here.last_ts
+
+    def pick(self, inside: _Inside) -> Near:
+        """The neighbours: chunk points, unless a row is as near (rows win ties)."""
+        here, ts = self.here, self.ts
+        before: Point | None = None
+        after: Point | None = None
+        if here.day is not None and here.first_ts <= ts:
+            before = here.last if here.last_ts <= ts else inside.point(here, ts, before=True)
+        elif self.earlier.day is not None:
+            before = self.earlier.last
+        if here.day == self.day and here.last_ts >= ts:
+            after = here.first if here.first_ts >= ts else inside.point(here, ts, before=False)
+        elif self.later.day is not None:
+            after = self.later.first
+        if self.row_before is not None and (before is None or self.row_before.ts >= before.ts):
+            before = self.row_before
+        if self.row_after is not None and (after is None or self.row_after.ts <= after.ts):
+            after = self.row_after
+        return before, after
+
+
+class _Inside:
+    """Points inside chunks: from the day's hourly rollups where they tell, else decoded."""
+
+    def __init__(self, conn: Connection, here: Sequence[_Chunk]) -> None:
+        self._conn = conn
+        by_tag: dict[int, set[tuple[int, int]]] = {}
+        for chunk in here:
+            by_tag.setdefault(chunk.tag, set()).add((chunk.day, chunk.stamp))
+        self._hours = {
+            (tag, day): hours
+            for tag, days in by_tag.items()
+            for day, hours in rollups.load(conn, tag, sorted(days)).items()
+        }
+
+    def point(self, chunk: _Chunk, ts: int, *, before: bool) -> Point:
         """The chunk's point at or before (else at or after) ``ts``, which lies inside it."""
-        key = (self.tag, self.day)
-        if key not in cache:
-            query = select(*_BLOBS).where(chunks.c.tag_id == self.tag, chunks.c.day == self.day)
-            cache[key] = decode(*conn.execute(query).one())
-        columns = cache[key]
+        hours = self._hours.get((chunk.tag, chunk.day))
+        found = None if hours is None else rollups.side(hours, chunk.tag, ts, before=before)
+        if found is not None:
+            return found
+        columns = chunk_store.load(self._conn, chunk.tag, [(chunk.day, chunk.stamp)])[0]
         n = int(np.searchsorted(columns.ts, ts, "right" if before else "left")) - before
-        return Point(self.tag, int(columns.ts[n]), float(columns.value[n]), int(columns.quality[n]))
+        return Point(
+            chunk.tag, int(columns.ts[n]), float(columns.value[n]), int(columns.quality[n])
+        )
 
 
 # --- flagged points -----------------------------------------------------------------------
@@ -291,13 +307,14 @@ def drops(
         points.c.tag_id.in_(ids), points.c.quality != 0, *span.clause(points.c.ts)
     )
     candidates.update((tag, ts) for tag, ts in conn.execute(in_rows))
-    where = [chunks.c.tag_id.in_(ids), chunks.c.flagged > 0]
+    c = chunks.c
+    where = [c.tag_id.in_(ids), c.flagged > 0]
     if span.start is not None:
-        where.append(chunks.c.last_ts >= span.start)
+        where.append(c.last_ts >= span.start)
     if span.end is not None:
-        where.append(chunks.c.first_ts <= span.end)
-    for tag, *blobs in conn.execute(select(chunks.c.tag_id, *_BLOBS).where(*where)):
-        columns = _within(decode(*blobs), span)
+        where.append(c.first_ts <= span.end)
+    for tag, day, stamp in conn.execute(select(c.tag_id, c.day, c.stamp).where(*where)):
+        columns = within(chunk_store.load(conn, tag, [(day, stamp)])[0], span)
         candidates.update((tag, ts) for ts in columns.ts[columns.quality != 0].tolist())
     ordered = sorted(candidates)
     sides = near(conn, [pair for tag, ts in ordered for pair in ((tag, ts), (tag, ts - 1))])

@@ -16,6 +16,7 @@ from sqlalchemy import (
     LargeBinary,
     PrimaryKeyConstraint,
     SmallInteger,
+    String,
     Table,
     text,
 )
@@ -55,6 +56,8 @@ chunks = Table(
     Column("last_quality", SmallInteger, nullable=False),
     Column("count", Integer, nullable=False),
     Column("flagged", Integer, nullable=False),
+    Column("stamp", BigInteger, nullable=False),
+    Column("ts_tag", Integer, nullable=True),
     Column("ts_blob", LargeBinary, nullable=False),
     Column("value_blob", LargeBinary, nullable=False),
     Column("quality_blob", LargeBinary, nullable=False),
@@ -63,8 +66,12 @@ chunks = Table(
 """One compressed UTC day (``ts // DAY_US``) of a tag's points (``storage.compactor`` makes
 them); ``flagged`` counts its points with a quality other than good, so billing decodes only
 chunks holding resets; the first and last point are kept in the clear, so neighbour seeks
-rarely decode. A rowid table on SQLite (unlike ``points``): its rows outgrow a page, and
-rowid tables fill their overflow pages, where a WITHOUT ROWID table wastes a third of them."""
+rarely decode. ``stamp`` is a random number drawn anew whenever the chunk's points change
+(decoded chunks are cached under it). The channels of one reading share their times: a
+chunk whose times equal another chunk's of the same day names that tag in ``ts_tag`` and
+keeps an empty ``ts_blob`` (``storage.chunks``). A rowid table on SQLite (unlike ``points``):
+its rows outgrow a page, and rowid tables fill their overflow pages, where a WITHOUT ROWID
+table wastes a third of them."""
 
 Index(
     "ix_chunks_flagged",
@@ -73,6 +80,46 @@ Index(
     sqlite_where=text("flagged > 0"),
     postgresql_where=text("flagged > 0"),
 )
+
+Index(
+    "ix_chunks_times",
+    chunks.c.day,
+    chunks.c.first_ts,
+    sqlite_where=text("ts_tag IS NULL"),
+    postgresql_where=text("ts_tag IS NULL"),
+)
+"""Chunks holding their own times, by day and first time: where a new chunk finds its twin."""
+
+Index(
+    "ix_chunks_ts_tag",
+    chunks.c.ts_tag,
+    chunks.c.day,
+    sqlite_where=text("ts_tag IS NOT NULL"),
+    postgresql_where=text("ts_tag IS NOT NULL"),
+)
+"""Chunks borrowing another's times: found when the lender changes or goes."""
+
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("tag_id", Integer, nullable=False),
+    Column("day", Integer, nullable=False),
+    Column("stamp", BigInteger, nullable=False),
+    Column("int_blob", LargeBinary, nullable=False),
+    Column("float_blob", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("tag_id", "day", name="pk_rollups"),
+)
+"""Hourly aggregates of a compacted UTC day of a tag (``storage.rollups``), made with its
+chunk and under the same ``stamp``; kept when retention drops the chunk."""
+
+storage_state = Table(
+    "storage_state",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", BigInteger, nullable=False),
+)
+"""Facts about the store as a whole: ``raw_horizon_day``, the first UTC day whose points are
+all still kept (retention dropped the days before it)."""
 
 latest_points = Table(
     "latest_points",

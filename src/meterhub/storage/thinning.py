@@ -1,0 +1,172 @@
+"""Thinning many stored points to a few that keep their shape (history's rule 4): [first, last
+point] is cut into B = max(1, keep // 4) buckets of equal width, and each keeps its first,
+last, lowest and highest point (of equal values, the earliest).
+
+Over a long period most points are never read: an hour whose rollup (``rollups``) lies inside
+one bucket gives its four points. Stored points are read only in hours that cross a bucket
+edge or an end of the period, in hours holding a flagged point, and in days that are not
+compacted or were written into since. Every part gives its candidates per bucket, and the
+buckets' points are then picked among the candidates: the very points all of them give.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from sqlalchemy import Connection
+
+from meterhub.storage import chunks, rollups
+from meterhub.storage.codec import EMPTY, Columns
+from meterhub.storage.points import TimeRange
+from meterhub.storage.rollups import HOUR_US, Hours, Ints, first_equal
+from meterhub.storage.series import concat, read_rows, read_span, within
+from meterhub.times import DAY_US
+
+_LONG_RUN = 4096
+"""Runs of at least this many points are thinned where they lie; shorter ones are first
+joined, as numpy's cost per call outweighs a copy."""
+
+
+def thin(stored: Columns, keep: int) -> Columns:
+    """The points of ``stored`` (time-ordered) each bucket keeps."""
+    buckets = max(1, keep // 4)
+    origin = int(stored.ts[0])
+    width = (int(stored.ts[-1]) - origin + buckets) // buckets  # ceil((last - first + 1) / B)
+    return stored.take(_picks(stored, origin, width))
+
+
+def _picks(points: Columns, origin: int, width: int) -> Ints:
+    """Indexes of the first, last, lowest and highest point of each bucket of ``points``
+    (time-ordered), buckets being ``width`` wide from ``origin``."""
+    ts, value = points.ts, points.value
+    low, high = (int(ts[0]) - origin) // width, (int(ts[-1]) - origin) // width
+    cuts = np.searchsorted(ts, origin + np.arange(low + 1, high + 1, dtype=np.int64) * width)
+    starts = np.unique(np.r_[0, cuts])
+    starts = starts[starts < len(ts)]
+    sizes = np.diff(np.r_[starts, len(ts)])
+    if len(starts) * _LONG_RUN < len(ts):  # few long buckets: one pass over each
+        lows = np.array([s + value[s : s + n].argmin() for s, n in zip(starts, sizes, strict=True)])
+        highs = np.array(
+            [s + value[s : s + n].argmax() for s, n in zip(starts, sizes, strict=True)]
+        )
+    else:
+        lows = first_equal(value, np.minimum.reduceat(value, starts), starts, sizes)
+        highs = first_equal(value, np.maximum.reduceat(value, starts), starts, sizes)
+    return np.unique(np.concatenate([starts, starts + sizes - 1, lows, highs]))
+
+
+def thin_span(conn: Connection, tag_id: int, span: TimeRange, keep: int) -> tuple[Columns, bool]:
+    """The stored points of ``tag_id`` in ``span`` thinned to at most ``keep`` and ``True``,
+    or all of them and ``False`` when they are no more than ``keep``."""
+    infos = chunks.find(conn, tag_id, span)
+    rows = read_rows(conn, tag_id, span)
+    if sum(info.size for info in infos) + len(rows.ts) > keep:
+        parts = _Parts(conn, tag_id, span, infos, rows)
+        if parts.count > keep:
+            return parts.thin(keep), True
+    return read_span(conn, tag_id, span), False
+
+
+class _Parts:
+    """The stored points of a period as whole rollup hours and runs of points (in no order)."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        tag_id: int,
+        span: TimeRange,
+        infos: Sequence[chunks.ChunkInfo],
+        rows: Columns,
+    ) -> None:
+        self._conn, self._tag_id, self._span = conn, tag_id, span
+        self._stamps = {info.day: info.stamp for info in infos}
+        self.points: list[Columns] = [rows] if len(rows.ts) else []
+        written = set((rows.ts // DAY_US).tolist())  # days whose rows win over their chunk
+        held = rollups.load(conn, tag_id, [(i.day, i.stamp) for i in infos if i.day not in written])
+        raw = [info.day for info in infos if held.get(info.day) is None]
+        for day, points in zip(raw, self._days(raw), strict=True):
+            self.points.append(
+                points.take(~np.isin(points.ts, rows.ts)) if day in written else points
+            )
+        rolled = [hours for hours in held.values() if hours is not None]
+        self.hours = Hours.join(rolled) if rolled else None
+        if self.hours is not None:
+            start = -(2**63) if span.start is None else span.start
+            end = 2**63 - 1 if span.end is None else span.end
+            hours = self.hours
+            whole = (hours.flagged == 0) & (hours.first_ts >= start) & (hours.last_ts <= end)
+            self._read_hours(hours.start[~whole])
+            self.hours = hours.take(whole)
+        self.count = sum(len(p.ts) for p in self.points)
+        if self.hours is not None:
+            self.count += int(self.hours.size.sum())
+
+    def _days(self, days: Sequence[int]) -> list[Columns]:
+        loaded = chunks.load(self._conn, self._tag_id, [(day, self._stamps[day]) for day in days])
+        return [within(points, self._span) for points in loaded]
+
+    def _read_hours(self, starts: Ints) -> None:
+        """Add the stored points (in the span) of the hours starting at ``starts`` (ascending)."""
+        if not len(starts):
+            return
+        days, firsts = np.unique(starts // DAY_US, return_index=True)
+        lasts = np.append(firsts[1:], len(starts))
+        short: list[Columns] = []
+        for a, b, points in zip(
+            firsts.tolist(), lasts.tolist(), self._days(days.tolist()), strict=True
+        ):
+            lo = points.ts.searchsorted(starts[a:b])
+            hi = points.ts.searchsorted(starts[a:b] + HOUR_US)
+            apart = lo[1:] != hi[:-1]  # adjacent hours make one run
+            run_lo = np.append(lo[:1], lo[1:][apart]).tolist()
+            run_hi = np.append(hi[:-1][apart], hi[-1:]).tolist()
+            for lo_n, hi_n in zip(run_lo, run_hi, strict=True):
+                run = points.take(slice(lo_n, hi_n))
+                (self.points if hi_n - lo_n >= _LONG_RUN else short).append(run)
+        if short:
+            self.points.append(concat(short))
+
+    def thin(self, keep: int) -> Columns:
+        """Rule 4 over all the parts (more than ``keep`` points)."""
+        buckets = max(1, keep // 4)
+        runs = [p for p in self.points if len(p.ts)]
+        hours = self.hours
+        ends = [(int(p.ts[0]), int(p.ts[-1])) for p in runs]
+        if hours is not None and len(hours):
+            ends.append((int(hours.first_ts[0]), int(hours.last_ts[-1])))
+        origin = min(first for first, _ in ends)
+        width = (max(last for _, last in ends) - origin + buckets) // buckets
+        candidates = []
+        if hours is not None and len(hours):
+            across = (hours.first_ts - origin) // width != (hours.last_ts - origin) // width
+            self._read_hours(hours.start[across])
+            runs = [p for p in self.points if len(p.ts)]
+            candidates.append(_hour_picks(hours.take(~across), origin, width))
+        candidates += [p.take(_picks(p, origin, width)) for p in runs]
+        every = concat(candidates)
+        every = every.take(np.argsort(every.ts, kind="stable"))
+        return thin(every, keep)
+
+
+def _hour_picks(hours: Hours, origin: int, width: int) -> Columns:
+    """The first, last, lowest and highest point of each bucket over whole hours, each inside
+    one bucket and none holding a flagged point (so every quality is good)."""
+    if not len(hours):
+        return EMPTY
+    bucket = (hours.first_ts - origin) // width
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    sizes = np.diff(np.r_[starts, len(bucket)])
+    lows = first_equal(hours.low, np.minimum.reduceat(hours.low, starts), starts, sizes)
+    highs = first_equal(hours.high, np.maximum.reduceat(hours.high, starts), starts, sizes)
+    last = starts + sizes - 1
+    ts = np.concatenate(
+        [hours.first_ts[starts], hours.last_ts[last], hours.low_ts[lows], hours.high_ts[highs]]
+    )
+    value = np.concatenate(
+        [hours.first[starts], hours.last[last], hours.low[lows], hours.high[highs]]
+    )
+    order = np.argsort(ts, kind="stable")
+    ts, value = ts[order], value[order]
+    once = np.r_[True, ts[1:] != ts[:-1]]
+    return Columns(ts[once], value[once], np.zeros(int(once.sum()), np.int16))

@@ -1,0 +1,147 @@
+"""Chunks on SQLite and PostgreSQL: the channels of a reading share their times, borrowers keep
+their points whatever their lender goes through, reads never see a stale decoded chunk, and
+thinning a long compacted period reads stored points only where rollups cannot answer."""
+
+from __future__ import annotations
+
+import random
+
+from sqlalchemy import Connection, Engine, select
+
+from meterhub.storage import Point, TimeRange, delete_points, write_points
+from meterhub.storage.chunks import SHARED_TIMES_MIN_BYTES, find
+from meterhub.storage.codec import EMPTY, Columns
+from meterhub.storage.compactor import compact, compact_day, roll_up_unrolled
+from meterhub.storage.series import read_rows, read_span
+from meterhub.storage.tables import chunks, rollups
+from meterhub.storage.thinning import _Parts, thin, thin_span
+from meterhub.times import DAY_US
+
+DAY0 = 20_454  # 2026-01-01
+T0 = DAY0 * DAY_US
+MINUTE = 60_000_000
+
+
+def reading_times(days: int, jitter: int = 500_000) -> list[int]:
+    """One reading a minute with up to ``jitter`` µs of poll delay."""
+    rng = random.Random(7)
+    return [T0 + n * MINUTE + rng.randrange(jitter + 1) for n in range(days * 1440)]
+
+
+def write_meter(conn: Connection, amps: int, kwh: int, times: list[int]) -> None:
+    """A meter's two channels, each reading at the same time (as the collector writes them)."""
+    batch = []
+    for n, ts in enumerate(times):
+        batch += [Point(amps, ts, 20.0 + n % 7), Point(kwh, ts, 1000.0 + n * 0.01)]
+    write_points(conn, batch)
+
+
+def chunk_rows(conn: Connection) -> dict[tuple[int, int], tuple[int | None, int]]:
+    """(tag, day) -> (the tag it borrows times from, the size of its own times)."""
+    c = chunks.c
+    query = select(c.tag_id, c.day, c.ts_tag, c.ts_blob)
+    return {(tag, day): (lender, len(blob)) for tag, day, lender, blob in conn.execute(query)}
+
+
+def plain(columns: Columns) -> list[tuple[int, float, int]]:
+    ts, value, quality = (column.tolist() for column in columns)
+    return list(zip(ts, value, quality, strict=True))
+
+
+def stored(conn: Connection, tag: int) -> list[tuple[int, float, int]]:
+    return plain(read_span(conn, tag, TimeRange()))
+
+
+def test_channels_of_a_reading_share_their_times(engine: Engine) -> None:
+    with engine.begin() as conn:
+        write_meter(conn, 1, 2, reading_times(2))
+        write_meter(conn, 3, 4, reading_times(2, jitter=0))  # regular times: nothing to share
+        before = {tag: stored(conn, tag) for tag in (1, 2, 3, 4)}
+    compact(engine, settle_us=0, now=T0 + 3 * DAY_US)
+    with engine.connect() as conn:
+        rows = chunk_rows(conn)
+        for day in (DAY0, DAY0 + 1):
+            assert rows[(1, day)][0] is None
+            assert rows[(1, day)][1] >= SHARED_TIMES_MIN_BYTES
+            assert rows[(2, day)] == (1, 0)
+            assert rows[(3, day)][0] is None
+            assert rows[(4, day)][0] is None
+        assert {tag: stored(conn, tag) for tag in (1, 2, 3, 4)} == before
+
+
+def test_a_borrower_keeps_its_times_when_its_lender_changes_or_goes(engine: Engine) -> None:
+    times = reading_times(1)
+    with engine.begin() as conn:
+        write_meter(conn, 1, 2, times)
+        write_meter(conn, 5, 6, times)  # a second meter read at the very same instants
+    compact(engine, settle_us=0, now=T0 + 2 * DAY_US)
+    with engine.connect() as conn:
+        assert {k: v[0] for k, v in chunk_rows(conn).items()} == {
+            (1, DAY0): None,
+            (2, DAY0): 1,
+            (5, DAY0): 1,
+            (6, DAY0): 1,
+        }
+        before = {tag: stored(conn, tag) for tag in (2, 5, 6)}
+    with engine.begin() as conn:  # a late point moves the lender's times
+        write_points(conn, [Point(1, T0 + 30_000_000, 99.0)])
+        compact_day(conn, 1, DAY0)
+        assert stored(conn, 1)[1] == (T0 + 30_000_000, 99.0, 0)
+        assert {tag: stored(conn, tag) for tag in (2, 5, 6)} == before
+        lenders = {k: v[0] for k, v in chunk_rows(conn).items()}
+        assert lenders[(2, DAY0)] is None
+        assert {lenders[(5, DAY0)], lenders[(6, DAY0)]} == {2}
+    with engine.begin() as conn:
+        delete_points(conn, [2])
+        assert {tag: stored(conn, tag) for tag in (5, 6)} == {5: before[5], 6: before[6]}
+        assert [v[0] for k, v in chunk_rows(conn).items() if k[0] in (5, 6)].count(None) == 1
+
+
+def test_a_rewritten_chunk_is_read_anew(engine: Engine) -> None:
+    times = reading_times(1)
+    with engine.begin() as conn:
+        write_meter(conn, 1, 2, times)
+    compact(engine, settle_us=0, now=T0 + 2 * DAY_US)
+    with engine.connect() as conn:
+        assert stored(conn, 2)[10][1] == 1000.1  # decoded, and now cached
+    with engine.begin() as conn:
+        write_points(conn, [Point(2, times[10], 5.5)])
+        assert stored(conn, 2)[10][1] == 5.5  # the row wins
+        compact_day(conn, 2, DAY0)
+    with engine.connect() as conn:
+        assert read_rows(conn, 2, TimeRange()).ts.size == 0
+        assert stored(conn, 2)[10] == (times[10], 5.5, 0)
+
+
+def test_thinning_reads_stored_points_only_where_hours_cross_a_bucket(engine: Engine) -> None:
+    with engine.begin() as conn:
+        write_meter(conn, 1, 2, reading_times(10))
+    compact(engine, settle_us=0, now=T0 + 11 * DAY_US)
+    with engine.connect() as conn:
+        span = TimeRange(T0, None)
+        every = read_span(conn, 1, span)
+        parts = _Parts(conn, 1, span, find(conn, 1, span), EMPTY)
+        assert parts.count == len(every.ts) == 14_400
+        thinned = parts.thin(40)  # ten buckets of a day: nine edges, each inside an hour
+        assert sum(len(p.ts) for p in parts.points) <= 10 * 60
+        assert plain(thinned) == plain(thin(every, 40))
+        found, excess = thin_span(conn, 1, span, 40)
+        assert excess
+        assert plain(found) == plain(thinned)
+
+
+def test_db_compact_rolls_up_chunks_made_without_rollups(engine: Engine) -> None:
+    with engine.begin() as conn:
+        write_meter(conn, 1, 2, reading_times(2))
+    compact(engine, settle_us=0, now=T0 + 3 * DAY_US)
+    with engine.begin() as conn:
+        conn.execute(rollups.delete().where(rollups.c.tag_id == 1))
+    assert roll_up_unrolled(engine) == 2
+    assert roll_up_unrolled(engine) == 0
+    with engine.connect() as conn:
+        c, r = chunks.c, rollups.c
+        pairs = conn.execute(
+            select(c.stamp, r.stamp).join(rollups, (r.tag_id == c.tag_id) & (r.day == c.day))
+        ).all()
+        assert len(pairs) == 4
+        assert all(a == b for a, b in pairs)
