@@ -126,22 +126,27 @@ def reference_rate(url: str, batches: Iterable[list[Point]]) -> float:
     return rate
 
 
+_COMPACT = ("chunks", "rollups", "latest_points")
+"""The tables of compacted points: chunks, their rollups, and the latest values."""
+
+
 def stored_bytes(engine: Engine, url: str) -> tuple[int, int]:
-    """The store on disk, and its chunks with the latest values: the SQLite file and its
-    pages, or the PostgreSQL relations with their TOAST and indexes."""
+    """The store on disk, and its compacted part (``_COMPACT`` with their indexes): the
+    SQLite file and its pages, or the PostgreSQL relations with their TOAST and indexes."""
     with engine.begin() as conn:
         if url.startswith("sqlite"):
             conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
             pages = conn.execute(
-                text("SELECT sum(pgsize) FROM dbstat WHERE name IN ('chunks', 'latest_points')")
+                text(
+                    "SELECT sum(pgsize) FROM dbstat WHERE name IN"
+                    " (SELECT name FROM sqlite_schema WHERE tbl_name IN"
+                    f" ({', '.join(repr(t) for t in _COMPACT)}))"
+                )
             )
             return os.path.getsize(url.removeprefix("sqlite:///")), int(pages.scalar_one())
+        sizes = " + ".join(f"pg_total_relation_size('{t}')" for t in _COMPACT)
         total, packed = conn.execute(
-            text(
-                "SELECT pg_total_relation_size('points') + pg_total_relation_size('chunks')"
-                " + pg_total_relation_size('latest_points'), pg_total_relation_size('chunks')"
-                " + pg_total_relation_size('latest_points')"
-            )
+            text(f"SELECT pg_total_relation_size('points') + {sizes}, {sizes}")
         ).one()
         return int(total), int(packed)
 
@@ -193,23 +198,21 @@ def measure(url: str, reference_url: str, data: Dataset, parquet: float) -> None
     reclaim(engine)
     total, packed = (size / n for size in stored_bytes(engine, url))
     with engine.connect() as conn:
-        payload = (
-            conn.execute(
-                text(
-                    "SELECT sum(length(ts_blob) + length(value_blob) + length(quality_blob))"
-                    " FROM chunks"
-                )
-            ).scalar_one()
-            / n
-        )
+        payload, hours = conn.execute(
+            text(
+                "SELECT (SELECT sum(length(ts_blob) + length(value_blob)"
+                " + length(quality_blob)) FROM chunks),"
+                " (SELECT sum(length(int_blob) + length(float_blob)) FROM rollups)"
+            )
+        ).one()
     engine.dispose()
     kind = url.split(":", 1)[0]
     plain = "upsert loop" if kind == "sqlite" else "COPY"
     print(
         f"  {kind:8s} ingest {rate:7.0f} points/s = {rate / reference:4.2f}x the plain {plain}"
         f" ({reference:.0f}/s); rows {rows:5.1f} B/point; compacted {packed:4.2f} B/point"
-        f" = {packed / parquet:4.2f}x Parquet (pcodec payload {payload:4.2f}; store on disk"
-        f" {total:5.2f} B/point);"
+        f" = {packed / parquet:4.2f}x Parquet (pcodec payload: points {payload / n:4.2f},"
+        f" hourly rollups {hours / n:4.2f}); store on disk {total:5.2f} B/point;"
         f" compaction {compact_rate:7.0f} points/s"
     )
 

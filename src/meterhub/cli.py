@@ -364,7 +364,14 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 def _db_compact(args: argparse.Namespace) -> int:
     from meterhub.db import make_engine
     from meterhub.migrations import upgrade
-    from meterhub.storage.compactor import Progress, compact, reclaim, roll_up_unrolled
+    from meterhub.storage.compactor import (
+        Progress,
+        compact,
+        reclaim,
+        retention_day,
+        roll_up_unrolled,
+    )
+    from meterhub.storage.retention import drop_before
     from meterhub.times import DAY_US
 
     settings = _settings(args)
@@ -385,12 +392,18 @@ def _db_compact(args: argparse.Namespace) -> int:
         if moved:
             sys.stderr.write("\n")
         rolled = roll_up_unrolled(engine)
+        retain = settings.raw_retention_days
+        dropped = (
+            0 if retain is None else drop_before(engine, retention_day(round(retain * DAY_US)))
+        )
         reclaim(engine)
     finally:
         engine.dispose()
     print(f"compacted {moved} points into day chunks: {settings.database_url}")
     if rolled:
         print(f"rolled up {rolled} chunks made before hourly rollups")
+    if dropped:
+        print(f"dropped {dropped} points past the raw retention; their hourly rollups stay")
     return 0
 
 

@@ -2,6 +2,10 @@
 
 MeterhubError
 ├── InvalidInput          bad input from a caller; names the field(s)  -> 400
+│   ├── InvalidTime       a time that cannot be read
+│   │   └── NotKept       a time before the raw retention horizon
+│   ├── InvalidValue      a point value that is not a finite number
+│   └── TooLarge          over a size limit                            -> 413
 ├── NotFound              the named thing does not exist               -> 404
 └── MeterError            a meter could not be read (collector only)
     ├── MeterUnreachable  no HTTP answer: refused, reset, closed early
@@ -35,6 +39,10 @@ class InvalidInput(MeterhubError):
 
 class InvalidTime(InvalidInput):
     """A time that is neither µs since the epoch nor ISO 8601."""
+
+
+class NotKept(InvalidTime):
+    """A time whose points retention has dropped (only hourly rollups remain)."""
 
 
 class InvalidValue(InvalidInput):

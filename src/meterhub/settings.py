@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./meterhub.db"
@@ -60,6 +60,15 @@ class Settings(BaseSettings):
         "(late writes stay cheap until then, and are still taken after).",
     )
     compact_enabled: bool = Field(True, description="Compress closed days inside `meterhub serve`.")
+    raw_retention_days: float | None = Field(
+        None,
+        gt=0,
+        description="Days of raw points kept; older UTC days keep only their hourly rollups. "
+        "Unset: every point is kept.",
+    )
+    cache_mb: int = Field(
+        64, ge=0, description="Megabytes of decoded chunks and rollups kept in memory per process."
+    )
     write_batch_size: int = Field(5000, ge=1, description="Readings per store transaction.")
     write_flush_interval: float = Field(
         1.0, gt=0, description="Seconds a reading may wait in the buffer before it is written."
@@ -89,6 +98,12 @@ class Settings(BaseSettings):
         if address:
             ipaddress.ip_address(address)
         return address or None
+
+    @model_validator(mode="after")
+    def _retention_after_compaction(self) -> Settings:
+        if self.raw_retention_days is not None and self.raw_retention_days <= self.compact_after:
+            raise ValueError("raw_retention_days must be longer than compact_after")
+        return self
 
     @property
     def zone(self) -> ZoneInfo:

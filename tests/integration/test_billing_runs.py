@@ -24,6 +24,8 @@ from meterhub.registry.devices import channel_tags, create_device, get_device
 from meterhub.registry.projects import assign_device, create_house, create_project
 from meterhub.storage import Point, Quality, write_points
 from meterhub.storage.compactor import compact
+from meterhub.storage.retention import drop_before
+from meterhub.times import DAY_US
 
 MONTHLY = {"month": "*", "day": "1", "hour": "0", "minute": "0"}
 NOV_1 = "2026-10-31T23:00:00+00:00"  # 1 November 00:00 in Berlin (CET)
@@ -164,6 +166,20 @@ def test_next_period_starts_at_previous_end_and_survives_a_register_reset(
     assert e1["from_time"] == us(NOV_1)
     assert (e1["previous_reading"], e1["reading"]) == (Decimal("1195.994"), Decimal("8.958"))
     assert (e1["consumption"], e1["charge"]) == (Decimal("59.964"), Decimal("34.98"))
+
+
+def test_a_period_starting_past_the_raw_retention_is_not_billed(
+    engine: Engine, estate: dict[str, str]
+) -> None:
+    with engine.begin() as conn:
+        assert run_task(conn, estate["power"], us(NOV_1)).billed == 1
+    compact(engine, settle_us=0, now=us("2027-01-01T00:00:00+00:00"))
+    drop_before(engine, us("2026-11-10T00:00:00+00:00") // DAY_US)
+    with engine.begin() as conn:
+        december = run_task(conn, estate["power"], us(DEC_1))
+    gone = "the period starts before the raw retention horizon: its readings are gone"
+    assert december.billed == 0
+    assert {"device_id": "E1", "reason": gone} in december.skipped
 
 
 def test_a_period_is_billed_exactly_once(engine: Engine, estate: dict[str, str]) -> None:

@@ -52,6 +52,16 @@ def stored(conn: Connection, tag: int) -> list[tuple[int, float, int]]:
     return plain(read_span(conn, tag, TimeRange()))
 
 
+def lenders(conn: Connection, tags: tuple[int, ...], day: int) -> dict[int, int | None]:
+    """Of each of ``tags``, the tag whose times its chunk of ``day`` borrows, or ``None``; a
+    lender's own times are large enough to share, a borrower's own are empty."""
+    rows = chunk_rows(conn)
+    for tag in tags:
+        lender, size = rows[(tag, day)]
+        assert (size >= SHARED_TIMES_MIN_BYTES) if lender is None else (size == 0)
+    return {tag: rows[(tag, day)][0] for tag in tags}
+
+
 def test_channels_of_a_reading_share_their_times(engine: Engine) -> None:
     with engine.begin() as conn:
         write_meter(conn, 1, 2, reading_times(2))
@@ -61,12 +71,26 @@ def test_channels_of_a_reading_share_their_times(engine: Engine) -> None:
     with engine.connect() as conn:
         rows = chunk_rows(conn)
         for day in (DAY0, DAY0 + 1):
-            assert rows[(1, day)][0] is None
-            assert rows[(1, day)][1] >= SHARED_TIMES_MIN_BYTES
-            assert rows[(2, day)] == (1, 0)
+            assert sorted(lenders(conn, (1, 2), day).values(), key=str) in ([1, None], [2, None])
             assert rows[(3, day)][0] is None
             assert rows[(4, day)][0] is None
         assert {tag: stored(conn, tag) for tag in (1, 2, 3, 4)} == before
+
+
+def test_the_smaller_chunk_holds_the_shared_times(engine: Engine) -> None:
+    times = reading_times(2)
+    rng = random.Random(3)
+    with engine.begin() as conn:
+        write_points(conn, [Point(1, ts, rng.uniform(0, 100)) for ts in times])  # big values
+        write_points(conn, [Point(2, ts, 5.0) for ts in times])  # tiny ones
+        compact_day(conn, 1, DAY0)
+        compact_day(conn, 2, DAY0)
+        compact_day(conn, 2, DAY0 + 1)
+        compact_day(conn, 1, DAY0 + 1)
+        for day in (DAY0, DAY0 + 1):
+            assert lenders(conn, (1, 2), day) == {1: 2, 2: None}
+        assert [ts for ts, _, _ in stored(conn, 1)] == times
+        assert stored(conn, 2) == [(ts, 5.0, 0) for ts in times]
 
 
 def test_a_borrower_keeps_its_times_when_its_lender_changes_or_goes(engine: Engine) -> None:
@@ -76,25 +100,25 @@ def test_a_borrower_keeps_its_times_when_its_lender_changes_or_goes(engine: Engi
         write_meter(conn, 5, 6, times)  # a second meter read at the very same instants
     compact(engine, settle_us=0, now=T0 + 2 * DAY_US)
     with engine.connect() as conn:
-        assert {k: v[0] for k, v in chunk_rows(conn).items()} == {
-            (1, DAY0): None,
-            (2, DAY0): 1,
-            (5, DAY0): 1,
-            (6, DAY0): 1,
-        }
-        before = {tag: stored(conn, tag) for tag in (2, 5, 6)}
+        found = lenders(conn, (1, 2, 5, 6), DAY0)
+        (lender,) = [tag for tag, held in found.items() if held is None]
+        assert set(found.values()) == {None, lender}
+        before = {tag: stored(conn, tag) for tag in (1, 2, 5, 6)}
     with engine.begin() as conn:  # a late point moves the lender's times
-        write_points(conn, [Point(1, T0 + 30_000_000, 99.0)])
-        compact_day(conn, 1, DAY0)
-        assert stored(conn, 1)[1] == (T0 + 30_000_000, 99.0, 0)
-        assert {tag: stored(conn, tag) for tag in (2, 5, 6)} == before
-        lenders = {k: v[0] for k, v in chunk_rows(conn).items()}
-        assert lenders[(2, DAY0)] is None
-        assert {lenders[(5, DAY0)], lenders[(6, DAY0)]} == {2}
+        write_points(conn, [Point(lender, T0 + 30_000_000, 99.0)])
+        compact_day(conn, lender, DAY0)
+        assert stored(conn, lender)[1] == (T0 + 30_000_000, 99.0, 0)
+        others = tuple(tag for tag in (1, 2, 5, 6) if tag != lender)
+        assert {tag: stored(conn, tag) for tag in others} == {t: before[t] for t in others}
+        assert lenders(conn, (lender,), DAY0) == {lender: None}
+        found = lenders(conn, others, DAY0)
+        (second,) = [tag for tag, held in found.items() if held is None]
+        assert set(found.values()) == {None, second}
     with engine.begin() as conn:
-        delete_points(conn, [2])
-        assert {tag: stored(conn, tag) for tag in (5, 6)} == {5: before[5], 6: before[6]}
-        assert [v[0] for k, v in chunk_rows(conn).items() if k[0] in (5, 6)].count(None) == 1
+        delete_points(conn, [second])
+        rest = tuple(tag for tag in others if tag != second)
+        assert {tag: stored(conn, tag) for tag in rest} == {t: before[t] for t in rest}
+        assert list(lenders(conn, rest, DAY0).values()).count(None) == 1
 
 
 def test_a_rewritten_chunk_is_read_anew(engine: Engine) -> None:

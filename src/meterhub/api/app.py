@@ -16,6 +16,7 @@ from meterhub.billing.scheduler import BillingScheduler
 from meterhub.collector.service import Collector
 from meterhub.db import REQUEST_CONNECTIONS, make_engine
 from meterhub.settings import Settings
+from meterhub.storage.cache import CACHE
 from meterhub.storage.compactor import Compactor
 from meterhub.times import DAY_US
 from meterhub.web.app import install_dashboard
@@ -32,7 +33,12 @@ def create_app(settings: Settings) -> FastAPI:
         stop = asyncio.Event()
         billing = BillingScheduler(app.state.engine, interval=settings.scheduler_interval)
         scheduling = asyncio.create_task(billing.run(stop)) if settings.scheduler_enabled else None
-        compactor = Compactor(app.state.engine, settle_us=round(settings.compact_after * DAY_US))
+        retain = settings.raw_retention_days
+        compactor = Compactor(
+            app.state.engine,
+            settle_us=round(settings.compact_after * DAY_US),
+            retain_us=None if retain is None else round(retain * DAY_US),
+        )
         compacting = asyncio.create_task(compactor.run(stop)) if settings.compact_enabled else None
         try:
             yield
@@ -56,9 +62,11 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = make_engine(settings.database_url)
+    CACHE.resize(settings.cache_mb << 20)
     app.state.connection_slots = asyncio.Semaphore(REQUEST_CONNECTIONS)
     install_error_handlers(app)
     # surfaces without a user concept: any valid token, or none with open ingest
+    counter.add_counter_data(app.router)  # on the app itself, first (see there)
     app.include_router(counter.router, dependencies=[Depends(ingest_access)])
     app.include_router(smt.router, dependencies=[Depends(ingest_access)])
     app.include_router(sources.router, dependencies=[Depends(admin_user)])

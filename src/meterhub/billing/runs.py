@@ -32,6 +32,7 @@ from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import Project, get_project
 from meterhub.registry.tables import houses, residents
 from meterhub.storage import Point, TimeRange
+from meterhub.storage.retention import horizon_us
 from meterhub.storage.series import Near, drops, near
 from meterhub.times import now_us, parse_iso
 
@@ -139,7 +140,8 @@ def run_task(conn: Connection, task_key: str, scheduled_at: int) -> RunReport:
     resets = drops(conn, [t["tag_id"] for t in targets], TimeRange(None, scheduled_at))
     people = _residents(conn, project.id)
     tariffs = project_tariffs(conn, project.id)
-    rows, skipped = _bills(task, project, tariffs, targets, resets, scheduled_at)
+    kept = horizon_us(conn)
+    rows, skipped = _bills(task, project, tariffs, targets, resets, scheduled_at, kept)
     created = now_us()
     for row in rows:
         row.update(
@@ -217,13 +219,15 @@ def _bills(
     targets: Sequence[Mapping[str, Any]],
     resets: Mapping[int, list[tuple[int, float, float]]],
     end: int,
+    kept: int | None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Bill rows for the billable targets, and why each other one was skipped."""
+    """Bill rows for the billable targets, and why each other one was skipped (``kept``: the
+    raw retention horizon, if points were dropped)."""
     rows: list[dict[str, Any]] = []
     skipped: list[dict[str, str]] = []
     for target in targets:
         tariff = tariffs.get((task.device_type, target["water_kind"] or ""))
-        reason = _unbillable(target, tariff, end)
+        reason = _unbillable(target, tariff, end, kept)
         if reason or tariff is None:
             skipped.append({"device_id": target["device_id"], "reason": reason or "no tariff"})
             continue
@@ -232,9 +236,13 @@ def _bills(
     return rows, skipped
 
 
-def _unbillable(target: Mapping[str, Any], tariff: Tariff | None, end: int) -> str | None:
+def _unbillable(
+    target: Mapping[str, Any], tariff: Tariff | None, end: int, kept: int | None
+) -> str | None:
     if target["start_ts"] is None:
         return "no readings"
+    if kept is not None and target["start_ts"] < kept:
+        return "the period starts before the raw retention horizon: its readings are gone"
     if target["prev_end"] == end:
         return "already billed up to this time"
     if target["start_ts"] >= end:

@@ -119,6 +119,9 @@ def write(conn: Connection, tag_id: int, day: int, columns: Columns, *, held: bo
         _return_times(conn, tag_id, day, lends)
         lends = []
     lender = None if lends else _twin(conn, tag_id, day, columns, times)
+    if lender is not None and lender[1] > len(values) + len(qualities):
+        _lend_instead(conn, tag_id, lender[0], day)  # the smaller row holds the times
+        lender = None
     stamp = new_stamp()
     values_in_row = {
         "first_ts": int(columns.ts[0]),
@@ -130,8 +133,8 @@ def write(conn: Connection, tag_id: int, day: int, columns: Columns, *, held: bo
         "count": len(columns.ts),
         "flagged": int(np.count_nonzero(columns.quality)),
         "stamp": stamp,
-        "ts_tag": lender,
-        "ts_blob": b"" if lender is not None else times,
+        "ts_tag": None if lender is None else lender[0],
+        "ts_blob": times if lender is None else b"",
         "value_blob": values,
         "quality_blob": qualities,
     }
@@ -153,14 +156,17 @@ def _own_times(conn: Connection, tag_id: int, day: int) -> bytes:
     return bytes(conn.execute(query).scalar_one())
 
 
-def _twin(conn: Connection, tag_id: int, day: int, columns: Columns, times: bytes) -> int | None:
+def _twin(
+    conn: Connection, tag_id: int, day: int, columns: Columns, times: bytes
+) -> tuple[int, int] | None:
     """A chunk of ``day`` holding its own times, the same as ``times``: the lender to borrow
-    from (locked against change on PostgreSQL until this transaction ends)."""
+    from, with the size of the rest of its row (locked on PostgreSQL until this transaction
+    ends)."""
     if len(times) < SHARED_TIMES_MIN_BYTES:
         return None
     c = chunks.c
     query = (
-        select(c.tag_id)
+        select(c.tag_id, func.length(c.value_blob) + func.length(c.quality_blob))
         .where(
             c.day == day,
             c.first_ts == int(columns.ts[0]),
@@ -173,9 +179,20 @@ def _twin(conn: Connection, tag_id: int, day: int, columns: Columns, times: byte
         .limit(1)
     )
     if conn.dialect.name == "postgresql":
-        query = query.with_for_update(read=True)
-    lender: int | None = conn.execute(query).scalar()
-    return lender
+        query = query.with_for_update(of=chunks)
+    found = conn.execute(query).first()
+    return None if found is None else (found[0], found[1])
+
+
+def _lend_instead(conn: Connection, tag_id: int, lender: int, day: int) -> None:
+    """Make ``tag_id`` (about to be written with its own times) the lender of ``lender``'s
+    chunk of ``day`` and of its borrowers; their points do not change."""
+    c = chunks.c
+    conn.execute(
+        update(chunks)
+        .where(c.day == day, (c.tag_id == lender) | (c.ts_tag == lender))
+        .values(ts_tag=tag_id, ts_blob=b"")
+    )
 
 
 def _return_times(conn: Connection, lender: int, day: int, borrowers: Sequence[int]) -> None:

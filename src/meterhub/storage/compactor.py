@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, text
 from meterhub.aio import wait_for_event
 from meterhub.storage import chunks, rollups
 from meterhub.storage.codec import Columns
+from meterhub.storage.retention import drop_before
 from meterhub.storage.series import merge
 from meterhub.times import DAY_US, now_us
 
@@ -143,14 +144,37 @@ def reclaim(engine: Engine) -> None:
         conn.exec_driver_sql(sql)
 
 
-class Compactor:
-    """Compacts in the background of ``serve``, a pass every ``interval`` seconds."""
+def retention_day(retain_us: int, now: int | None = None) -> int:
+    """The first UTC day whose points a retention of ``retain_us`` keeps."""
+    return ((now_us() if now is None else now) - retain_us) // DAY_US
 
-    def __init__(self, engine: Engine, *, settle_us: int, interval: float = 600.0) -> None:
+
+class Compactor:
+    """Compacts in the background of ``serve``, a pass every ``interval`` seconds, and then
+    drops the points past ``retain_us`` when set."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        settle_us: int,
+        retain_us: int | None = None,
+        interval: float = 600.0,
+    ) -> None:
         self._engine = engine
         self._settle_us = settle_us
+        self._retain_us = retain_us
         self._interval = interval
         self._halt = threading.Event()
+
+    def _pass(self) -> None:
+        moved = compact(self._engine, settle_us=self._settle_us, stop=self._halt)
+        if moved:
+            log.info("compacted %d points into day chunks", moved)
+        if self._retain_us is not None and not self._halt.is_set():
+            dropped = drop_before(self._engine, retention_day(self._retain_us))
+            if dropped:
+                log.info("dropped %d points past the raw retention", dropped)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Compact until ``stop``; a pass in progress ends after the day it is moving."""
@@ -158,11 +182,7 @@ class Compactor:
         try:
             while not stop.is_set():
                 try:
-                    moved = await asyncio.to_thread(
-                        compact, self._engine, settle_us=self._settle_us, stop=self._halt
-                    )
-                    if moved:
-                        log.info("compacted %d points into day chunks", moved)
+                    await asyncio.to_thread(self._pass)
                 except Exception:
                     log.exception("compaction pass failed; retrying in %.0f s", self._interval)
                 await wait_for_event(stop, self._interval)

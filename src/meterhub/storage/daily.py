@@ -21,8 +21,9 @@ from sqlalchemy import Connection
 
 from meterhub.storage.history import HistoryQuery, read_history
 from meterhub.storage.points import TimeRange, latest
+from meterhub.storage.retention import horizon_us
 from meterhub.storage.series import drops
-from meterhub.times import DAY_US, to_us
+from meterhub.times import DAY_US, from_us, to_us
 
 MAX_DAYS = 1000
 """The most days one call reports: the latest ones of a longer period."""
@@ -44,8 +45,15 @@ def local_midnight(day: date, zone: tzinfo) -> int:
 def daily_consumption(
     conn: Connection, tag_id: int, first: date, last: date, zone: tzinfo
 ) -> list[DayUsage]:
-    """Consumption on each day from ``first`` to ``last`` (at most the last ``MAX_DAYS``)."""
+    """Consumption on each day from ``first`` to ``last`` (at most the last ``MAX_DAYS``, and
+    none starting before the raw retention horizon)."""
     first = max(first, last - timedelta(days=MAX_DAYS - 1))
+    horizon = horizon_us(conn)
+    if horizon is not None:
+        kept = from_us(horizon, zone).date()
+        first = max(first, kept if local_midnight(kept, zone) >= horizon else kept + timedelta(1))
+    if first > last:
+        return []
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     midnights = [local_midnight(day, zone) for day in [*days, last + timedelta(days=1)]]
     values = values_at(conn, tag_id, midnights)

@@ -26,7 +26,9 @@ Times are µs; every answer is oldest first.
    ``HARD_CAP``; a grid of more than ``HARD_CAP`` instants is refused unless ``max_count``
    cuts it to its first ``max_count`` instants.
 6. Refused with ``InvalidInput``: ``step`` not positive or without both bounds ("timeStep"),
-   ``step`` with ``values`` ("value"), ``max_count`` below 1 ("maxCount").
+   ``step`` with ``values`` ("value"), ``max_count`` below 1 ("maxCount"); with ``NotKept``:
+   a bound before the raw retention horizon ("from", "to"). Without bounds, a period is
+   what is kept.
 
 ``excess`` reports stored points thinned or cut and grid instants cut, never a dropped
 bound value. Stored points are read with ``series.read_span`` (compressed day chunks and the
@@ -46,6 +48,7 @@ from sqlalchemy import Connection, select
 from meterhub.errors import InvalidInput
 from meterhub.storage.interpolate import interpolate
 from meterhub.storage.points import Point, TimeRange, latest
+from meterhub.storage.retention import require_kept
 from meterhub.storage.series import as_points, near, points_between, read_span
 from meterhub.storage.tables import chunks, points
 from meterhub.storage.thinning import thin, thin_span
@@ -75,16 +78,10 @@ class History(NamedTuple):
 
 
 def read_history(conn: Connection, tag_id: int, query: HistoryQuery) -> History:
-    """The history of ``tag_id`` that ``query`` asks for; ``InvalidInput`` if it is malformed."""
-    problems = _problems(query)
-    if problems:
-        raise InvalidInput(problems)
-    grid = _grid_instants(query)
-    if grid is not None:
-        return _grid(conn, tag_id, grid, query)
-    if query.start is None and query.end is None:
-        return History(_latest(conn, tag_id, query.values), excess=False)
-    return _period(conn, tag_id, query)
+    """The history of ``tag_id`` that ``query`` asks for; ``InvalidInput`` if it is malformed,
+    ``NotKept`` if a bound lies before the raw retention horizon."""
+    _check(conn, query)
+    return _read(conn, tag_id, query)
 
 
 def read_histories(
@@ -92,13 +89,27 @@ def read_histories(
 ) -> list[History]:
     """``read_history`` of each (tag id, stepwise) in ``tags``, in order; the latest points
     of any number of tags come from one query."""
-    problems = _problems(query)
-    if problems:
-        raise InvalidInput(problems)
+    _check(conn, query)
     if query.start is None and query.end is None and query.step is None and query.values is None:
         found = latest(conn, [tag_id for tag_id, _ in tags])
         return [History([found[t]] if t in found else [], excess=False) for t, _ in tags]
-    return [read_history(conn, t, replace(query, stepwise=stepwise)) for t, stepwise in tags]
+    return [_read(conn, t, replace(query, stepwise=stepwise)) for t, stepwise in tags]
+
+
+def _check(conn: Connection, query: HistoryQuery) -> None:
+    problems = _problems(query)
+    if problems:
+        raise InvalidInput(problems)
+    require_kept(conn, {"from": query.start, "to": query.end})
+
+
+def _read(conn: Connection, tag_id: int, query: HistoryQuery) -> History:
+    grid = _grid_instants(query)
+    if grid is not None:
+        return _grid(conn, tag_id, grid, query)
+    if query.start is None and query.end is None:
+        return History(_latest(conn, tag_id, query.values), excess=False)
+    return _period(conn, tag_id, query)
 
 
 def _problems(query: HistoryQuery) -> dict[str, list[str]]:

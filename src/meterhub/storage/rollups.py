@@ -3,10 +3,12 @@ and highest point (the earliest of equals), sum, and rise.
 
 Made with each chunk (``compactor``) under the chunk's stamp, and kept when retention drops
 the chunk. The rise counts on across drops the way billing does: the last value less the
-first, plus the size of each fall onto a flagged point whose predecessor lies in the hour.
+first, plus the size of each fall onto a flagged point whose predecessor lies in the hour
+(the falls are what is stored: nearly always zero, they take no room).
 A day whose hours average fewer than ``MIN_POINTS_PER_HOUR`` points gets an empty rollup:
-there the chunk itself is as small, and is read instead. Daily figures are the hours'
-figures folded (``Hours.fold``).
+there the chunk itself is as small, and is read instead. A day's figures are its hours'
+figures taken together (first of the first hour, lowest of the lowest, ...): a year is 8,760
+hours, few enough to fold on read, so days are not stored apart.
 
 Readers use them where a long period is asked for: thinning (``thinning``) takes whole hours
 inside one bucket from here, and neighbour seeks (``series.near``) take an hour's first or
@@ -37,7 +39,7 @@ Floats = npt.NDArray[np.float64]
 class Hours:
     """Rollups of the hours holding points, oldest first, one column per hour: ``ints`` rows
     are the hour's start, its points, its flagged points, and the µs of its first, last,
-    lowest and highest point; ``floats`` rows their values, then the sum and the rise."""
+    lowest and highest point; ``floats`` rows their values, then the sum and the falls."""
 
     __slots__ = ("floats", "ints")
 
@@ -56,7 +58,7 @@ class Hours:
     low = property(lambda self: self.floats[2])
     high = property(lambda self: self.floats[3])
     total = property(lambda self: self.floats[4])
-    rise = property(lambda self: self.floats[5])
+    fallen = property(lambda self: self.floats[5])  # rise = last - first + fallen
 
     def __len__(self) -> int:
         return int(self.ints.shape[1])
@@ -104,7 +106,7 @@ def hourly(columns: Columns) -> Hours:
         low,
         high,
         np.add.reduceat(value, starts),
-        value[ends] - value[starts] + np.add.reduceat(fall, starts),
+        np.add.reduceat(fall, starts),
     ]
     return Hours(np.array(ints, np.int64), np.array(floats, np.float64))
 

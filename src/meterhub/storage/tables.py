@@ -81,14 +81,8 @@ Index(
     postgresql_where=text("flagged > 0"),
 )
 
-Index(
-    "ix_chunks_times",
-    chunks.c.day,
-    chunks.c.first_ts,
-    sqlite_where=text("ts_tag IS NULL"),
-    postgresql_where=text("ts_tag IS NULL"),
-)
-"""Chunks holding their own times, by day and first time: where a new chunk finds its twin."""
+Index("ix_chunks_day", chunks.c.day, chunks.c.first_ts)
+"""Chunks by day and first time: where a new chunk finds its twin, and retention a day."""
 
 Index(
     "ix_chunks_ts_tag",

@@ -25,8 +25,9 @@ from meterhub.registry.channels import CHANNELS, Channel, ChannelKind
 from meterhub.registry.devices import Device, channel_tags, get_device
 from meterhub.registry.projects import HousePlace, house_places
 from meterhub.settings import Settings
-from meterhub.storage import HistoryQuery, read_history
+from meterhub.storage import History, HistoryQuery, read_history
 from meterhub.storage.daily import daily_consumption
+from meterhub.storage.retention import horizon_us
 from meterhub.times import DAY_US, from_us, now_us
 from meterhub.web.meters import readings
 from meterhub.web.routing import page_router
@@ -184,15 +185,17 @@ def meter_series(
     end: ToParam = None,
 ) -> Series:
     """A channel's readings in the period, at most ``SERIES_POINTS`` (thinned, keeping the
-    first, last, lowest and highest of each stretch); stored points only, none made up."""
+    first, last, lowest and highest of each stretch); stored points only, none made up, and
+    none before the raw retention horizon."""
     found = next((c for c in meter.channels if c.name == channel), None)
     if found is None:
         names = ", ".join(c.name for c in meter.channels)
         raise InvalidInput.field("channel", f"a {meter.device.type} meter has {names}")
     period = span(start, end, meter.zone)
     tag_id = channel_tags(conn, meter.device.pk)[found.name]
-    query = HistoryQuery(period.start, period.end, actual=True, max_count=SERIES_POINTS)
-    history = read_history(conn, tag_id, query)
+    kept_from = max(period.start, horizon_us(conn) or period.start)
+    query = HistoryQuery(kept_from, period.end, actual=True, max_count=SERIES_POINTS)
+    history = read_history(conn, tag_id, query) if kept_from <= period.end else History([], False)
     return Series(
         channel=found.name,
         unit=found.unit,

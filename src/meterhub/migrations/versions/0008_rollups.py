@@ -21,13 +21,7 @@ def upgrade() -> None:
         chunks.add_column(sa.Column("stamp", sa.BigInteger, nullable=False, server_default="0"))
         chunks.add_column(sa.Column("ts_tag", sa.Integer, nullable=True))
     op.execute(f"UPDATE chunks SET stamp = {random}")
-    op.create_index(
-        "ix_chunks_times",
-        "chunks",
-        ["day", "first_ts"],
-        sqlite_where=sa.text("ts_tag IS NULL"),
-        postgresql_where=sa.text("ts_tag IS NULL"),
-    )
+    op.create_index("ix_chunks_day", "chunks", ["day", "first_ts"])
     op.create_index(
         "ix_chunks_ts_tag",
         "chunks",
@@ -58,7 +52,7 @@ def downgrade() -> None:
     op.drop_table("storage_state")
     op.drop_table("rollups")
     op.drop_index("ix_chunks_ts_tag", "chunks")
-    op.drop_index("ix_chunks_times", "chunks")
+    op.drop_index("ix_chunks_day", "chunks")
     with op.batch_alter_table("chunks") as chunks:
         chunks.drop_column("ts_tag")
         chunks.drop_column("stamp")

@@ -1,0 +1,79 @@
+"""Retention of raw points (``METERHUB_RAW_RETENTION_DAYS``): the UTC days before the horizon
+lose their points; their hourly rollups and the latest value of each tag stay.
+
+The horizon, the first day kept whole, only moves forward and is recorded in
+``storage_state``. Days are dropped once compacted (no row of them is left), a day a
+transaction, so a chunk and the chunks sharing its times go together. Reads that would
+need dropped points refuse instead of answering wrongly (``require_kept``), and so do
+writes before the horizon, which would be dropped unseen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC
+
+from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from meterhub.errors import NotKept
+from meterhub.storage.tables import chunks, storage_state
+from meterhub.times import DAY_US, iso
+
+_HORIZON = "raw_horizon_day"
+
+
+def horizon_us(conn: Connection) -> int | None:
+    """The first instant whose points are all kept, or ``None`` when nothing was dropped."""
+    query = select(storage_state.c.value).where(storage_state.c.name == _HORIZON)
+    day = conn.execute(query).scalar()
+    return None if day is None else int(day) * DAY_US
+
+
+def require_kept(conn: Connection, bounds: Mapping[str, int | None]) -> None:
+    """``NotKept`` naming the first of ``bounds`` (field name -> µs) before the horizon."""
+    times = {name: at for name, at in bounds.items() if at is not None}
+    if not times:
+        return
+    horizon = horizon_us(conn)
+    if horizon is None:
+        return
+    for name, at in times.items():
+        if at < horizon:
+            raise NotKept.field(
+                name,
+                f"points before {iso(horizon, UTC)} are no longer kept (raw retention);"
+                " ask from that time on",
+            )
+
+
+def drop_before(engine: Engine, day: int) -> int:
+    """Move the horizon to UTC ``day`` and drop the points of every day before it; the
+    number of points dropped."""
+    with engine.begin() as conn:
+        _advance(conn, day)
+        days = (
+            conn.execute(
+                select(chunks.c.day).where(chunks.c.day < day).distinct().order_by(chunks.c.day)
+            )
+            .scalars()
+            .all()
+        )
+    dropped = 0
+    for old in days:
+        with engine.begin() as conn:
+            result = conn.execute(
+                delete(chunks).where(chunks.c.day == old).returning(chunks.c.count)
+            )
+            dropped += sum(result.scalars())
+    return dropped
+
+
+def _advance(conn: Connection, day: int) -> None:
+    insert = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(storage_state)
+    conn.execute(insert.values(name=_HORIZON, value=day).on_conflict_do_nothing())
+    conn.execute(
+        update(storage_state)
+        .where(storage_state.c.name == _HORIZON, storage_state.c.value < day)
+        .values(value=day)
+    )
