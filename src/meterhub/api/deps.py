@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine
 
 from meterhub.billing.tasks import Task, get_task
 from meterhub.errors import Forbidden, NotFound, Unauthorized
 from meterhub.registry.projects import Project, get_project
-from meterhub.registry.users import User, user_for_token
+from meterhub.registry.users import TOKEN_OWNER, User, check_owner, parse_token, user_for_token
 from meterhub.settings import Settings
-
-T = TypeVar("T")
+from meterhub.short_reads import ShortReads
 
 
 async def get_engine(request: Request) -> Engine:
@@ -66,11 +64,17 @@ def presented_token(request: Request) -> str | None:
     return value.strip() if scheme.lower() == "token" and value.strip() else None
 
 
-def current_user(request: Request, engine: EngineDep) -> User:
-    """The caller, from its token; ``Unauthorized`` (401) without a valid one."""
+def required_token(request: Request) -> str:
+    """The presented token; ``Unauthorized`` (401) without one."""
     token = presented_token(request)
     if token is None:
         raise Unauthorized("authentication required: send Authorization: token <token>")
+    return token
+
+
+def current_user(request: Request, engine: EngineDep) -> User:
+    """The caller, from its token; ``Unauthorized`` (401) without a valid one."""
+    token = required_token(request)
     with engine.connect() as conn:
         return user_for_token(conn, token)
 
@@ -87,24 +91,28 @@ def admin_user(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(admin_user)]
 
 
-async def short_read(engine: Engine, read: Callable[..., T], *args: object) -> T:
-    """``read(*args)``, a short database read, where it costs least: on SQLite in the event
-    loop (an in-process read of a few rows takes less than handing it to a thread), on
-    PostgreSQL in a worker thread (it waits on the network)."""
-    if engine.dialect.name == "sqlite":
-        return read(*args)
-    return await run_in_threadpool(read, *args)
+def short_reads(request: Request) -> ShortReads:
+    """The app's short reads (``meterhub.short_reads``), set up at first use."""
+    state = request.app.state
+    reads: ShortReads | None = getattr(state, "short_reads", None)
+    if reads is None:
+        reads = state.short_reads = ShortReads(state.engine)
+    return reads
 
 
 async def ingest_access(request: Request) -> None:
     """Counter and platform calls: any valid user, or anyone with ``open_ingest``.
 
     On every ingest and counter request, so it takes no sub-dependencies, which cost
-    more than the check itself.
+    more than the check itself, and looks the token up in one short read (no thread, no
+    pooled connection; see ``meterhub.short_reads``), never from a cache: a revoked token
+    is refused from the next request on, on every worker.
     """
-    if not request.app.state.settings.open_ingest:
-        engine: Engine = request.app.state.engine
-        await short_read(engine, current_user, request, engine)
+    if request.app.state.settings.open_ingest:
+        return
+    named, digest = parse_token(required_token(request))
+    rows = await short_reads(request).fetch(TOKEN_OWNER, (digest,))
+    check_owner(rows[0][0] if rows else None, named)
 
 
 def check_project(user: User, project_id: int) -> None:

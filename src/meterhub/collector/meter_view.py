@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Connection, Select, func, select
 
 from meterhub.collector.health import Health, Status
 from meterhub.collector.health_store import health_from_row, meter_status
@@ -12,8 +14,8 @@ from meterhub.errors import NotFound
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import Device, channel_tags, get_device
 from meterhub.registry.tables import devices, houses, tags
+from meterhub.short_reads import Statement, text
 from meterhub.storage import Point, latest
-from meterhub.storage.tables import latest_points
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,25 +60,28 @@ def meter_view(conn: Connection, device_id: str) -> MeterView:
     return _with_readings(conn, [(device, health)], {device.pk: channel_tags(conn, device.pk)})[0]
 
 
-_LATEST_OF_METER = (
-    select(latest_points)
-    .select_from(devices)
-    .outerjoin(tags, tags.c.device_pk == devices.c.id)
-    .outerjoin(latest_points, latest_points.c.tag_id == tags.c.id)
-    .where(devices.c.device_id == bindparam("device_id"))
-    .add_columns(tags.c.channel)
+METER_LATEST_SQL = (
+    "SELECT d.id, t.channel, l.ts, l.value FROM devices d"
+    " LEFT JOIN tags t ON t.device_pk = d.id LEFT JOIN latest_points l ON l.tag_id = t.id"
+    " WHERE d.device_id = $1"
 )
-"""One meter's tags with their latest points (``None`` where a tag has none, and one row of
-``None`` for a meter without tags); built once, as building it costs more than running it."""
+METER_LATEST = Statement("meter_latest", METER_LATEST_SQL, (int, text, int, float))
+"""One meter's tags with their latest points, a short read (``meterhub.short_reads``):
+``(device pk, channel, ts, value)`` per tag, ``ts`` and ``value`` ``None`` where a tag has
+no point yet; one row of ``None`` after the pk for a meter without tags; no row for an
+unknown meter. ``latest_reading`` reads them."""
 
 
-def latest_reading(conn: Connection, device_id: str) -> tuple[int | None, dict[str, float]]:
+def latest_reading(
+    device_id: str, rows: Sequence[Sequence[Any]]
+) -> tuple[int | None, dict[str, float]]:
     """The time and channel values of one meter's latest reading, as in its ``MeterView``,
-    in one query; ``NotFound`` for an unknown meter."""
-    rows = conn.execute(_LATEST_OF_METER, {"device_id": device_id}).all()
-    if not rows:
+    from its ``METER_LATEST`` rows; ``NotFound`` for an unknown meter."""
+    if not rows or rows[0][0] is None:
         raise NotFound(f"no meter with id {device_id}")
-    return _reading({row.channel: Point(*row[:4]) for row in rows if row.ts is not None})
+    points = [(channel, ts, float(value)) for _, channel, ts, value in rows if ts is not None]
+    reading_ts = max((ts for _, ts, _ in points), default=None)
+    return reading_ts, {channel: value for channel, ts, value in points if ts == reading_ts}
 
 
 def list_meter_views(

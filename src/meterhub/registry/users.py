@@ -14,11 +14,12 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from meterhub.errors import InvalidInput, Unauthorized
 from meterhub.registry.projects import get_project
 from meterhub.registry.tables import tokens, user_projects, users
+from meterhub.short_reads import Statement
 from meterhub.times import now_us
 
 TOKEN_FORM = re.compile(r"^(\d{1,18}):([0-9a-f]{40})$")
@@ -103,16 +104,44 @@ def issue_token(conn: Connection, user_id: int) -> str:
     return token
 
 
-def user_for_token(conn: Connection, token: str) -> User:
-    """The owner of a valid, unrevoked token; ``Unauthorized`` otherwise."""
+_TOKEN_USER = (
+    select(users.c.id, users.c.username, users.c.is_admin)
+    .join(tokens, tokens.c.user_id == users.c.id)
+    .where(tokens.c.digest == bindparam("digest"))
+)
+_GRANTS = select(user_projects.c.project_id).where(user_projects.c.user_id == bindparam("user_id"))
+"""Built once: building a statement costs more than running it."""
+
+TOKEN_OWNER_SQL = "SELECT u.id FROM tokens k JOIN users u ON u.id = k.user_id WHERE k.digest = $1"
+TOKEN_OWNER = Statement("token_owner", TOKEN_OWNER_SQL, (int,))
+"""The owner of the token whose digest is ``$1``: no row for an unknown or revoked token (a
+short read, see ``meterhub.short_reads``; check the owner with ``check_owner``)."""
+
+
+def parse_token(token: str) -> tuple[int, str]:
+    """The user id a token names and its stored digest; ``Unauthorized`` if malformed."""
     form = TOKEN_FORM.match(token)
     if form is None:
         raise Unauthorized("malformed token: expected <user_id>:<40 hex>")
-    query = select(tokens.c.user_id).where(tokens.c.digest == _digest(token))
-    owner = conn.execute(query).scalar_one_or_none()
-    if owner is None or owner != int(form.group(1)):
+    return int(form.group(1)), _digest(token)
+
+
+def check_owner(owner: int | None, named: int) -> int:
+    """``owner`` (of a token's digest, ``None`` for none) if it is the user the token names
+    (``parse_token``); ``Unauthorized`` otherwise."""
+    if owner is None or owner != named:
         raise Unauthorized("invalid or revoked token")
-    return get_user(conn, owner)
+    return owner
+
+
+def user_for_token(conn: Connection, token: str) -> User:
+    """The owner of a valid, unrevoked token; ``Unauthorized`` otherwise."""
+    named, digest = parse_token(token)
+    row = conn.execute(_TOKEN_USER, {"digest": digest}).first()
+    check_owner(row.id if row else None, named)
+    assert row is not None
+    granted = frozenset(conn.execute(_GRANTS, {"user_id": row.id}).scalars())
+    return User(row.id, row.username, row.is_admin, granted)
 
 
 def set_password(conn: Connection, user_id: int, password: str) -> None:
