@@ -27,7 +27,14 @@ HEADER = (
 
 REPLACEMENTS = (
     HEADER,
-    ("import asyncio", "import time"),
+    ("import asyncio\nimport contextlib\n", "import contextlib\nimport time\n"),
+    (
+        "IN_FLIGHT, BaseClient, Batch, Call, Reply",
+        "IN_FLIGHT, BaseClient, Batch, Call, InThread, Reply",
+    ),
+    ("asyncio.Task[Reply]", "InThread[Reply]"),
+    ("asyncio.ensure_future(self._send(call))", "InThread(self._send, call)"),
+    ("return await sending", "return sending.result()"),
     ("AsyncDataInteractionClient", "DataInteractionClient"),
     ("httpx.AsyncClient", "httpx.Client"),
     ("httpx.AsyncBaseTransport", "httpx.BaseTransport"),

@@ -6,6 +6,7 @@ Replies are built from recorded-style bytes; nothing here opens a connection.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import threading
 from collections import Counter
@@ -784,3 +785,37 @@ def test_sync_client_accepts_a_transport_and_closes() -> None:
 def test_call_repr_hides_the_body() -> None:
     call = Call.post(BASE, {"id": "1"})
     assert "content" not in repr(call)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "q"),
+    [
+        (1_718_000_000_000_000, 5.13, 0),
+        (-(2**63), 1e16, -32768),
+        (2**63 - 1, -0.0, 32767),
+        (0, 5e-324, 7),
+        (1, 1.7976931348623157e308, 0),
+        (2, 1e-07, 0),
+        (3, 0.1 + 0.2, 0),
+    ],
+)
+def test_common_points_are_sent_as_encode_point_would_send_them(x: int, y: float, q: int) -> None:
+    """``add_data`` writes the usual point (int µs, float, int quality) itself; its text is
+    what ``json.dumps`` makes of ``encode_point``'s answer."""
+    tag = Tag("a")
+    tag.add_data(x, y, q)
+    [batch] = BaseClient(BASE).build_set_data(tag)
+    compact = json.dumps(encode_point(x, y, q), separators=(",", ":"))
+    assert batch.call.content == b'{"data":[{"tagId":"a","data":[' + compact.encode() + b"]}]}"
+    assert tag.data == [{"x": x, "y": y, "q": q}]
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "q"),
+    [(2**63, 1.0, 0), (1, math.inf, 0), (1, math.nan, 0), (1, 1.0, 2**15), (True, 1.0, 0)],
+)
+def test_points_outside_the_common_form_are_still_refused(x: Any, y: Any, q: Any) -> None:
+    tag = Tag("a")
+    with pytest.raises(ValueError, match="bad"):
+        tag.add_data(x, y, q)
+    assert len(tag) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -161,3 +162,129 @@ def test_delete_source_removes_tags_and_points(api: TestClient, plant: dict[str,
     api.post("/api/v1/data-sources/", json=PLANT)  # same ids again: no old points come back
     got = smt(api, "data/get", {"params": {"tagId": "plant-1.flow"}})
     assert got["data"][0]["data"] == []
+
+
+# --- the common form's fast path and every other form ----------------------------------------
+
+FLEET = {
+    "id": "fleet",
+    "tags": [{"id": {"tagName": "A", "parentObjectId": f"m{m}"}} for m in range(8)],
+}
+
+
+def _stored(api: TestClient, tags: list[Any]) -> list[list[Any]]:
+    answer = smt(api, "data/get", {"params": {"tagId": tags, "from": 0, "actual": True}})
+    return [[(p["x"], p["y"], p["q"]) for p in entry["data"]] for entry in answer["data"]]
+
+
+def test_set_data_in_any_form_writes_the_same(api: TestClient) -> None:
+    """The common form (a JSON body of µs, floats and qualities: checked in C and written as
+    columns) and the forms that take the full checks (a query literal, ISO times, integer
+    values) write the same points: repeats within a call keep the last one, a point older
+    than the stored latest leaves it alone."""
+    assert api.post("/api/v1/data-sources/", json=FLEET).status_code == 201
+    tags = [{"tagName": "A", "parentObjectId": f"m{m}"} for m in range(4)]
+    records: list[dict[str, Any]] = [
+        {
+            "tagId": tags[0],
+            "data": [{"x": 3_000_000, "y": 1.5}, {"x": 1_000_000, "y": 2.5, "q": 1}],
+        },
+        {"tagId": "m1.A", "data": [{"x": 2_000_000, "y": 4.0}, {"x": 2_000_000, "y": 5.0}]},
+    ]
+    common = smt(api, "data/set", {"data": records})
+    assert common == {"error": {"id": 0}, "written": 3}
+    literal = api.post("/smt/data/set", params={"data": repr(records).replace("m0", "m2")})
+    assert literal.json() == common
+    as_iso: list[dict[str, Any]] = [
+        {
+            **record,
+            "data": [{**p, "x": f"1970-01-01T00:00:0{p['x'] // 10**6}Z"} for p in record["data"]],
+        }
+        for record in records
+    ]
+    as_iso[0]["tagId"], as_iso[1]["tagId"] = tags[3], "m1.A"
+    assert smt(api, "data/set", {"data": as_iso}) == common
+    expected = [(1_000_000, 2.5, 1), (3_000_000, 1.5, 0)]
+    assert _stored(api, [tags[0], "m1.A", "m2.A", tags[3]]) == [
+        expected,
+        [(2_000_000, 5.0, 0)],
+        expected,
+        expected,
+    ]
+    smt(api, "data/set", {"data": [{"tagId": "m0.A", "data": [{"x": 500_000, "y": 9.0}]}]})
+    latest = smt(api, "data/get", {"params": {"tagId": ["m0.A", "m1.A", "m7.A"]}})
+    assert [entry["data"] for entry in latest["data"]] == [
+        [{"x": 3_000_000, "y": 1.5, "q": 0}],
+        [{"x": 2_000_000, "y": 5, "q": 0}],
+        [],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("point", "error_id", "field"),
+    [
+        ({"x": "soon", "y": 1.0}, 5, "data[1].data[2].x"),
+        ({"x": 1.5, "y": 1.0}, 5, "data[1].data[2].x"),
+        ({"x": 10**19, "y": 1.0}, 5, "data[1].data[2].x"),
+        ({"x": 3, "y": "1"}, 6, "data[1].data[2].y"),
+        ({"x": 3, "y": None}, 6, "data[1].data[2].y"),
+        ({"x": 3, "y": 1.0, "q": 40_000}, 1, "data[1].data[2].q"),
+        ({"x": 3, "y": 1.0, "q": True}, 1, "data[1].data[2].q"),
+        ({"x": 3}, 1, "data[1].data[2]"),
+    ],
+)
+def test_a_bad_point_in_a_common_body_is_named(
+    api: TestClient, point: dict[str, Any], error_id: int, field: str
+) -> None:
+    assert api.post("/api/v1/data-sources/", json=FLEET).status_code == 201
+    good = [{"x": 1, "y": 1.0, "q": 0}, {"x": 2, "y": 2.0, "q": 0}]
+    body = {"data": [{"tagId": "m0.A", "data": good}, {"tagId": "m1.A", "data": [*good, point]}]}
+    answer = smt(api, "data/set", body)
+    assert answer["error"]["id"] == error_id, answer
+    assert answer["error"]["message"].startswith(f"{field}:"), answer
+    assert _stored(api, ["m0.A", "m1.A"]) == [[], []]
+
+
+def test_calls_in_flight_together_each_write_whole(api: TestClient) -> None:
+    """Eight calls at once (each written in a worker thread; SQLite ones one after another)."""
+    assert api.post("/api/v1/data-sources/", json=FLEET).status_code == 201
+
+    def send(m: int) -> dict[str, Any]:
+        points = [{"x": x * 1000 + m, "y": float(x), "q": 0} for x in range(300)]
+        return smt(api, "data/set", {"data": [{"tagId": f"m{m}.A", "data": points}]})
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(send, range(8)))
+    assert answers == [{"error": {"id": 0}, "written": 300}] * 8
+    stored = _stored(api, [f"m{m}.A" for m in range(8)])
+    assert [len(series) for series in stored] == [300] * 8
+
+
+def test_source_bodies_the_fast_check_refuses_get_the_models_answer(api: TestClient) -> None:
+    """A creation body msgspec does not take (a quality of the lax models: ``active: 1``, a
+    numeric string scale) is validated as ``DataSourceCreate``; bad bodies are refused with
+    its errors, as FastAPI words them."""
+    lax = {"id": "lax", "active": 1, "tags": [{"id": "lax.a", "scale": "2.5"}]}
+    created = api.post("/api/v1/data-sources/", json=lax)
+    assert created.status_code == 201, created.text
+    assert created.json()["active"] is True
+    assert created.json()["tags"][0]["scale"] == 2.5
+    strict = {"id": "strict", "tags": [{"id": "strict.a", "scale": 2.5}]}
+    assert api.post("/api/v1/data-sources/", json=strict).json()["tags"][0]["scale"] == 2.5
+    plain = api.post(
+        "/api/v1/data-sources/", content=b'{"id": "x"}', headers={"content-type": "text/plain"}
+    )
+    assert plain.status_code == 400
+    assert plain.json()["errors"] == {
+        "body": ["Input should be a valid dictionary or object to extract fields from"]
+    }
+    broken = api.post(
+        "/api/v1/data-sources/", content=b'{"id": ', headers={"content-type": "application/json"}
+    )
+    assert broken.json()["errors"] == {"body": ["malformed JSON: Expecting value"]}
+    assert api.post("/api/v1/data-sources/", json={"tags": []}).json()["errors"] == {
+        "id": ["this field is required"]
+    }
+    newline = api.post("/api/v1/data-sources/", json={"id": "ab\n"})
+    assert list(newline.json()["errors"]) == ["id"]
+    assert api.get("/api/v1/data-sources/x/").status_code == 404

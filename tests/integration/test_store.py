@@ -6,6 +6,7 @@ import random
 from collections.abc import Callable, Iterator
 
 import pytest
+from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Engine, select
 
 from meterhub.errors import InvalidInput, NotFound
@@ -31,7 +32,7 @@ from meterhub.storage import (
     value_at,
     write_points,
 )
-from meterhub.storage.points import POINT_COLUMNS
+from meterhub.storage.points import POINT_COLUMNS, PointColumns, write_columns
 from meterhub.storage.tables import points
 
 HOST = "10.0.0.1"
@@ -93,6 +94,47 @@ def test_batch_mixing_new_and_rewritten_points_in_one_transaction(conn: Connecti
         Point(2, 400, 4.0),
     ]
     assert latest(conn, [1, 2]) == {1: Point(1, 300, 3.0), 2: Point(2, 400, 4.0)}
+
+
+def test_large_shuffled_batch_keeps_the_last_of_each_repeat(conn: Connection) -> None:
+    """More rows than one SQLite statement holds (and a remainder of odd size), in no
+    order, each (tag, ts) twice: the later of each is stored, and each tag's latest."""
+    first = [Point(tag, ts, float(ts)) for tag in (1, 2, 3) for ts in range(701)]
+    second = [Point(tag, ts, ts + 0.5, Quality.REGISTER_DECREASED) for tag, ts, _, _ in first]
+    assert write_points(conn, shuffled(first) + shuffled(second)) == len(first)
+    assert stored(conn) == second
+    assert latest(conn, [1, 2, 3]) == {tag: second[701 * tag - 1] for tag in (1, 2, 3)}
+
+
+def test_an_older_point_leaves_the_latest_alone(engine: Engine) -> None:
+    with engine.begin() as conn:
+        write_points(conn, [Point(1, 200, 2.0), Point(2, 50, 5.0)])
+    with engine.begin() as conn:
+        write_points(conn, [Point(1, 100, 1.0), Point(2, 60, 6.0)])
+    with engine.connect() as conn:
+        assert latest(conn, [1, 2]) == {1: Point(1, 200, 2.0), 2: Point(2, 60, 6.0)}
+
+
+def test_copy_without_savepoint_refuses_a_rewrite_then_upserts(engine: Engine) -> None:
+    """``rewrite=False`` (PostgreSQL: a plain COPY) fails the transaction on a stored point;
+    written again with ``rewrite=True`` it upserts. SQLite upserts either way."""
+    with engine.begin() as conn:
+        write_points(conn, [Point(1, 100, 1.0)])
+    batch = PointColumns.of([Point(1, 100, 7.0), Point(1, 200, 8.0)])
+    with engine.connect() as conn:
+        conn.begin()
+        if conn.dialect.name == "postgresql":
+            with pytest.raises(UniqueViolation):
+                write_columns(conn, batch, rewrite=False)
+            conn.rollback()
+            conn.begin()
+            assert write_columns(conn, batch, rewrite=True) == 2
+        else:
+            assert write_columns(conn, batch, rewrite=False) == 2
+        conn.commit()
+    with engine.connect() as conn:
+        assert stored(conn) == [Point(1, 100, 7.0), Point(1, 200, 8.0)]
+        assert latest(conn, [1]) == {1: Point(1, 200, 8.0)}
 
 
 def test_empty_batch_writes_nothing(conn: Connection) -> None:

@@ -7,6 +7,7 @@ Retry pauses use ``asyncio.sleep``, so this client runs under asyncio.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from types import TracebackType
@@ -14,7 +15,7 @@ from typing import Any, Self
 
 import httpx
 
-from meterhub_client._core import BaseClient, Call, Reply
+from meterhub_client._core import IN_FLIGHT, BaseClient, Batch, Call, Reply
 from meterhub_client._encoding import TimeInput
 from meterhub_client.request_data import (
     UNSET,
@@ -91,14 +92,30 @@ class AsyncDataInteractionClient(BaseClient):
         """Send the points buffered in ``tags``; the number of points the platform wrote.
 
         A snapshot of each buffer is sent in batches of at most ``max_points_per_request``
-        points; each acknowledged batch removes exactly its points from the buffers.
-        On an exception, the points of the failed batch and of later ones stay buffered
-        (resending is safe: a point replaces any at the same tag and time).
+        points; each acknowledged batch removes exactly its points from the buffers. Two
+        batches travel at once, except two that share a tag: a tag's points reach the
+        platform in the order they were added, so of a repeated time the last one wins.
+        On an exception, the points of every batch not acknowledged stay buffered: the
+        failed batch's and the later ones' (resending is safe: a point replaces any at
+        the same tag and time).
         Raises :class:`NoDataToSend` when no tag holds a point.
         """
         written = 0
-        for batch in self.build_set_data(tags):
-            written += batch.acknowledge(await self._send(batch.call))
+        sending: list[tuple[Batch, asyncio.Task[Reply]]] = []
+        try:
+            for batch in self.build_set_data(tags):
+                while sending and (
+                    len(sending) >= IN_FLIGHT or batch.waits_for(b for b, _ in sending)
+                ):
+                    sent, reply = sending.pop(0)
+                    written += sent.acknowledge(await self._reply(reply))
+                sending.append((batch, self._start(batch.call)))
+            while sending:
+                sent, reply = sending.pop(0)
+                written += sent.acknowledge(await self._reply(reply))
+        except Exception:
+            await self._settle(sending)
+            raise
         return written
 
     async def get_data(
@@ -131,6 +148,21 @@ class AsyncDataInteractionClient(BaseClient):
         )
         call = self.build_get_data(request, changes)
         return self.parse_get_data(call, await self._send(call))
+
+    def _start(self, call: Call) -> asyncio.Task[Reply]:
+        """``_send(call)`` begun; ``_reply`` waits for its reply."""
+        return asyncio.ensure_future(self._send(call))
+
+    async def _reply(self, sending: asyncio.Task[Reply]) -> Reply:
+        """The reply of a call begun by ``_start``."""
+        return await sending
+
+    async def _settle(self, sending: list[tuple[Batch, asyncio.Task[Reply]]]) -> None:
+        """After a failed batch: wait for the batches still in flight; those the platform
+        acknowledged leave the buffers, the others' points stay."""
+        for batch, reply in sending:
+            with contextlib.suppress(Exception):
+                batch.acknowledge(await self._reply(reply))
 
     async def _send(self, call: Call) -> Reply:
         """One call with retries: the final reply, or TransportError when none came."""

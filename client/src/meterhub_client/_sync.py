@@ -6,6 +6,7 @@ The client is thread-safe; retry pauses use ``time.sleep``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterable, Mapping
 from datetime import timedelta
@@ -14,7 +15,7 @@ from typing import Any, Self
 
 import httpx
 
-from meterhub_client._core import BaseClient, Call, Reply
+from meterhub_client._core import IN_FLIGHT, BaseClient, Batch, Call, InThread, Reply
 from meterhub_client._encoding import TimeInput
 from meterhub_client.request_data import (
     UNSET,
@@ -91,14 +92,30 @@ class DataInteractionClient(BaseClient):
         """Send the points buffered in ``tags``; the number of points the platform wrote.
 
         A snapshot of each buffer is sent in batches of at most ``max_points_per_request``
-        points; each acknowledged batch removes exactly its points from the buffers.
-        On an exception, the points of the failed batch and of later ones stay buffered
-        (resending is safe: a point replaces any at the same tag and time).
+        points; each acknowledged batch removes exactly its points from the buffers. Two
+        batches travel at once, except two that share a tag: a tag's points reach the
+        platform in the order they were added, so of a repeated time the last one wins.
+        On an exception, the points of every batch not acknowledged stay buffered: the
+        failed batch's and the later ones' (resending is safe: a point replaces any at
+        the same tag and time).
         Raises :class:`NoDataToSend` when no tag holds a point.
         """
         written = 0
-        for batch in self.build_set_data(tags):
-            written += batch.acknowledge(self._send(batch.call))
+        sending: list[tuple[Batch, InThread[Reply]]] = []
+        try:
+            for batch in self.build_set_data(tags):
+                while sending and (
+                    len(sending) >= IN_FLIGHT or batch.waits_for(b for b, _ in sending)
+                ):
+                    sent, reply = sending.pop(0)
+                    written += sent.acknowledge(self._reply(reply))
+                sending.append((batch, self._start(batch.call)))
+            while sending:
+                sent, reply = sending.pop(0)
+                written += sent.acknowledge(self._reply(reply))
+        except Exception:
+            self._settle(sending)
+            raise
         return written
 
     def get_data(
@@ -131,6 +148,21 @@ class DataInteractionClient(BaseClient):
         )
         call = self.build_get_data(request, changes)
         return self.parse_get_data(call, self._send(call))
+
+    def _start(self, call: Call) -> InThread[Reply]:
+        """``_send(call)`` begun; ``_reply`` waits for its reply."""
+        return InThread(self._send, call)
+
+    def _reply(self, sending: InThread[Reply]) -> Reply:
+        """The reply of a call begun by ``_start``."""
+        return sending.result()
+
+    def _settle(self, sending: list[tuple[Batch, InThread[Reply]]]) -> None:
+        """After a failed batch: wait for the batches still in flight; those the platform
+        acknowledged leave the buffers, the others' points stay."""
+        for batch, reply in sending:
+            with contextlib.suppress(Exception):
+                batch.acknowledge(self._reply(reply))
 
     def _send(self, call: Call) -> Reply:
         """One call with retries: the final reply, or TransportError when none came."""

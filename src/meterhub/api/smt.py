@@ -7,30 +7,43 @@ Every answer is HTTP 200 with ``"error": {"id": 0}``; failures answer
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
+import weakref
+from contextlib import AbstractContextManager
 from datetime import tzinfo
-from typing import Any
+from operator import attrgetter
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
-from sqlalchemy import Connection, select
+import msgspec
+import numpy as np
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from psycopg.errors import UniqueViolation
+from sqlalchemy import Connection, Engine
+from starlette.datastructures import QueryParams
 
-from meterhub.api.deps import ConnDep, SettingsDep
+from meterhub.api.deps import ConnDep, EngineDep, SettingsDep, connection_slot
 from meterhub.api.encoding import json_number
 from meterhub.api.smt_wire import (
     FIRST_US,
     LAST_US,
     bool_param,
+    common_records,
     int_param,
     number_param,
+    params_of,
+    read_body,
     read_params,
     time_param,
 )
-from meterhub.errors import InvalidInput, SourceInactive, TooLarge
+from meterhub.errors import InvalidInput, TooLarge
 from meterhub.registry.sources import active_source, source_tags
-from meterhub.registry.tables import data_sources
-from meterhub.registry.tags import Tag, resolve
-from meterhub.storage import Point, write_points
+from meterhub.registry.tags import Tag, TagRef, resolve, tag_key, tag_pks, writable_pks
+from meterhub.storage import Point
 from meterhub.storage.history import HistoryQuery, read_histories
+from meterhub.storage.points import PointColumns, latest_rows, write_columns
 from meterhub.times import iso
 
 router = APIRouter(prefix="/smt", tags=["platform"])
@@ -73,8 +86,10 @@ def tag_attributes(tag: Tag) -> dict[str, Any]:
     }
 
 
-@router.post("/data/set", operation_id="setData")
-async def set_data(request: Request, conn: ConnDep, settings: SettingsDep) -> dict[str, Any]:
+@router.post("/data/set", operation_id="setData", response_model=dict[str, Any])
+async def set_data(
+    request: Request, engine: EngineDep, settings: SettingsDep, _slot: SlotDep
+) -> Response:
     """Write points: ``{"data": [{"tagId": ..., "data": [{"x": ..., "y": ..., "q": 0}]}]}``.
 
     ``x`` is µs since the epoch or ISO 8601 (naive: the server's timezone); ``y`` a finite
@@ -82,21 +97,93 @@ async def set_data(request: Request, conn: ConnDep, settings: SettingsDep) -> di
     so a retried batch never counts twice. The whole call is written or nothing is.
     Answer: ``{"error": {"id": 0}, "written": N}``.
     """
-    params = await read_params(request)
+    body = await read_body(request)
+    query = request.query_params
+    written = await run_in_threadpool(_set_points, engine, query, body, settings.zone)
+    return Response(b'{"error":{"id":0},"written":%d}' % written, media_type="application/json")
+
+
+SlotDep = Annotated[None, Depends(connection_slot, scope="function")]
+
+
+def _set_points(engine: Engine, query: QueryParams, body: bytes | None, zone: tzinfo) -> int:
+    """Decode, check and write one ``/smt/data/set`` call in a transaction of its own,
+    committed before the answer (in a worker thread: the server reads the next call
+    meanwhile); the number of points written.
+
+    On SQLite the write and its commit hold the process's write lock (``_writing``). On
+    PostgreSQL the points are copied without a savepoint; a call rewriting stored points
+    (a unique violation) is rolled back and written again as an upsert."""
+    with engine.connect() as conn:
+        conn.begin()  # rolled back on any error, when the connection is closed
+        batch = _call_points(conn, query, body, zone)
+        with _writing(engine):
+            try:
+                written = write_columns(conn, batch, rewrite=False)
+            except UniqueViolation:
+                conn.rollback()
+                conn.begin()
+                written = write_columns(conn, batch, rewrite=True)
+            conn.commit()
+    return written
+
+
+def _writing(engine: Engine) -> AbstractContextManager[object]:
+    """SQLite writes one transaction at a time: a writer waiting for another here starts as
+    soon as that one commits, where SQLite's own wait (``busy_timeout``) would poll in
+    sleeps of growing length. PostgreSQL writers run side by side."""
+    if engine.dialect.name != "sqlite":
+        return contextlib.nullcontext()
+    with _LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(engine, threading.Lock())
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def _call_points(
+    conn: Connection, query: QueryParams, body: bytes | None, zone: tzinfo
+) -> PointColumns:
+    """The points of a ``/smt/data/set`` call, checked. A body in the common form
+    (``common_records``) is checked in C and taken as columns; any other goes through
+    ``params_of`` and the checks of each point, which name the first bad field
+    (``data[i].data[j].x``). Both refuse the same calls with the same errors."""
+    records = None if query else common_records(body)
+    if records is None:
+        return PointColumns.of(_checked_points(conn, params_of(query, body), zone))
+    pks = writable_pks(conn, [tag_key(record.tagId, "data.tagId") for record in records])
+    counts = [len(record.data) for record in records]
+    if sum(counts) > MAX_POINTS_PER_SET:
+        raise TooLarge.field("data", f"over {MAX_POINTS_PER_SET} points in one call")
+    points = [point for record in records for point in record.data]
+    return PointColumns(
+        np.repeat(np.array(pks, np.int64), counts),
+        np.array(list(map(_X, points)), np.int64),
+        np.array(list(map(_Y, points)), np.float64),
+        np.array(list(map(_Q, points)), np.int64),
+    )
+
+
+_X, _Y, _Q = attrgetter("x"), attrgetter("y"), attrgetter("q")
+
+
+def _checked_points(conn: Connection, params: dict[str, Any], zone: tzinfo) -> list[Point]:
+    """The points of a call in any form, each checked: ``InvalidInput`` and its kinds name
+    the first bad field."""
     if "data" not in params:
         raise InvalidInput.field("data", "required: a list of {tagId, data} records")
     records = params["data"]
     refs = [_record(record, i)["tagId"] for i, record in enumerate(records)]
-    tags = resolve(conn, refs, "data.tagId")
-    _check_sources_active(conn, tags)
+    pks = writable_pks(conn, [tag_key(ref, "data.tagId") for ref in refs])
     batch = [
         point
-        for i, (tag, record) in enumerate(zip(tags, records, strict=True))
-        for point in _points(tag, record["data"], f"data[{i}]", settings.zone)
+        for i, (pk, record) in enumerate(zip(pks, records, strict=True))
+        for point in _points(pk, record["data"], f"data[{i}]", zone)
     ]
     if len(batch) > MAX_POINTS_PER_SET:
         raise TooLarge.field("data", f"over {MAX_POINTS_PER_SET} points in one call")
-    return {**OK, "written": write_points(conn, batch)}
+    return batch
 
 
 def _record(record: Any, i: int) -> dict[str, Any]:
@@ -107,11 +194,10 @@ def _record(record: Any, i: int) -> dict[str, Any]:
     return record
 
 
-def _points(tag: Tag, raw: list[Any], where: str, zone: tzinfo) -> list[Point]:
+def _points(pk: int, raw: list[Any], where: str, zone: tzinfo) -> list[Point]:
     """The points of one record; the common form (µs, a float, an in-range quality) takes a
     fast path, anything else the full checks of ``_point``."""
     found = []
-    pk = tag.pk
     for j, point in enumerate(raw):
         if (
             type(point) is dict
@@ -141,22 +227,8 @@ def _point(tag_id: int, point: Any, name: str, zone: tzinfo) -> Point:
     return Point(tag_id, ts, number_param(point["y"], f"{name}.y"), quality)
 
 
-def _check_sources_active(conn: Connection, tags: list[Tag]) -> None:
-    """Writes go only to active tags of active sources."""
-    for tag in tags:
-        if not tag.active:
-            raise SourceInactive(f"tag {tag.key} is not active")
-    ids = {tag.source_id for tag in tags if tag.source_id is not None}
-    if not ids:
-        return
-    query = select(data_sources.c.id).where(data_sources.c.id.in_(ids), ~data_sources.c.active)
-    inactive = sorted(conn.execute(query).scalars())
-    if inactive:
-        raise SourceInactive(f"data source {inactive[0]} is not active")
-
-
-@router.post("/data/get", operation_id="getData")
-async def get_data(request: Request, conn: ConnDep, settings: SettingsDep) -> dict[str, Any]:
+@router.post("/data/get", operation_id="getData", response_model=dict[str, Any])
+async def get_data(request: Request, conn: ConnDep, settings: SettingsDep) -> Response:
     """Read history: ``{"params": {"tagId": ..., "from": ..., "to": ..., ...}}``.
 
     - no ``from``/``to``: the latest value of each tag;
@@ -181,19 +253,64 @@ async def get_data(request: Request, conn: ConnDep, settings: SettingsDep) -> di
     refs = params["tagId"] if isinstance(params["tagId"], list) else [params["tagId"]]
     query = history_query(params, settings.zone)
     as_iso = bool_param(params.get("format", False), "format")
-    answer = []
+    answer = await run_in_threadpool(_histories, conn, refs, query, as_iso, settings.zone)
+    return Response(_ANSWER.encode(answer), media_type="application/json")
+
+
+class _PointOut(msgspec.Struct, gc=False):
+    x: int | str
+    y: float | int | None
+    q: int
+
+
+class _HistoryOut(msgspec.Struct, gc=False):
+    tagId: TagRef  # noqa: N815 - the wire name
+    excess: bool
+    data: list[_PointOut]
+
+
+class _Answer(msgspec.Struct, gc=False):
+    error: dict[str, int]
+    data: list[_HistoryOut]
+
+
+_ANSWER = msgspec.json.Encoder()
+
+
+def _histories(
+    conn: Connection, refs: list[Any], query: HistoryQuery, as_iso: bool, zone: tzinfo
+) -> _Answer:
+    """The answer of ``/smt/data/get``. The latest values alone (no period, grid or value
+    filter; ``read_histories``' first case) come from one lookup of the tags' pks and one
+    read of their latest points, without building each ``Tag``."""
+    if query.start is None and query.end is None and query.step is None and query.values is None:
+        pks = tag_pks(conn, [tag_key(ref) for ref in refs])
+        found = {row[0]: row for row in latest_rows(conn, pks)}
+        data = []
+        for ref, pk in zip(refs, pks, strict=True):
+            row = found.get(pk)
+            if row is None:
+                data.append(_HistoryOut(ref, False, []))
+            else:
+                x = iso(row[1], zone) if as_iso else row[1]
+                data.append(_HistoryOut(ref, False, [_PointOut(x, json_number(row[2]), row[3])]))
+        return _Answer({"id": 0}, data)
     tags = [(tag.pk, tag.value_type.stepwise) for tag in resolve(conn, refs)]
-    for ref, history in zip(refs, read_histories(conn, tags, query), strict=True):
-        data = [
-            {
-                "x": iso(p.ts, settings.zone) if as_iso else p.ts,
-                "y": json_number(p.value),
-                "q": p.quality,
-            }
-            for p in history.points
-        ]
-        answer.append({"tagId": ref, "excess": history.excess, "data": data})
-    return {**OK, "data": answer}
+    histories = read_histories(conn, tags, query)
+    return _Answer(
+        {"id": 0},
+        [
+            _HistoryOut(
+                ref,
+                history.excess,
+                [
+                    _PointOut(iso(p.ts, zone) if as_iso else p.ts, json_number(p.value), p.quality)
+                    for p in history.points
+                ],
+            )
+            for ref, history in zip(refs, histories, strict=True)
+        ],
+    )
 
 
 def history_query(params: dict[str, Any], zone: tzinfo) -> HistoryQuery:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
 from meterhub.errors import InvalidInput, SourceInactive, UnknownSource
 from meterhub.registry.tables import data_sources, tags
-from meterhub.registry.tags import Tag, TagSpec, create_tags, select_tags
+from meterhub.registry.tags import NewTag, Tag, TagSpec, create_tags, select_tags
 from meterhub.times import now_us
 
 
@@ -37,7 +38,7 @@ def create_source(
     *,
     active: bool = True,
     config: str = "{}",
-    tag_specs: Sequence[TagSpec] = (),
+    tag_specs: Sequence[TagSpec | NewTag] = (),
 ) -> DataSource:
     """Create a source and its tags in one go; ``InvalidInput`` if the id or a tag id is taken."""
     _check_config(config)
@@ -77,6 +78,22 @@ def active_source(conn: Connection, source_id: str) -> DataSource:
 def source_tags(conn: Connection, source_id: str) -> list[Tag]:
     rows = conn.execute(select_tags().where(tags.c.source_id == source_id).order_by(tags.c.id))
     return [Tag.from_row(row) for row in rows]
+
+
+def source_tag_rows(conn: Connection, source_id: str) -> list[tuple[Any, ...]]:
+    """``source_tags`` as plain rows, by one driver-level query (for answers listing many
+    tags): (pk, key, value_type, scale, unit, attributes JSON, active, tag_name,
+    parent_object_id), by pk."""
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    sql = (
+        "SELECT id, key, value_type, scale, unit, attributes, active, tag_name,"
+        f" parent_object_id FROM tags WHERE source_id = {mark} ORDER BY id"
+    )
+    driver = conn.connection.driver_connection
+    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
+        cursor.execute(sql, (source_id,))
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows
 
 
 def tag_counts(conn: Connection, source_ids: Sequence[str]) -> dict[str, int]:

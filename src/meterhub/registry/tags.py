@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -16,7 +17,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Select, delete, func, select, update
 
-from meterhub.errors import InvalidInput, UnknownTag
+from meterhub.errors import InvalidInput, SourceInactive, UnknownTag
 from meterhub.registry.tables import tags
 from meterhub.times import now_us
 
@@ -119,11 +120,40 @@ def select_tags() -> Select[Any]:
 _VALUE_TYPES = {int(kind): kind for kind in ValueType}
 
 
-def create_tags(conn: Connection, source_id: str | None, specs: Sequence[TagSpec]) -> None:
-    """Create tags in one statement; ``InvalidInput`` names ``tags[i].id`` of any id already
-    taken or repeated."""
-    keys = [tag_key(spec.ref, f"tags[{i}].id") for i, spec in enumerate(specs)]
-    taken = {tag.key for tag in _with_keys(conn, keys)}
+class NewTag(NamedTuple):
+    """A tag to create as ``create_tags`` takes it in bulk: its id as given (``ref``), or, with
+    ``ref`` None, the pair ``tag_name``/``parent_object_id``; its other fields as stored."""
+
+    ref: TagRef | None
+    tag_name: str | None
+    parent_object_id: str | None
+    value_type: int = int(ValueType.FLOAT)
+    scale: float = 1.0
+    unit: str = ""
+    attributes: str = "{}"
+    """JSON text."""
+
+    @classmethod
+    def of(cls, spec: TagSpec) -> NewTag:
+        pair = spec.ref if isinstance(spec.ref, dict) else {}
+        attributes = json.dumps(spec.attributes) if spec.attributes else "{}"
+        name, parent = pair.get("tagName"), pair.get("parentObjectId")
+        return cls(spec.ref, name, parent, int(spec.value_type), spec.scale, spec.unit, attributes)
+
+    def key(self, field_name: str) -> str:
+        """``tag_key`` of the id; a pair reads ``<parentObjectId>.<tagName>``."""
+        if self.ref is None:
+            return tag_key(f"{self.parent_object_id}.{self.tag_name}", field_name)
+        return tag_key(self.ref, field_name)
+
+
+def create_tags(conn: Connection, source_id: str | None, specs: Sequence[TagSpec | NewTag]) -> None:
+    """Create tags in bulk (PostgreSQL: one COPY; SQLite: statements of many rows each);
+    ``InvalidInput`` names ``tags[i].id`` of a bad id, or of any id already taken or
+    repeated."""
+    new = [spec if isinstance(spec, NewTag) else NewTag.of(spec) for spec in specs]
+    keys = [tag.key(f"tags[{i}].id") for i, tag in enumerate(new)]
+    taken = set(_taken(conn, keys))
     errors: dict[str, str] = {}
     for i, key in enumerate(keys):
         if key in taken:
@@ -134,38 +164,133 @@ def create_tags(conn: Connection, source_id: str | None, specs: Sequence[TagSpec
     if not keys:
         return
     now = now_us()
-    rows = []
-    for key, spec in zip(keys, specs, strict=True):
-        pair = spec.ref if isinstance(spec.ref, dict) else {}
-        attributes = json.dumps(spec.attributes) if spec.attributes else "{}"
-        name, parent = pair.get("tagName"), pair.get("parentObjectId")
-        kind = int(spec.value_type)
-        rows.append((key, source_id, spec.unit, kind, spec.scale, attributes, name, parent, now))
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    conn.exec_driver_sql(_INSERT.format(marks=", ".join([mark] * 9)), rows)
+    rows = [
+        (
+            key,
+            source_id,
+            t.unit,
+            t.value_type,
+            t.scale,
+            t.attributes,
+            t.tag_name,
+            t.parent_object_id,
+            now,
+        )
+        for key, t in zip(keys, new, strict=True)
+    ]
+    driver = conn.connection.driver_connection
+    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
+        if conn.dialect.name == "postgresql":
+            with cursor.copy(f"COPY tags ({_COLUMNS}, kind, active) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row((*row, "gauge", True))
+        else:
+            _insert_sqlite(cursor, rows)
 
 
-_INSERT = (
-    "INSERT INTO tags (key, source_id, unit, value_type, scale, attributes, tag_name,"
-    " parent_object_id, created_at, kind, active) VALUES ({marks}, 'gauge', TRUE)"
+_COLUMNS = (
+    "key, source_id, unit, value_type, scale, attributes, tag_name, parent_object_id, created_at"
 )
-"""Tags by the thousand: a driver-level statement, without per-row work of the ORM core."""
+"""The columns of a new tag's row, in ``create_tags``' order (then ``kind`` and ``active``)."""
+
+
+def _insert_sqlite(cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> None:
+    """Insert tag rows by statements of up to ``_SQLITE_ROWS`` rows (a few distinct sizes, so
+    the driver keeps each prepared): several times quicker than a statement a row."""
+    width = len(rows[0])
+    full = min(
+        _SQLITE_ROWS, cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width
+    )
+    done = 0
+    while done < len(rows):
+        left = len(rows) - done
+        size = full if left >= full else 1 << (left.bit_length() - 1)
+        values = ", ".join([f"({', '.join('?' * width)}, 'gauge', TRUE)"] * size)
+        params = [value for row in rows[done : done + size] for value in row]
+        cursor.execute(f"INSERT INTO tags ({_COLUMNS}, kind, active) VALUES {values}", params)
+        done += size
+
+
+_SQLITE_ROWS = 256
+
+
+def _taken(conn: Connection, keys: Collection[str]) -> list[str]:
+    """Those of ``keys`` some tag has, by one driver-level query."""
+    if conn.dialect.name == "postgresql":  # an index lookup per key, whatever the statistics
+        sql = (
+            "SELECT t.key FROM json_array_elements_text(%s::json) j(key) CROSS JOIN LATERAL"
+            " (SELECT key FROM tags WHERE tags.key = j.key LIMIT 1) t"
+        )
+    else:
+        sql = "SELECT t.key FROM json_each(?) j JOIN tags t ON t.key = j.value"
+    driver = conn.connection.driver_connection
+    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
+        cursor.execute(sql, (json.dumps(list(keys)),))
+        return [row[0] for row in cursor.fetchall()]
 
 
 def _with_keys(conn: Connection, keys: Collection[str]) -> list[Tag]:
-    """The tags of ``keys`` (any number) by one driver-level query: a JSON array on SQLite,
-    an array on PostgreSQL, rows read as plain tuples."""
-    columns = ", ".join(f"tags.{column.name}" for column in select_tags().selected_columns)
-    param: str | list[str]
-    if conn.dialect.name == "postgresql":
-        sql, param = f"SELECT {columns} FROM tags WHERE key = ANY(%s)", list(keys)
+    """The tags of ``keys`` (any number) by one driver-level query, the keys sent as one
+    JSON array, rows read as plain tuples."""
+    columns = ", ".join(f"t.{column.name}" for column in select_tags().selected_columns)
+    if conn.dialect.name == "postgresql":  # an index lookup per key, whatever the statistics
+        sql = (
+            f"SELECT {columns} FROM json_array_elements_text(%s::json) j(key) CROSS JOIN LATERAL"
+            " (SELECT * FROM tags WHERE tags.key = j.key LIMIT 1) t"
+        )
     else:
-        sql = f"SELECT {columns} FROM json_each(?) j JOIN tags ON tags.key = j.value"
-        param = json.dumps(list(keys))
+        sql = f"SELECT {columns} FROM json_each(?) j JOIN tags t ON t.key = j.value"
     driver = conn.connection.driver_connection
     with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        cursor.execute(sql, (param,))
+        cursor.execute(sql, (json.dumps(list(keys)),))
         return [Tag.from_row(row) for row in cursor.fetchall()]
+
+
+def writable_pks(conn: Connection, keys: Sequence[str]) -> list[int]:
+    """The pks of the tags named by ``keys``, in order, once each is known writable:
+    ``UnknownTag`` for the first key no tag has, ``SourceInactive`` for the first inactive
+    tag, then for the first (by id) inactive data source among theirs."""
+    rows = _rows_of_keys(conn, keys)
+    for key, _pk, active, _source, _source_active in rows:
+        if not active:
+            raise SourceInactive(f"tag {key} is not active")
+    inactive = sorted({row[3] for row in rows if row[3] is not None and not row[4]})
+    if inactive:
+        raise SourceInactive(f"data source {inactive[0]} is not active")
+    return [row[1] for row in rows]
+
+
+def tag_pks(conn: Connection, keys: Sequence[str]) -> list[int]:
+    """The pks of the tags named by ``keys``, in order; ``UnknownTag`` for the first key
+    no tag has (``resolve`` without building each ``Tag``)."""
+    return [row[1] for row in _rows_of_keys(conn, keys, writes=False)]
+
+
+def _rows_of_keys(
+    conn: Connection, keys: Sequence[str], *, writes: bool = True
+) -> list[tuple[Any, ...]]:
+    """(key, pk) of each of ``keys``, in order, and for ``writes`` (active, source id,
+    source active) too, by one driver-level query (any number of keys in one JSON string);
+    ``UnknownTag`` for the first key no tag has."""
+    if conn.dialect.name == "postgresql":  # an index lookup per key, whatever the statistics
+        keys_sql = "json_array_elements_text(%s::json) j(key) CROSS JOIN LATERAL"
+        match = "(SELECT * FROM tags WHERE tags.key = j.key LIMIT 1) t"
+    else:
+        keys_sql, match = "json_each(?) j JOIN", "tags t ON t.key = j.value"
+    sql = f"SELECT t.key, t.id FROM {keys_sql} {match}"
+    if writes:
+        sql = (
+            f"SELECT t.key, t.id, t.active, t.source_id, s.active FROM {keys_sql} {match}"
+            " LEFT JOIN data_sources s ON s.id = t.source_id"
+        )
+    driver = conn.connection.driver_connection
+    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
+        cursor.execute(sql, (json.dumps(list(set(keys))),))
+        found = {row[0]: row for row in cursor.fetchall()}
+    for key in keys:
+        if key not in found:
+            raise UnknownTag(f"no tag with id {key}")
+    return [found[key] for key in keys]
 
 
 def get_tag(conn: Connection, key: str) -> Tag:
