@@ -152,3 +152,28 @@ def test_a_failed_batch_keeps_its_points_and_stops_the_later_ones(asynchronous: 
         send(platform, [first, second, third], asynchronous=asynchronous, limit=4)
     assert (len(first), len(second), len(third)) == (4, 0, 4)
     assert {key for key, _ in platform.received} == {"no.such.tag", "b"}
+
+
+def test_cancelled_set_data_drops_its_calls_and_keeps_the_points() -> None:
+    """Cancelling ``set_data`` while two batches are in flight cancels both; nothing was
+    acknowledged, so every point stays buffered and no task is left running."""
+    tags = [Tag(f"t{n}") for n in range(4)]
+    for tag in tags:
+        tag.update({"x": x, "y": 1} for x in range(4))
+    platform = FakePlatform()
+
+    async def run() -> set[asyncio.Task[Any]]:
+        transport = httpx.MockTransport(platform.async_handler())
+        async with AsyncDataInteractionClient(
+            BASE, transport=transport, max_points_per_request=4
+        ) as client:
+            sending = asyncio.ensure_future(client.set_data(tags))
+            await asyncio.sleep(HOLD_S / 2)
+            sending.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sending
+            await asyncio.sleep(0)
+        return {task for task in asyncio.all_tasks() if task is not asyncio.current_task()}
+
+    assert asyncio.run(run()) == set()
+    assert [len(tag) for tag in tags] == [4, 4, 4, 4]

@@ -116,6 +116,10 @@ class AsyncDataInteractionClient(BaseClient):
         except Exception:
             await self._settle(sending)
             raise
+        except BaseException:  # cancelled or interrupted: the calls in flight are dropped
+            for _, reply in sending:
+                reply.cancel()
+            raise
         return written
 
     async def get_data(

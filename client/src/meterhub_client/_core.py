@@ -415,6 +415,9 @@ class InThread(Generic[T]):
         except BaseException as exc:  # handed to whoever waits
             self._error = exc
 
+    def cancel(self) -> None:
+        """Nothing: a thread cannot be stopped; whatever it returns is left unread."""
+
     def result(self) -> T:
         self._thread.join()
         if self._error is not None:
