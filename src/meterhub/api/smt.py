@@ -38,12 +38,12 @@ from meterhub.api.smt_wire import (
     read_params,
     time_param,
 )
-from meterhub.errors import InvalidInput, TooLarge
+from meterhub.errors import InvalidInput, TooLarge, UnknownTag
 from meterhub.registry.sources import active_source, source_tags
-from meterhub.registry.tags import Tag, TagRef, resolve, tag_key, tag_pks, writable_pks
+from meterhub.registry.tags import Tag, TagRef, resolve, tag_key, writable_pks
 from meterhub.storage import Point
 from meterhub.storage.history import HistoryQuery, read_histories
-from meterhub.storage.points import PointColumns, latest_rows, write_columns
+from meterhub.storage.points import PointColumns, latest_by_keys, write_columns
 from meterhub.times import iso
 
 router = APIRouter(prefix="/smt", tags=["platform"])
@@ -284,16 +284,19 @@ def _histories(
     filter; ``read_histories``' first case) come from one lookup of the tags' pks and one
     read of their latest points, without building each ``Tag``."""
     if query.start is None and query.end is None and query.step is None and query.values is None:
-        pks = tag_pks(conn, [tag_key(ref) for ref in refs])
-        found = {row[0]: row for row in latest_rows(conn, pks)}
+        keys = [tag_key(ref) for ref in refs]
+        found = {row[0]: row for row in latest_by_keys(conn, dict.fromkeys(keys))}
+        for key in keys:
+            if key not in found:
+                raise UnknownTag(f"no tag with id {key}")
         data = []
-        for ref, pk in zip(refs, pks, strict=True):
-            row = found.get(pk)
-            if row is None:
+        for ref, key in zip(refs, keys, strict=True):
+            _, _, ts, value, quality = found[key]
+            if ts is None or value is None or quality is None:
                 data.append(_HistoryOut(ref, False, []))
             else:
-                x = iso(row[1], zone) if as_iso else row[1]
-                data.append(_HistoryOut(ref, False, [_PointOut(x, json_number(row[2]), row[3])]))
+                x = iso(ts, zone) if as_iso else ts
+                data.append(_HistoryOut(ref, False, [_PointOut(x, json_number(value), quality)]))
         return _Answer({"id": 0}, data)
     tags = [(tag.pk, tag.value_type.stepwise) for tag in resolve(conn, refs)]
     histories = read_histories(conn, tags, query)

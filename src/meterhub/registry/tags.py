@@ -260,32 +260,22 @@ def writable_pks(conn: Connection, keys: Sequence[str]) -> list[int]:
     return [row[1] for row in rows]
 
 
-def tag_pks(conn: Connection, keys: Sequence[str]) -> list[int]:
-    """The pks of the tags named by ``keys``, in order; ``UnknownTag`` for the first key
-    no tag has (``resolve`` without building each ``Tag``)."""
-    return [row[1] for row in _rows_of_keys(conn, keys, writes=False)]
-
-
-def _rows_of_keys(
-    conn: Connection, keys: Sequence[str], *, writes: bool = True
-) -> list[tuple[Any, ...]]:
-    """(key, pk) of each of ``keys``, in order, and for ``writes`` (active, source id,
-    source active) too, by one driver-level query (any number of keys in one JSON string);
-    ``UnknownTag`` for the first key no tag has."""
+def _rows_of_keys(conn: Connection, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+    """(key, pk, active, source id, source active) of each of ``keys``, in order, by one
+    driver-level query (any number of keys in one JSON string); ``UnknownTag`` for the
+    first key no tag has."""
     if conn.dialect.name == "postgresql":  # an index lookup per key, whatever the statistics
         keys_sql = "json_array_elements_text(%s::json) j(key) CROSS JOIN LATERAL"
         match = "(SELECT * FROM tags WHERE tags.key = j.key LIMIT 1) t"
     else:
         keys_sql, match = "json_each(?) j JOIN", "tags t ON t.key = j.value"
-    sql = f"SELECT t.key, t.id FROM {keys_sql} {match}"
-    if writes:
-        sql = (
-            f"SELECT t.key, t.id, t.active, t.source_id, s.active FROM {keys_sql} {match}"
-            " LEFT JOIN data_sources s ON s.id = t.source_id"
-        )
+    sql = (
+        f"SELECT t.key, t.id, t.active, t.source_id, s.active FROM {keys_sql} {match}"
+        " LEFT JOIN data_sources s ON s.id = t.source_id"
+    )
     driver = conn.connection.driver_connection
     with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        cursor.execute(sql, (json.dumps(list(set(keys))),))
+        cursor.execute(sql, (json.dumps(list(dict.fromkeys(keys))),))
         found = {row[0]: row for row in cursor.fetchall()}
     for key in keys:
         if key not in found:
@@ -304,7 +294,7 @@ def resolve(conn: Connection, refs: Sequence[object], field_name: str = "tagId")
     """The tags named by ``refs`` (strings or pairs), in order; ``UnknownTag`` for the first
     that does not exist."""
     keys = [tag_key(ref, field_name) for ref in refs]
-    found = {tag.key: tag for tag in _with_keys(conn, set(keys))}
+    found = {tag.key: tag for tag in _with_keys(conn, dict.fromkeys(keys))}
     for key in keys:
         if key not in found:
             raise UnknownTag(f"no tag with id {key}")
