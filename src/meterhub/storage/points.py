@@ -239,12 +239,21 @@ def _copy_data(rows: PointColumns) -> bytes:
     ):
         if column.min() < low or column.max() > high:
             raise ValueError(f"a tag id or quality outside {low}..{high}")
-    data = np.empty(len(rows.ts), _COPY_ROW)
-    data["fields"] = 4
-    for name, size in (("tag", 4), ("ts", 8), ("value", 8), ("quality", 2)):
-        data[f"{name}_size"] = size
+    data = _copy_rows(len(rows.ts)).copy()
     data["tag_id"], data["ts"], data["value"], data["quality"] = rows
     return _COPY_HEADER + data.tobytes() + _COPY_TRAILER
+
+
+@functools.lru_cache(maxsize=4)
+def _copy_rows(count: int) -> npt.NDArray[np.void]:
+    """``count`` COPY rows with their field count and sizes set (batches are mostly of one
+    size: a copy of this is quicker than setting them anew)."""
+    rows = np.empty(count, _COPY_ROW)
+    rows["fields"] = 4
+    for name, size in (("tag", 4), ("ts", 8), ("value", 8), ("quality", 2)):
+        rows[f"{name}_size"] = size
+    rows.flags.writeable = False
+    return rows
 
 
 def _array_text(column: npt.NDArray[np.int64] | npt.NDArray[np.float64]) -> str:
