@@ -12,10 +12,11 @@ from __future__ import annotations
 import functools
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Generic, NamedTuple, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import httpx
 
@@ -96,26 +97,22 @@ class Reply:
     content: bytes
 
 
-class _Span(NamedTuple):
-    """The points numbered ``first..last`` of ``tag`` travel in one batch."""
-
-    tag: Tag
-    first: int
-    last: int
-
-
 @dataclass(frozen=True)
 class Batch:
-    """One ``set_data`` request and the buffered points it carries."""
+    """One ``set_data`` request and the buffered points it carries: of ``tags[i]``, the
+    points numbered ``firsts[i]..lasts[i]`` (arrays: a batch of thousands of tags holds no
+    object per tag for the garbage collector to visit)."""
 
     call: Call
-    spans: tuple[_Span, ...]
+    tags: list[Tag]
+    firsts: array[int]
+    lasts: array[int]
     points: int
 
     @functools.cached_property
     def tag_keys(self) -> frozenset[str]:
         """The platform's string ids of the batch's tags (a pair id and its string alike)."""
-        return frozenset(span.tag._key() for span in self.spans)
+        return frozenset(tag._key() for tag in self.tags)
 
     def waits_for(self, sending: Iterable[Batch]) -> bool:
         """Whether this batch shares a tag with one of ``sending``: it may not travel beside
@@ -129,8 +126,8 @@ class Batch:
         On any error the exception propagates and every point stays buffered.
         """
         body = parse_reply(self.call, reply)
-        for span in self.spans:
-            span.tag._discard(span.first, span.last)
+        for tag, first, last in zip(self.tags, self.firsts, self.lasts, strict=True):
+            tag._discard(first, last)
         written = body.get("written")
         if isinstance(written, int) and not isinstance(written, bool):
             return written
@@ -322,10 +319,10 @@ class BaseClient:
         split across batches when needed, in the order they were added. Raises
         :class:`NoDataToSend` at once when no tag holds a point.
         """
-        snapshots = [(tag, tag._snapshot()) for tag in _unique_tags(tags)]
-        if not any(texts for _, (_, texts) in snapshots):
-            raise NoDataToSend(f"no buffered points in the {len(snapshots)} tag(s) given")
-        return _pack(self.base_url + SET_DATA_PATH, self.max_points_per_request, snapshots)
+        snapshot = _Snapshot(_unique_tags(tags))
+        if not snapshot.texts:
+            raise NoDataToSend(f"no buffered points in the {len(snapshot.tags)} tag(s) given")
+        return _pack(self.base_url + SET_DATA_PATH, self.max_points_per_request, snapshot)
 
     def build_get_data(self, request: RequestData | None, changes: Mapping[str, Any]) -> Call:
         """The call of ``get_data``: ``request`` with ``changes`` applied (on a copy)."""
@@ -437,30 +434,49 @@ def _unique_tags(tags: Tag | Iterable[Tag]) -> list[Tag]:
     return list(unique.values())
 
 
-def _pack(
-    url: str, limit: int, snapshots: Sequence[tuple[Tag, tuple[int, list[str]]]]
-) -> Iterator[Batch]:
+class _Snapshot:
+    """The buffered points of ``tags`` at one instant: their texts one after the other in
+    ``texts``, ``counts[i]`` of them for ``tags[i]``, numbered from ``firsts[i]``."""
+
+    def __init__(self, tags: list[Tag]) -> None:
+        self.tags = tags
+        self.texts: list[str] = []
+        self.firsts, self.counts = array("q"), array("q")
+        for tag in tags:
+            before = len(self.texts)
+            self.firsts.append(tag._snapshot_into(self.texts))
+            self.counts.append(len(self.texts) - before)
+
+
+def _pack(url: str, limit: int, snapshot: _Snapshot) -> Iterator[Batch]:
     """Batches of at most ``limit`` points, filled greedily in tag order; a batch's body is
     joined from the points' buffered JSON texts."""
+    texts = snapshot.texts
     records: list[str] = []
-    spans: list[_Span] = []
-    count = 0
-    for tag, (first, texts) in snapshots:
+    tags: list[Tag] = []
+    firsts, lasts = array("q"), array("q")
+    count = offset = 0
+    for tag, first, size in zip(snapshot.tags, snapshot.firsts, snapshot.counts, strict=True):
         start = 0
         head = '{"tagId":' + tag._wire_json() + ',"data":['
-        while start < len(texts):
-            stop = min(len(texts), start + limit - count)
-            records.append(head + ",".join(texts[start:stop]) + "]}")
-            spans.append(_Span(tag, first + start, first + stop - 1))
+        while start < size:
+            stop = min(size, start + limit - count)
+            records.append(head + ",".join(texts[offset + start : offset + stop]) + "]}")
+            tags.append(tag)
+            firsts.append(first + start)
+            lasts.append(first + stop - 1)
             count += stop - start
             start = stop
             if count == limit:
-                yield _batch(url, records, spans, count)
-                records, spans, count = [], [], 0
+                yield _batch(url, records, tags, firsts, lasts, count)
+                records, tags, firsts, lasts, count = [], [], array("q"), array("q"), 0
+        offset += size
     if count:
-        yield _batch(url, records, spans, count)
+        yield _batch(url, records, tags, firsts, lasts, count)
 
 
-def _batch(url: str, records: list[str], spans: list[_Span], count: int) -> Batch:
+def _batch(
+    url: str, records: list[str], tags: list[Tag], firsts: array[int], lasts: array[int], count: int
+) -> Batch:
     content = ('{"data":[' + ",".join(records) + "]}").encode("utf-8")
-    return Batch(Call.post_json(url, content), tuple(spans), count)
+    return Batch(Call.post_json(url, content), tags, firsts, lasts, count)

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from meterhub_client._encoding import (
-    INT64_MAX,
-    INT64_MIN,
     QUALITY_MAX,
     QUALITY_MIN,
     TimeInput,
@@ -126,15 +124,19 @@ class Tag:
         ISO 8601 string. ``y``: int, float, bool, ``Decimal`` or a numpy scalar.
         Raises ``ValueError`` naming the bad input; nothing is buffered then.
         """
-        if (
+        if (  # the usual point, encoded here at a fraction of ``encode_point``'s cost
             type(x) is int
             and type(y) is float
             and type(q) is int
-            and INT64_MIN <= x <= INT64_MAX
+            and -9_223_372_036_854_775_808 <= x <= 9_223_372_036_854_775_807  # INT64_*
             and y - y == 0.0  # finite
-            and QUALITY_MIN <= q <= QUALITY_MAX
-        ):  # the usual point, encoded here at a fraction of ``encode_point``'s cost
-            text = f'{{"x":{x},"y":{y!r},"q":{q}}}'
+        ):
+            if q == 0:
+                text = f'{{"x":{x},"y":{y!r},"q":0}}'
+            elif QUALITY_MIN <= q <= QUALITY_MAX:
+                text = f'{{"x":{x},"y":{y!r},"q":{q}}}'
+            else:
+                text = point_text(encode_point(x, y, q))  # raises
         else:
             text = point_text(encode_point(x, y, q))
         self._texts.append(text)  # atomic: points only join at the end, without the lock
@@ -169,11 +171,12 @@ class Tag:
     def __repr__(self) -> str:
         return f"Tag(id={self.id!r}, attributes={self.attributes!r}, buffered={len(self)})"
 
-    def _snapshot(self) -> tuple[int, list[str]]:
-        """The number of the first buffered point and the buffered texts at this instant
-        (for ``set_data``)."""
+    def _snapshot_into(self, texts: list[str]) -> int:
+        """Append the buffered texts at this instant to ``texts`` (for ``set_data``); the
+        number of the first."""
         with self._lock:
-            return self._first, list(self._texts)
+            texts += self._texts
+            return self._first
 
     def _discard(self, first: int, last: int) -> None:
         """Remove the buffered points numbered ``first..last`` (inclusive): the ones sent.
