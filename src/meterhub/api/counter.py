@@ -37,6 +37,7 @@ from meterhub.registry.devices import channel_tags, create_device, delete_device
 from meterhub.registry.users import check_owner, parse_token
 from meterhub.short_reads import Statement, text
 from meterhub.storage import TimeRange, aligned_rows
+from meterhub.storage.retention import require_kept
 from meterhub.times import iso, parse_iso
 
 router = APIRouter(tags=["counters"])
@@ -216,6 +217,7 @@ def counter_archive(
     without one the server's timezone applies). Answer: ``[{"timestamp", "A", "kW"}, ...]``.
     """
     counter_id, span = archive_query(list(request.query_params.multi_items()), settings.zone)
+    require_kept(conn, {"timestamp__gte": span.start, "timestamp__lte": span.end})
     device = get_device(conn, str(counter_id))
     tag_ids = channel_tags(conn, device.pk)
     rows = _archive_json(engine, [tag_ids["kW"], tag_ids["A"]], span, settings)
@@ -227,11 +229,19 @@ def _archive_json(
 ) -> Iterator[str]:
     zone = settings.zone
     with engine.connect() as conn:
-        yield "["
+        parts = ["["]
         for n, (ts, (kw, amps)) in enumerate(aligned_rows(conn, tag_ids, span)):
             row = {"timestamp": iso(ts, zone), "A": json_number(amps), "kW": json_number(kw)}
-            yield ("," if n else "") + json.dumps(row)
-        yield "]"
+            parts.append(("," if n else "") + json.dumps(row))
+            if len(parts) >= _ROWS_PER_PART:
+                yield "".join(parts)
+                parts = []
+        parts.append("]")
+        yield "".join(parts)
+
+
+_ROWS_PER_PART = 500
+"""Archive rows sent at a time: one send of ~40 KB instead of one a row."""
 
 
 _BOUNDS = {"timestamp__gte", "timestamp__gt", "timestamp__lte", "timestamp__lt", "timestamp"}
