@@ -288,3 +288,26 @@ def test_source_bodies_the_fast_check_refuses_get_the_models_answer(api: TestCli
     newline = api.post("/api/v1/data-sources/", json={"id": "ab\n"})
     assert list(newline.json()["errors"]) == ["id"]
     assert api.get("/api/v1/data-sources/x/").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("tag_id", "error_id"),
+    [
+        ({"parentObjectId": "m0", "tagName": "A"}, 0),
+        ({"tagName": "A", "parentObjectId": "m0", "extra": "x"}, 1),
+        ({"tagName": "", "parentObjectId": "m0"}, 1),
+        ({"tagName": "A"}, 1),
+        (" m0.A", 1),
+        ("m0/A", 1),
+        ("x" * 256, 1),
+        ("m9.A", 4),
+    ],
+)
+def test_tag_ids_of_a_common_body(api: TestClient, tag_id: Any, error_id: int) -> None:
+    """Ids are checked as ``tag_key`` checks them; a refused one is named as before."""
+    assert api.post("/api/v1/data-sources/", json=FLEET).status_code == 201
+    body = {"data": [{"tagId": tag_id, "data": [{"x": 1, "y": 1.0}]}]}
+    answer = smt(api, "data/set", body)
+    assert answer["error"]["id"] == error_id, answer
+    if error_id == 1:
+        assert answer["error"]["message"].startswith("data.tagId: a tag id is"), answer

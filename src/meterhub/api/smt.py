@@ -8,6 +8,7 @@ Every answer is HTTP 200 with ``"error": {"id": 0}``; failures answer
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import threading
 import weakref
@@ -36,6 +37,7 @@ from meterhub.api.smt_wire import (
     params_of,
     read_body,
     read_params,
+    record_keys,
     time_param,
 )
 from meterhub.errors import InvalidInput, TooLarge, UnknownTag
@@ -150,18 +152,20 @@ def _call_points(
     ``params_of`` and the checks of each point, which name the first bad field
     (``data[i].data[j].x``). Both refuse the same calls with the same errors."""
     records = None if query else common_records(body)
-    if records is None:
+    keys = None if records is None else record_keys(records)
+    if records is None or keys is None:
         return PointColumns.of(_checked_points(conn, params_of(query, body), zone))
-    pks = writable_pks(conn, [tag_key(record.tagId, "data.tagId") for record in records])
+    pks = writable_pks(conn, keys)
     counts = [len(record.data) for record in records]
     if sum(counts) > MAX_POINTS_PER_SET:
         raise TooLarge.field("data", f"over {MAX_POINTS_PER_SET} points in one call")
-    points = [point for record in records for point in record.data]
+    points = list(itertools.chain.from_iterable(record.data for record in records))
+    total = len(points)
     return PointColumns(
         np.repeat(np.array(pks, np.int64), counts),
-        np.array(list(map(_X, points)), np.int64),
-        np.array(list(map(_Y, points)), np.float64),
-        np.array(list(map(_Q, points)), np.int64),
+        np.fromiter(map(_X, points), np.int64, total),
+        np.fromiter(map(_Y, points), np.float64, total),
+        np.fromiter(map(_Q, points), np.int64, total),
     )
 
 

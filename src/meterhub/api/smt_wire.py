@@ -79,8 +79,13 @@ class WirePoint(msgspec.Struct, gc=False):
     q: Annotated[int, msgspec.Meta(ge=-32768, le=32767)] = 0
 
 
+class WirePair(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    tagName: str  # noqa: N815 - the wire name
+    parentObjectId: str  # noqa: N815 - the wire name
+
+
 class WireRecord(msgspec.Struct, gc=False):
-    tagId: str | dict[str, str]  # noqa: N815 - the wire name
+    tagId: str | WirePair  # noqa: N815 - the wire name
     data: list[WirePoint]
 
 
@@ -103,6 +108,22 @@ def common_records(body: bytes | None) -> list[WireRecord] | None:
     except msgspec.DecodeError:  # malformed, or valid but not in the common form
         return None
     return records or None
+
+
+def record_keys(records: list[WireRecord]) -> list[str] | None:
+    """The tag key of each record, when each is a valid one (``registry.tags.tag_key``'s
+    rules, checked inline); ``None`` otherwise, for the full checks to name the bad one."""
+    keys = []
+    for record in records:
+        ref = record.tagId
+        if isinstance(ref, WirePair):
+            if not (ref.tagName and ref.parentObjectId):
+                return None
+            ref = f"{ref.parentObjectId}.{ref.tagName}"
+        if not 0 < len(ref) <= 255 or "/" in ref or ref.strip() != ref:
+            return None
+        keys.append(ref)
+    return keys
 
 
 def parse_literal(text: str, name: str) -> Any:
