@@ -6,21 +6,24 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import date
+from datetime import UTC, date
 from zoneinfo import ZoneInfo
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 
+from meterhub.db import make_engine
 from meterhub.errors import NotKept
+from meterhub.registry.devices import channel_tags, get_device
 from meterhub.settings import Settings
 from meterhub.storage import HistoryQuery, Point, latest, read_history, write_points
 from meterhub.storage.compactor import compact
 from meterhub.storage.daily import daily_consumption
 from meterhub.storage.retention import drop_before, horizon_us
 from meterhub.storage.tables import chunks, rollups
-from meterhub.times import DAY_US
+from meterhub.times import DAY_US, iso
 
 DAY0 = 20_454  # 2026-01-01
 T0 = DAY0 * DAY_US
@@ -80,3 +83,28 @@ def test_db_compact_drops_points_past_the_retention(engine: Engine, database_url
 def test_retention_must_outlast_the_settle_window() -> None:
     with pytest.raises(ValidationError, match="longer than compact_after"):
         Settings(raw_retention_days=1, compact_after=2)
+
+
+def test_the_api_names_the_bound_past_the_retention(api: TestClient, database_url: str) -> None:
+    assert api.post("/counter/", json={"id": 44, "port": 9044}).status_code == 201
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        tags = channel_tags(conn, get_device(conn, "44").pk)
+        batch = [Point(tags["kW"], T0 + n * MINUTE, float(n)) for n in range(DAYS * 1440)]
+        write_points(conn, batch + [Point(tags["A"], p.ts, 1.0) for p in batch])
+    compact(engine, settle_us=0, now=T0 + (DAYS + 1) * DAY_US)
+    drop_before(engine, DAY0 + 3)
+    engine.dispose()
+    old, kept = iso(T0, UTC), iso(T0 + 3 * DAY_US, UTC)
+    refused = api.get("/counter-archive/", params={"counter_id": 44, "timestamp__gte": old})
+    assert refused.status_code == 400
+    assert list(refused.json()["errors"]) == ["timestamp__gte"]
+    archive = api.get("/counter-archive/", params={"counter_id": 44, "timestamp__gte": kept})
+    assert len(archive.json()) == (DAYS - 3) * 1440
+    answer = api.post("/smt/data/get", json={"params": {"tagId": "44.kW", "from": T0}}).json()
+    assert answer["error"]["id"] == 5
+    assert "no longer kept" in answer["error"]["message"]
+    write = {"data": [{"tagId": "44.kW", "data": [{"x": T0 + 5, "y": 1.0}]}]}
+    answer = api.post("/smt/data/set", json=write).json()
+    assert answer["error"]["id"] == 5
+    assert "data[0].data[0].x" in answer["error"]["message"]

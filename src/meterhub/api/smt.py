@@ -46,6 +46,7 @@ from meterhub.registry.tags import Tag, TagRef, resolve, tag_key, writable_pks
 from meterhub.storage import Point
 from meterhub.storage.history import HistoryQuery, read_histories
 from meterhub.storage.points import PointColumns, latest_by_keys, write_columns
+from meterhub.storage.retention import horizon_us, require_kept
 from meterhub.times import iso
 
 router = APIRouter(prefix="/smt", tags=["platform"])
@@ -118,7 +119,8 @@ def _set_points(engine: Engine, query: QueryParams, body: bytes | None, zone: tz
     (a unique violation) is rolled back and written again as an upsert."""
     with engine.connect() as conn:
         conn.begin()  # rolled back on any error, when the connection is closed
-        batch = _call_points(conn, query, body, zone)
+        batch, counts = _call_points(conn, query, body, zone)
+        _check_kept(conn, batch, counts)
         with _writing(engine):
             try:
                 written = write_columns(conn, batch, rewrite=False)
@@ -146,35 +148,39 @@ _LOCKS_GUARD = threading.Lock()
 
 def _call_points(
     conn: Connection, query: QueryParams, body: bytes | None, zone: tzinfo
-) -> PointColumns:
-    """The points of a ``/smt/data/set`` call, checked. A body in the common form
-    (``common_records``) is checked in C and taken as columns; any other goes through
-    ``params_of`` and the checks of each point, which name the first bad field
-    (``data[i].data[j].x``). Both refuse the same calls with the same errors."""
+) -> tuple[PointColumns, list[int]]:
+    """The points of a ``/smt/data/set`` call, checked, and how many each record holds. A
+    body in the common form (``common_records``) is checked in C and taken as columns; any
+    other goes through ``params_of`` and the checks of each point, which name the first bad
+    field (``data[i].data[j].x``). Both refuse the same calls with the same errors."""
     records = None if query else common_records(body)
     keys = None if records is None else record_keys(records)
     if records is None or keys is None:
-        return PointColumns.of(_checked_points(conn, params_of(query, body), zone))
+        checked, sizes = _checked_points(conn, params_of(query, body), zone)
+        return PointColumns.of(checked), sizes
     pks = writable_pks(conn, keys)
     counts = [len(record.data) for record in records]
     if sum(counts) > MAX_POINTS_PER_SET:
         raise TooLarge.field("data", f"over {MAX_POINTS_PER_SET} points in one call")
     points = list(itertools.chain.from_iterable(record.data for record in records))
     total = len(points)
-    return PointColumns(
+    columns = PointColumns(
         np.repeat(np.array(pks, np.int64), counts),
         np.fromiter(map(_X, points), np.int64, total),
         np.fromiter(map(_Y, points), np.float64, total),
         np.fromiter(map(_Q, points), np.int64, total),
     )
+    return columns, counts
 
 
 _X, _Y, _Q = attrgetter("x"), attrgetter("y"), attrgetter("q")
 
 
-def _checked_points(conn: Connection, params: dict[str, Any], zone: tzinfo) -> list[Point]:
-    """The points of a call in any form, each checked: ``InvalidInput`` and its kinds name
-    the first bad field."""
+def _checked_points(
+    conn: Connection, params: dict[str, Any], zone: tzinfo
+) -> tuple[list[Point], list[int]]:
+    """The points of a call in any form, each checked, and how many each record holds:
+    ``InvalidInput`` and its kinds name the first bad field."""
     if "data" not in params:
         raise InvalidInput.field("data", "required: a list of {tagId, data} records")
     records = params["data"]
@@ -187,7 +193,19 @@ def _checked_points(conn: Connection, params: dict[str, Any], zone: tzinfo) -> l
     ]
     if len(batch) > MAX_POINTS_PER_SET:
         raise TooLarge.field("data", f"over {MAX_POINTS_PER_SET} points in one call")
-    return batch
+    return batch, [len(record["data"]) for record in records]
+
+
+def _check_kept(conn: Connection, batch: PointColumns, counts: list[int]) -> None:
+    """``NotKept`` naming the first point (``data[i].data[j].x``) before the raw retention
+    horizon: retention would drop it unseen."""
+    horizon = horizon_us(conn)
+    if horizon is None or not len(batch.ts) or batch.ts.min() >= horizon:
+        return
+    n = int(np.argmax(batch.ts < horizon))
+    i = int(np.searchsorted(np.cumsum(counts), n, "right"))
+    j = n - sum(counts[:i])
+    require_kept(conn, {f"data[{i}].data[{j}].x": int(batch.ts[n])})
 
 
 def _record(record: Any, i: int) -> dict[str, Any]:
