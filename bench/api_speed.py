@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 import httpx
@@ -29,7 +28,7 @@ from sqlalchemy import Connection, text
 from bench.databases import scratch_postgres, scratch_sqlite
 from bench.long_range import median_ms
 from bench.servers import serving
-from bench.storage_size import write_rate
+from bench.storage_size import reference_rate
 from meterhub.collector.simulated_values import meter_values
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
@@ -56,33 +55,6 @@ def readings(meters: int, count: int) -> list[tuple[int, int, int, float]]:
             values = meter_values(1, meter, ts / 1e6)
             found.extend((meter, channel, ts, value) for channel, value in enumerate(values))
     return found
-
-
-def plain_write(conn: Connection, batch: list[Point]) -> None:
-    """The reference write, ``storage_size.plain_write``'s loop into ``points`` (named
-    columns: the table keeps them in another order): the plainest fast way per database."""
-    if conn.dialect.name == "sqlite":
-        conn.exec_driver_sql(
-            "INSERT INTO points (tag_id, ts, value, quality) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT (tag_id, ts) DO UPDATE SET value = excluded.value,"
-            " quality = excluded.quality",
-            batch,
-        )
-        return
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy("COPY points (tag_id, ts, value, quality) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(["integer", "bigint", "double precision", "smallint"])
-        for row in batch:
-            copy.write_row(row)
-
-
-def reference_rate(url: str, batches: Iterable[list[Point]]) -> float:
-    """Points/s of ``plain_write`` into the ``points`` table of a database of its own."""
-    upgrade(url)
-    engine = make_engine(url)
-    rate = write_rate(engine, batches, plain_write)
-    engine.dispose()
-    return rate
 
 
 def plain_latest(conn: Connection, ids: list[int]) -> int:

@@ -5,7 +5,8 @@ register per meter, a reading a minute): the collector's real timestamps (µs, e
 its own phase plus up to 0.5 s of poll jitter) and exactly regular ones. Each is written
 time-major in batches of 5,000 as the collector does, then compacted. Printed per database
 and data set: ingest points/s against a plain upsert loop (SQLite) or plain COPY
-(PostgreSQL) of the same points into a bare table in the same run; bytes per point in the
+(PostgreSQL) of the same points into the ``points`` table of a database of its own, in the
+same run; bytes per point in the
 row table, after compaction, and as a Parquet+zstd file of the same points (pyarrow, the
 reference), and the chunks' payload under zstd of scaled deltas (the codec pcodec was
 chosen over); compaction points/s.
@@ -98,29 +99,29 @@ def write_rate(
 
 
 def plain_write(conn: Connection, batch: list[Point]) -> None:
-    """The reference: the same points into a bare table, the plainest fast way per database."""
+    """The reference write: the same points into the ``points`` table, the plainest fast way
+    per database (an ``executemany`` upsert, or COPY row by row); the table the store
+    writes, so both write the same shape (on SQLite one WITHOUT ROWID B-tree)."""
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql(
-            "INSERT INTO bare VALUES (?, ?, ?, ?) ON CONFLICT (tag_id, ts) DO UPDATE"
-            " SET value = excluded.value, quality = excluded.quality",
+            "INSERT INTO points (tag_id, ts, value, quality) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (tag_id, ts) DO UPDATE SET value = excluded.value,"
+            " quality = excluded.quality",
             batch,
         )
         return
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy("COPY bare FROM STDIN (FORMAT BINARY)") as copy:
+    with cursor.copy("COPY points (tag_id, ts, value, quality) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(["integer", "bigint", "double precision", "smallint"])
         for row in batch:
             copy.write_row(row)
 
 
 def reference_rate(url: str, batches: Iterable[list[Point]]) -> float:
-    """Points/s of ``plain_write`` into a bare table of a database of its own."""
+    """Points/s of ``plain_write`` into the ``points`` table of a migrated database of its
+    own."""
+    upgrade(url)
     engine = make_engine(url)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(
-            "CREATE TABLE bare (tag_id integer, ts bigint, value double precision,"
-            " quality smallint, PRIMARY KEY (tag_id, ts))"
-        )
     rate = write_rate(engine, batches, plain_write)
     engine.dispose()
     return rate
