@@ -43,5 +43,6 @@ def serving(url: str, tmp: Path, **settings: str) -> Iterator[str]:
         **settings,
     }
     command = [sys.executable, "-m", "meterhub.cli", "serve", "--port", "0"]
-    with running(command, env, 1, tmp / "server.log") as base:
+    workers = int(env.get("METERHUB_WORKERS", "1"))
+    with running(command, env, workers, tmp / "server.log") as base:
         yield base
