@@ -368,10 +368,9 @@ def _db_compact(args: argparse.Namespace) -> int:
         Progress,
         compact,
         reclaim,
-        retention_day,
         roll_up_unrolled,
     )
-    from meterhub.storage.retention import drop_before
+    from meterhub.storage.retention import drop_before, retention_day
     from meterhub.times import DAY_US
 
     settings = _settings(args)

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 
+from meterhub.api.app import create_app
 from meterhub.db import make_engine
 from meterhub.errors import NotKept
 from meterhub.registry.devices import channel_tags, get_device
@@ -23,7 +24,8 @@ from meterhub.storage.compactor import compact
 from meterhub.storage.daily import daily_consumption
 from meterhub.storage.retention import drop_before, horizon_us
 from meterhub.storage.tables import chunks, rollups
-from meterhub.times import DAY_US, iso
+from meterhub.times import DAY_US, iso, now_us
+from tests.support import admin_token
 
 DAY0 = 20_454  # 2026-01-01
 T0 = DAY0 * DAY_US
@@ -103,8 +105,20 @@ def test_the_api_names_the_bound_past_the_retention(api: TestClient, database_ur
     assert len(archive.json()) == (DAYS - 3) * 1440
     answer = api.post("/smt/data/get", json={"params": {"tagId": "44.kW", "from": T0}}).json()
     assert answer["error"]["id"] == 5
-    assert "no longer kept" in answer["error"]["message"]
-    write = {"data": [{"tagId": "44.kW", "data": [{"x": T0 + 5, "y": 1.0}]}]}
-    answer = api.post("/smt/data/set", json=write).json()
-    assert answer["error"]["id"] == 5
-    assert "data[0].data[0].x" in answer["error"]["message"]
+    assert "are not kept" in answer["error"]["message"]
+
+
+def test_writes_the_retention_would_drop_are_refused(database_url: str) -> None:
+    settings = Settings(database_url=database_url, collector_enabled=False, raw_retention_days=3)
+    headers = {"Authorization": f"token {admin_token(database_url)}"}
+    with TestClient(create_app(settings), headers=headers) as api:
+        assert api.post("/counter/", json={"id": 44, "port": 9044}).status_code == 201
+        recent = now_us() - DAY_US
+        points = [{"x": recent, "y": 1.0}, {"x": recent - 4 * DAY_US, "y": 2.0}]
+        write = {
+            "data": [{"tagId": "44.A", "data": [points[0]]}, {"tagId": "44.kW", "data": points}]
+        }
+        answer = api.post("/smt/data/set", json=write).json()
+        assert answer["error"]["id"] == 5
+        assert "data[1].data[1].x" in answer["error"]["message"]
+        assert api.post("/smt/data/set", json={"data": write["data"][:1]}).json()["written"] == 1

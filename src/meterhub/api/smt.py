@@ -40,14 +40,15 @@ from meterhub.api.smt_wire import (
     record_keys,
     time_param,
 )
-from meterhub.errors import InvalidInput, TooLarge, UnknownTag
+from meterhub.errors import InvalidInput, NotKept, TooLarge, UnknownTag
 from meterhub.registry.sources import active_source, source_tags
 from meterhub.registry.tags import Tag, TagRef, resolve, tag_key, writable_pks
+from meterhub.settings import Settings
 from meterhub.storage import Point
 from meterhub.storage.history import HistoryQuery, read_histories
 from meterhub.storage.points import PointColumns, latest_by_keys, write_columns
-from meterhub.storage.retention import horizon_us, require_kept
-from meterhub.times import iso
+from meterhub.storage.retention import not_kept, retention_day
+from meterhub.times import DAY_US, iso
 
 router = APIRouter(prefix="/smt", tags=["platform"])
 
@@ -102,14 +103,14 @@ async def set_data(
     """
     body = await read_body(request)
     query = request.query_params
-    written = await run_in_threadpool(_set_points, engine, query, body, settings.zone)
+    written = await run_in_threadpool(_set_points, engine, query, body, settings)
     return Response(b'{"error":{"id":0},"written":%d}' % written, media_type="application/json")
 
 
 SlotDep = Annotated[None, Depends(connection_slot, scope="function")]
 
 
-def _set_points(engine: Engine, query: QueryParams, body: bytes | None, zone: tzinfo) -> int:
+def _set_points(engine: Engine, query: QueryParams, body: bytes | None, settings: Settings) -> int:
     """Decode, check and write one ``/smt/data/set`` call in a transaction of its own,
     committed before the answer (in a worker thread: the server reads the next call
     meanwhile); the number of points written.
@@ -119,8 +120,8 @@ def _set_points(engine: Engine, query: QueryParams, body: bytes | None, zone: tz
     (a unique violation) is rolled back and written again as an upsert."""
     with engine.connect() as conn:
         conn.begin()  # rolled back on any error, when the connection is closed
-        batch, counts = _call_points(conn, query, body, zone)
-        _check_kept(conn, batch, counts)
+        batch, counts = _call_points(conn, query, body, settings.zone)
+        _check_kept(batch, counts, settings.raw_retention_days)
         with _writing(engine):
             try:
                 written = write_columns(conn, batch, rewrite=False)
@@ -196,16 +197,18 @@ def _checked_points(
     return batch, [len(record["data"]) for record in records]
 
 
-def _check_kept(conn: Connection, batch: PointColumns, counts: list[int]) -> None:
-    """``NotKept`` naming the first point (``data[i].data[j].x``) before the raw retention
-    horizon: retention would drop it unseen."""
-    horizon = horizon_us(conn)
-    if horizon is None or not len(batch.ts) or batch.ts.min() >= horizon:
+def _check_kept(batch: PointColumns, counts: list[int], retention_days: float | None) -> None:
+    """``NotKept`` naming the first point (``data[i].data[j].x``) the raw retention would
+    drop unseen: one before the first UTC day it keeps."""
+    if retention_days is None or not len(batch.ts):
+        return
+    horizon = retention_day(round(retention_days * DAY_US)) * DAY_US
+    if batch.ts.min() >= horizon:
         return
     n = int(np.argmax(batch.ts < horizon))
     i = int(np.searchsorted(np.cumsum(counts), n, "right"))
-    j = n - sum(counts[:i])
-    require_kept(conn, {f"data[{i}].data[{j}].x": int(batch.ts[n])})
+    name = f"data[{i}].data[{n - sum(counts[:i])}].x"
+    raise NotKept.field(name, not_kept(horizon))
 
 
 def _record(record: Any, i: int) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, text
 from meterhub.aio import wait_for_event
 from meterhub.storage import chunks, rollups
 from meterhub.storage.codec import Columns
-from meterhub.storage.retention import drop_before
+from meterhub.storage.retention import drop_before, retention_day
 from meterhub.storage.series import merge
 from meterhub.times import DAY_US, now_us
 
@@ -142,11 +142,6 @@ def reclaim(engine: Engine) -> None:
     sql = "VACUUM" if engine.dialect.name == "sqlite" else "VACUUM ANALYZE points, chunks, rollups"
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql(sql)
-
-
-def retention_day(retain_us: int, now: int | None = None) -> int:
-    """The first UTC day whose points a retention of ``retain_us`` keeps."""
-    return ((now_us() if now is None else now) - retain_us) // DAY_US
 
 
 class Compactor:

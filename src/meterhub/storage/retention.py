@@ -5,7 +5,7 @@ The horizon, the first day kept whole, only moves forward and is recorded in
 ``storage_state``. Days are dropped once compacted (no row of them is left), a day a
 transaction, so a chunk and the chunks sharing its times go together. Reads that would
 need dropped points refuse instead of answering wrongly (``require_kept``), and so do
-writes before the horizon, which would be dropped unseen.
+writes the retention would drop unseen.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from meterhub.errors import NotKept
 from meterhub.storage.tables import chunks, storage_state
-from meterhub.times import DAY_US, iso
+from meterhub.times import DAY_US, iso, now_us
 
 _HORIZON = "raw_horizon_day"
 
@@ -40,11 +40,17 @@ def require_kept(conn: Connection, bounds: Mapping[str, int | None]) -> None:
         return
     for name, at in times.items():
         if at < horizon:
-            raise NotKept.field(
-                name,
-                f"points before {iso(horizon, UTC)} are no longer kept (raw retention);"
-                " ask from that time on",
-            )
+            raise NotKept.field(name, not_kept(horizon))
+
+
+def not_kept(horizon: int) -> str:
+    """Why a time before ``horizon`` (µs) is refused."""
+    return f"points before {iso(horizon, UTC)} are not kept (raw retention)"
+
+
+def retention_day(retain_us: int, now: int | None = None) -> int:
+    """The first UTC day whose points a retention of ``retain_us`` keeps."""
+    return ((now_us() if now is None else now) - retain_us) // DAY_US
 
 
 def drop_before(engine: Engine, day: int) -> int:
