@@ -264,23 +264,36 @@ def _rows_of_keys(conn: Connection, keys: Sequence[str]) -> list[tuple[Any, ...]
     """(key, pk, active, source id, source active) of each of ``keys``, in order, by one
     driver-level query (any number of keys in one JSON string); ``UnknownTag`` for the
     first key no tag has."""
-    if conn.dialect.name == "postgresql":  # an index lookup per key, whatever the statistics
-        keys_sql = "json_array_elements_text(%s::json) j(key) CROSS JOIN LATERAL"
-        match = "(SELECT * FROM tags WHERE tags.key = j.key LIMIT 1) t"
-    else:
-        keys_sql, match = "json_each(?) j JOIN", "tags t ON t.key = j.value"
-    sql = (
-        f"SELECT t.key, t.id, t.active, t.source_id, s.active FROM {keys_sql} {match}"
-        " LEFT JOIN data_sources s ON s.id = t.source_id"
-    )
-    driver = conn.connection.driver_connection
-    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        cursor.execute(sql, (json.dumps(list(dict.fromkeys(keys))),))
-        found = {row[0]: row for row in cursor.fetchall()}
+    columns = "t.key, t.id, t.active, t.source_id, s.active"
+    found = {
+        row[0]: row
+        for row in rows_by_keys(
+            conn, columns, "LEFT JOIN data_sources s ON s.id = t.source_id", list(keys)
+        )
+    }
     for key in keys:
         if key not in found:
             raise UnknownTag(f"no tag with id {key}")
     return [found[key] for key in keys]
+
+
+def rows_by_keys(conn: Connection, columns: str, joins: str, keys: Collection[str]) -> list[Any]:
+    """Rows of ``columns`` for the tags (``t``) named by ``keys`` that exist, ``joins``
+    joined to them, in no order: one driver-level query, the keys sent as one JSON array
+    (distinct), each looked up along the key index."""
+    if conn.dialect.name == "postgresql":  # an index lookup per key, whatever the statistics
+        tags_sql = (
+            "json_array_elements_text(%s::json) j(key) CROSS JOIN LATERAL"
+            " (SELECT * FROM tags WHERE tags.key = j.key LIMIT 1) t"
+        )
+    else:
+        tags_sql = "json_each(?) j JOIN tags t ON t.key = j.value"
+    driver = conn.connection.driver_connection
+    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
+        cursor.execute(
+            f"SELECT {columns} FROM {tags_sql} {joins}", (json.dumps(list(dict.fromkeys(keys))),)
+        )
+        return list(cursor.fetchall())
 
 
 def get_tag(conn: Connection, key: str) -> Tag:

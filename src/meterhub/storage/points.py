@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import sqlite3
 from collections.abc import Collection, Sequence
 from enum import IntEnum
@@ -17,6 +16,7 @@ from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection
 from sqlalchemy.sql import ColumnElement
 
+from meterhub.registry.tags import rows_by_keys
 from meterhub.storage.tables import points
 
 
@@ -303,21 +303,6 @@ def latest_by_keys(
 ) -> list[tuple[str, int, int | None, float | None, int | None]]:
     """(key, tag id, ts, value, quality) of the tags named by ``keys`` that exist, the point
     being each one's latest (all None without one), in no order: one driver-level query
-    joining the tags' keys (sent as one JSON array) to the table writes keep."""
-    if conn.dialect.name == "postgresql":  # an index lookup per key, whatever the statistics
-        tags = (
-            "json_array_elements_text(%s::json) j(key) CROSS JOIN LATERAL"
-            " (SELECT id FROM tags WHERE tags.key = j.key LIMIT 1) t"
-        )
-        key = "j.key"
-    else:
-        tags, key = "json_each(?) j JOIN tags t ON t.key = j.value", "j.value"
-    sql = (
-        f"SELECT {key}, t.id, l.ts, l.value, l.quality FROM {tags}"
-        " LEFT JOIN latest_points l ON l.tag_id = t.id"
-    )
-    driver = conn.connection.driver_connection
-    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        cursor.execute(sql, (json.dumps(list(keys)),))
-        rows: list[tuple[str, int, int | None, float | None, int | None]] = cursor.fetchall()
-        return rows
+    joining the tags' keys to the table writes keep."""
+    columns = "t.key, t.id, l.ts, l.value, l.quality"
+    return rows_by_keys(conn, columns, "LEFT JOIN latest_points l ON l.tag_id = t.id", keys)
