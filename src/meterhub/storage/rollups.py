@@ -38,8 +38,10 @@ Floats = npt.NDArray[np.float64]
 
 class Hours:
     """Rollups of the hours holding points, oldest first, one column per hour: ``ints`` rows
-    are the hour's start, its points, its flagged points, and the µs of its first, last,
-    lowest and highest point; ``floats`` rows their values, then the sum and the falls."""
+    are the hour's start, its points, its flagged points, the µs of its first, last,
+    lowest and highest point, and where its points start in its day's chunk (not stored:
+    the sum of the points of the day's hours before it); ``floats`` rows their values, then
+    the sum and the falls."""
 
     __slots__ = ("floats", "ints")
 
@@ -53,6 +55,7 @@ class Hours:
     last_ts = property(lambda self: self.ints[4])
     low_ts = property(lambda self: self.ints[5])
     high_ts = property(lambda self: self.ints[6])
+    offset = property(lambda self: self.ints[7])
     first = property(lambda self: self.floats[0])
     last = property(lambda self: self.floats[1])
     low = property(lambda self: self.floats[2])
@@ -99,6 +102,7 @@ def hourly(columns: Columns) -> Hours:
         ts[ends],
         ts[first_equal(value, low, starts, sizes)],
         ts[first_equal(value, high, starts, sizes)],
+        starts,
     ]
     floats = [
         value[starts],
@@ -118,11 +122,15 @@ def first_equal(value: Floats, target: Floats, starts: Ints, sizes: Ints) -> Int
     return hits[np.searchsorted(hits, starts)]
 
 
+_STORED = 7
+"""The ``ints`` rows stored (the offsets are not)."""
+
+
 def encode(hours: Hours) -> tuple[bytes, bytes]:
     """The hours of one UTC day compressed; empty when too few points per hour to pay off."""
     if hours.size.sum() < MIN_POINTS_PER_HOUR * len(hours):
         return b"", b""
-    ints = hours.ints.copy()
+    ints = hours.ints[:_STORED].copy()
     ints[3:] -= ints[0]  # times from the hour's start
     ints[0] = ints[0] // HOUR_US % 24
     return pack(ints.ravel()), pack(hours.floats.ravel())
@@ -132,9 +140,12 @@ def decode(day: int, int_blob: bytes, float_blob: bytes) -> Hours | None:
     """The hours ``encode`` packed for UTC ``day``; ``None`` for an empty rollup."""
     if not int_blob:
         return None
-    ints = unpack_ints(int_blob).reshape(7, -1).copy()
+    stored = unpack_ints(int_blob).reshape(_STORED, -1)
+    ints = np.empty((_STORED + 1, stored.shape[1]), np.int64)
+    ints[:_STORED] = stored
     ints[0] = (day * 24 + ints[0]) * HOUR_US
-    ints[3:] += ints[0]
+    ints[3:_STORED] += ints[0]
+    ints[_STORED] = np.cumsum(ints[1]) - ints[1]
     return Hours(ints, unpack_floats(float_blob).reshape(6, -1))
 
 

@@ -61,9 +61,13 @@ def _enough(
 def within(columns: Columns, span: TimeRange) -> Columns:
     """The points of ``columns`` (time-ordered) in ``span``."""
     ts = columns.ts
+    if not len(ts) or (
+        (span.start is None or ts[0] >= span.start) and (span.end is None or ts[-1] <= span.end)
+    ):
+        return columns
     lo = 0 if span.start is None else int(np.searchsorted(ts, span.start, "left"))
     hi = len(ts) if span.end is None else int(np.searchsorted(ts, span.end, "right"))
-    return columns if lo == 0 and hi == len(ts) else columns.take(slice(lo, hi))
+    return columns.take(slice(lo, hi))
 
 
 def concat(parts: Sequence[Columns]) -> Columns:

@@ -81,6 +81,14 @@ Index(
     postgresql_where=text("flagged > 0"),
 )
 
+Index(
+    "ix_chunks_span",
+    *(chunks.c[name] for name in ("tag_id", "day", "last_ts", "first_ts", "stamp")),
+    *(chunks.c[name] for name in ("count", "flagged")),
+)
+"""Everything ``chunks.find`` reads of a tag's chunks in a span, without a visit to the rows
+(which hold the blobs)."""
+
 Index("ix_chunks_day", chunks.c.day, chunks.c.first_ts)
 """Chunks by day and first time: where a new chunk finds its twin, and retention a day."""
 

@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 from meterhub.storage import chunks, rollups
 from meterhub.storage.codec import EMPTY, Columns
 from meterhub.storage.points import TimeRange
-from meterhub.storage.rollups import HOUR_US, Hours, Ints, first_equal
+from meterhub.storage.rollups import Hours, Ints, first_equal
 from meterhub.storage.series import concat, read_rows, read_span, within
 from meterhub.times import DAY_US
 
@@ -85,7 +85,8 @@ class _Parts:
         written = set((rows.ts // DAY_US).tolist())  # days whose rows win over their chunk
         held = rollups.load(conn, tag_id, [(i.day, i.stamp) for i in infos if i.day not in written])
         raw = [info.day for info in infos if held.get(info.day) is None]
-        for day, points in zip(raw, self._days(raw), strict=True):
+        for day, stored in zip(raw, self._days(raw), strict=True):
+            points = within(stored, span)
             self.points.append(
                 points.take(~np.isin(points.ts, rows.ts)) if day in written else points
             )
@@ -96,34 +97,32 @@ class _Parts:
             end = 2**63 - 1 if span.end is None else span.end
             hours = self.hours
             whole = (hours.flagged == 0) & (hours.first_ts >= start) & (hours.last_ts <= end)
-            self._read_hours(hours.start[~whole])
+            self._read_hours(hours.take(~whole))
             self.hours = hours.take(whole)
         self.count = sum(len(p.ts) for p in self.points)
         if self.hours is not None:
             self.count += int(self.hours.size.sum())
 
     def _days(self, days: Sequence[int]) -> list[Columns]:
-        loaded = chunks.load(self._conn, self._tag_id, [(day, self._stamps[day]) for day in days])
-        return [within(points, self._span) for points in loaded]
+        """The points of the chunks of ``days``, whole."""
+        return chunks.load(self._conn, self._tag_id, [(day, self._stamps[day]) for day in days])
 
-    def _read_hours(self, starts: Ints) -> None:
-        """Add the stored points (in the span) of the hours starting at ``starts`` (ascending)."""
-        if not len(starts):
+    def _read_hours(self, hours: Hours) -> None:
+        """Add the stored points (in the span) of ``hours``, found in their chunks by offset;
+        adjacent hours of a day make one run."""
+        if not len(hours):
             return
-        days, firsts = np.unique(starts // DAY_US, return_index=True)
-        lasts = np.append(firsts[1:], len(starts))
+        day, lo = hours.start // DAY_US, hours.offset
+        hi = lo + hours.size
+        first = np.flatnonzero(np.r_[True, (day[1:] != day[:-1]) | (lo[1:] != hi[:-1])])
+        last = np.r_[first[1:], len(day)] - 1
+        runs = list(zip(day[first].tolist(), lo[first].tolist(), hi[last].tolist(), strict=True))
+        days = sorted({run_day for run_day, _, _ in runs})
+        loaded = dict(zip(days, self._days(days), strict=True))
         short: list[Columns] = []
-        for a, b, points in zip(
-            firsts.tolist(), lasts.tolist(), self._days(days.tolist()), strict=True
-        ):
-            lo = points.ts.searchsorted(starts[a:b])
-            hi = points.ts.searchsorted(starts[a:b] + HOUR_US)
-            apart = lo[1:] != hi[:-1]  # adjacent hours make one run
-            run_lo = np.append(lo[:1], lo[1:][apart]).tolist()
-            run_hi = np.append(hi[:-1][apart], hi[-1:]).tolist()
-            for lo_n, hi_n in zip(run_lo, run_hi, strict=True):
-                run = points.take(slice(lo_n, hi_n))
-                (self.points if hi_n - lo_n >= _LONG_RUN else short).append(run)
+        for run_day, a, b in runs:
+            run = within(loaded[run_day].take(slice(a, b)), self._span)
+            (self.points if b - a >= _LONG_RUN else short).append(run)
         if short:
             self.points.append(concat(short))
 
@@ -140,7 +139,7 @@ class _Parts:
         candidates = []
         if hours is not None and len(hours):
             across = (hours.first_ts - origin) // width != (hours.last_ts - origin) // width
-            self._read_hours(hours.start[across])
+            self._read_hours(hours.take(across))
             runs = [p for p in self.points if len(p.ts)]
             candidates.append(_hour_picks(hours.take(~across), origin, width))
         candidates += [p.take(_picks(p, origin, width)) for p in runs]

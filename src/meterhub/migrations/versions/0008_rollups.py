@@ -21,6 +21,11 @@ def upgrade() -> None:
         chunks.add_column(sa.Column("stamp", sa.BigInteger, nullable=False, server_default="0"))
         chunks.add_column(sa.Column("ts_tag", sa.Integer, nullable=True))
     op.execute(f"UPDATE chunks SET stamp = {random}")
+    op.create_index(
+        "ix_chunks_span",
+        "chunks",
+        ["tag_id", "day", "last_ts", "first_ts", "stamp", "count", "flagged"],
+    )
     op.create_index("ix_chunks_day", "chunks", ["day", "first_ts"])
     op.create_index(
         "ix_chunks_ts_tag",
@@ -53,6 +58,7 @@ def downgrade() -> None:
     op.drop_table("rollups")
     op.drop_index("ix_chunks_ts_tag", "chunks")
     op.drop_index("ix_chunks_day", "chunks")
+    op.drop_index("ix_chunks_span", "chunks")
     with op.batch_alter_table("chunks") as chunks:
         chunks.drop_column("ts_tag")
         chunks.drop_column("stamp")
