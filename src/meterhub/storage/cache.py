@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 DEFAULT_BUDGET = 64 << 20
@@ -24,13 +25,18 @@ class DecodedCache:
         self._held = 0
         self.budget = budget
 
-    def get(self, kind: str, stamp: int) -> Any:
+    def get(self, kind: str, stamps: Sequence[int]) -> list[Any]:
+        """The values held under each of ``stamps`` (``None`` where none is)."""
+        found: list[Any] = []
         with self._lock:
-            entry = self._entries.get((kind, stamp))
-            if entry is None:
-                return None
-            self._entries.move_to_end((kind, stamp))
-            return entry[0]
+            for stamp in stamps:
+                entry = self._entries.get((kind, stamp))
+                if entry is None:
+                    found.append(None)
+                else:
+                    self._entries.move_to_end((kind, stamp))
+                    found.append(entry[0])
+        return found
 
     def put(self, kind: str, stamp: int, value: Any, size: int) -> None:
         with self._lock:

@@ -65,21 +65,18 @@ def find(conn: Connection, tag_id: int, span: TimeRange) -> list[ChunkInfo]:
         "SELECT day, stamp, count, flagged, first_ts, last_ts FROM chunks"
         f" WHERE tag_id = {mark} AND last_ts >= {mark} AND first_ts <= {mark} ORDER BY day"
     )
-    start = _MIN_US if span.start is None else span.start
-    end = _MAX_US if span.end is None else span.end
+    start, end = span.bounds()
     driver = conn.connection.driver_connection
     with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
         cursor.execute(sql, (tag_id, start, end))
         return [ChunkInfo._make(row) for row in cursor.fetchall()]
 
 
-_MIN_US, _MAX_US = -(2**63), 2**63 - 1
-
-
 def load(conn: Connection, tag_id: int, days: Sequence[tuple[int, int]]) -> list[Columns]:
     """The points of each chunk ``(day, stamp)`` of ``tag_id``, decoded once and then served
     from the cache (a chunk deleted meanwhile has none)."""
-    found: dict[int, Columns | None] = {day: CACHE.get("chunk", stamp) for day, stamp in days}
+    held = CACHE.get("chunk", [stamp for _, stamp in days])
+    found: dict[int, Columns | None] = {day: h for (day, _), h in zip(days, held, strict=True)}
     missing = [day for day, columns in found.items() if columns is None]
     if missing:
         query = (

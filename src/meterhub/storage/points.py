@@ -44,6 +44,13 @@ class TimeRange(NamedTuple):
     start: int | None = None
     end: int | None = None
 
+    def bounds(self) -> tuple[int, int]:
+        """Both bounds, an open side as the smallest or largest 64-bit integer."""
+        return (
+            -(2**63) if self.start is None else self.start,
+            2**63 - 1 if self.end is None else self.end,
+        )
+
     def clause(self, column: ColumnElement[int]) -> list[ColumnElement[bool]]:
         parts: list[ColumnElement[bool]] = []
         if self.start is not None:

@@ -10,6 +10,7 @@ writes the retention would drop unseen.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from datetime import UTC
 
@@ -25,9 +26,12 @@ _HORIZON = "raw_horizon_day"
 
 def horizon_us(conn: Connection) -> int | None:
     """The first instant whose points are all kept, or ``None`` when nothing was dropped."""
-    query = select(storage_state.c.value).where(storage_state.c.name == _HORIZON)
-    day = conn.execute(query).scalar()
-    return None if day is None else int(day) * DAY_US
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    driver = conn.connection.driver_connection  # one driver-level read, on every history call
+    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
+        cursor.execute(f"SELECT value FROM storage_state WHERE name = {mark}", (_HORIZON,))
+        row = cursor.fetchone()
+    return None if row is None else int(row[0]) * DAY_US
 
 
 def require_kept(conn: Connection, bounds: Mapping[str, int | None]) -> None:

@@ -66,8 +66,9 @@ class Hours:
     def __len__(self) -> int:
         return int(self.ints.shape[1])
 
-    def take(self, which: npt.NDArray[np.bool_] | npt.NDArray[np.intp] | slice) -> Hours:
-        return Hours(self.ints[:, which], self.floats[:, which])
+    def take(self, which: npt.NDArray[np.bool_]) -> Hours:
+        """The hours ``which`` marks (``np.compress``: a few times faster than a mask)."""
+        return Hours(np.compress(which, self.ints, axis=1), np.compress(which, self.floats, axis=1))
 
     @classmethod
     def join(cls, parts: Sequence[Hours]) -> Hours:
@@ -165,8 +166,7 @@ def load(
     none); cached under the chunk's stamp, which its rollup shares."""
     found: dict[int, Hours | None] = {}
     missing = {}
-    for day, stamp in chunks:
-        held = CACHE.get("hours", stamp)
+    for (day, stamp), held in zip(chunks, CACHE.get("hours", [s for _, s in chunks]), strict=True):
         if held is None:
             missing[day] = stamp
         else:

@@ -8,6 +8,7 @@ before and after compaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -79,14 +80,20 @@ def concat(parts: Sequence[Columns]) -> Columns:
 
 
 def read_rows(conn: Connection, tag_id: int, span: TimeRange, limit: int | None = None) -> Columns:
-    """The points of ``tag_id`` in ``span`` held in the row table, oldest first."""
-    query = (
-        select(points.c.ts, points.c.value, points.c.quality)
-        .where(points.c.tag_id == tag_id, *span.clause(points.c.ts))
-        .order_by(points.c.ts)
-        .limit(limit)
+    """The points of ``tag_id`` in ``span`` held in the row table, oldest first (one
+    driver-level query: reads of long periods read it on every call)."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"SELECT ts, value, quality FROM points WHERE tag_id = {mark} AND ts >= {mark}"
+        f" AND ts <= {mark} ORDER BY ts"
     )
-    return Columns.of(conn.execute(query).all())
+    params: tuple[int, ...] = (tag_id, *span.bounds())
+    if limit is not None:
+        sql, params = f"{sql} LIMIT {mark}", (*params, limit)
+    driver = conn.connection.driver_connection
+    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
+        cursor.execute(sql, params)
+        return Columns.of(cursor.fetchall())
 
 
 def merge(stored: Columns, rows: Columns) -> Columns:

@@ -93,8 +93,7 @@ class _Parts:
         rolled = [hours for hours in held.values() if hours is not None]
         self.hours = Hours.join(rolled) if rolled else None
         if self.hours is not None:
-            start = -(2**63) if span.start is None else span.start
-            end = 2**63 - 1 if span.end is None else span.end
+            start, end = span.bounds()
             hours = self.hours
             whole = (hours.flagged == 0) & (hours.first_ts >= start) & (hours.last_ts <= end)
             self._read_hours(hours.take(~whole))
