@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import MetaData, event
+from sqlalchemy import Connection, MetaData, event
 from sqlalchemy.engine import Engine, create_engine, make_url
 
 metadata = MetaData()
@@ -32,6 +34,25 @@ def make_engine(database_url: str) -> Engine:
     return create_engine(
         database_url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_pre_ping=True
     )
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection whose statements all see the database as of its first one, for reads of
+    several statements that a concurrent transaction (compaction moving a day from rows
+    into a chunk) must not split: on PostgreSQL a repeatable-read transaction, on SQLite
+    a read transaction (WAL: writers go on meanwhile). Nothing is written."""
+    if engine.dialect.name == "postgresql":
+        repeatable = engine.connect().execution_options(isolation_level="REPEATABLE READ")
+        with repeatable as conn, conn.begin():
+            yield conn
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("BEGIN")  # pysqlite begins only before a write by itself
+        try:
+            yield conn
+        finally:
+            conn.rollback()
 
 
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

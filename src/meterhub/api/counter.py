@@ -31,6 +31,7 @@ from meterhub.api.deps import (
 )
 from meterhub.api.encoding import json_number
 from meterhub.collector.meter_view import METER_LATEST, latest_reading
+from meterhub.db import snapshot
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import channel_tags, create_device, delete_device, get_device
@@ -228,7 +229,7 @@ def _archive_json(
     engine: Engine, tag_ids: list[int], span: TimeRange, settings: SettingsDep
 ) -> Iterator[str]:
     zone = settings.zone
-    with engine.connect() as conn:
+    with snapshot(engine) as conn:
         parts = ["["]
         for n, (ts, (kw, amps)) in enumerate(aligned_rows(conn, tag_ids, span)):
             row = {"timestamp": iso(ts, zone), "A": json_number(amps), "kW": json_number(kw)}

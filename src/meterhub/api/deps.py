@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Connection, Engine
 
 from meterhub.billing.tasks import Task, get_task
+from meterhub.db import snapshot
 from meterhub.errors import Forbidden, NotFound, Unauthorized
 from meterhub.registry.projects import Project, get_project
 from meterhub.registry.users import TOKEN_OWNER, User, check_owner, parse_token, user_for_token
@@ -52,6 +53,19 @@ def get_conn(
 
 
 ConnDep = Annotated[Connection, Depends(get_conn, scope="function")]
+
+
+def get_read_conn(
+    engine: Annotated[Engine, Depends(get_engine)],
+    _slot: Annotated[None, Depends(connection_slot, scope="function")],
+) -> Iterator[Connection]:
+    """A read-only request's connection: every statement sees one snapshot (``db.snapshot``),
+    so a read of rows and chunks never falls between the two halves of a compaction."""
+    with snapshot(engine) as conn:
+        yield conn
+
+
+ReadConnDep = Annotated[Connection, Depends(get_read_conn, scope="function")]
 MAX_ROW_ID = 2_147_483_647
 """The largest integer row id (PostgreSQL ``integer``)."""
 EngineDep = Annotated[Engine, Depends(get_engine)]

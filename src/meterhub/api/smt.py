@@ -25,7 +25,7 @@ from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Engine
 from starlette.datastructures import QueryParams
 
-from meterhub.api.deps import ConnDep, EngineDep, SettingsDep, connection_slot
+from meterhub.api.deps import ConnDep, EngineDep, ReadConnDep, SettingsDep, connection_slot
 from meterhub.api.encoding import json_number
 from meterhub.api.smt_wire import (
     FIRST_US,
@@ -253,7 +253,7 @@ def _point(tag_id: int, point: Any, name: str, zone: tzinfo) -> Point:
 
 
 @router.post("/data/get", operation_id="getData", response_model=dict[str, Any])
-async def get_data(request: Request, conn: ConnDep, settings: SettingsDep) -> Response:
+async def get_data(request: Request, conn: ReadConnDep, settings: SettingsDep) -> Response:
     """Read history: ``{"params": {"tagId": ..., "from": ..., "to": ..., ...}}``.
 
     - no ``from``/``to``: the latest value of each tag;

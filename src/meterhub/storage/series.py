@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Connection, select, text
+from sqlalchemy import BigInteger, Connection, null, select, text, union_all
 
 from meterhub.storage import chunks as chunk_store
 from meterhub.storage import rollups
@@ -313,18 +313,24 @@ def drops(
     if not tag_ids:
         return {}
     ids = list(tag_ids)
-    candidates: set[tuple[int, int]] = set()
-    in_rows = select(points.c.tag_id, points.c.ts).where(
-        points.c.tag_id.in_(ids), points.c.quality != 0, *span.clause(points.c.ts)
-    )
-    candidates.update((tag, ts) for tag, ts in conn.execute(in_rows))
     c = chunks.c
     where = [c.tag_id.in_(ids), c.flagged > 0]
     if span.start is not None:
         where.append(c.last_ts >= span.start)
     if span.end is not None:
         where.append(c.first_ts <= span.end)
-    for tag, day, stamp in conn.execute(select(c.tag_id, c.day, c.stamp).where(*where)):
+    nothing = null().cast(BigInteger)
+    flagged = union_all(  # one statement: rows and chunks as of one moment
+        select(points.c.tag_id, points.c.ts, nothing, nothing).where(
+            points.c.tag_id.in_(ids), points.c.quality != 0, *span.clause(points.c.ts)
+        ),
+        select(c.tag_id, nothing, c.day, c.stamp).where(*where),
+    )
+    candidates: set[tuple[int, int]] = set()
+    for tag, ts, day, stamp in conn.execute(flagged):
+        if ts is not None:
+            candidates.add((tag, ts))
+            continue
         columns = within(chunk_store.load(conn, tag, [(day, stamp)])[0], span)
         candidates.update((tag, ts) for ts in columns.ts[columns.quality != 0].tolist())
     ordered = sorted(candidates)

@@ -15,7 +15,7 @@ from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import Connection
 
-from meterhub.api.deps import ConnDep, SettingsDep
+from meterhub.api.deps import ReadConnDep, SettingsDep
 from meterhub.api.meters import check_meter
 from meterhub.api.smt_wire import time_param
 from meterhub.collector.meter_view import meter_view
@@ -73,7 +73,9 @@ class Meter:
         return next(c for c in self.channels if c.kind is ChannelKind.REGISTER)
 
 
-def visible_meter(device_id: str, viewer: ViewerDep, conn: ConnDep, settings: SettingsDep) -> Meter:
+def visible_meter(
+    device_id: str, viewer: ViewerDep, conn: ReadConnDep, settings: SettingsDep
+) -> Meter:
     """The meter of the path; 404 alike for an unknown one and another project's."""
     check_meter(conn, viewer.user, device_id)
     device = get_device(conn, device_id)
@@ -150,7 +152,7 @@ def meter_page(
     request: Request,
     viewer: ViewerDep,
     meter: MeterDep,
-    conn: ConnDep,
+    conn: ReadConnDep,
     preset: Annotated[str, Query(alias="range", max_length=16)] = DEFAULT_RANGE,
     start: FromParam = None,
     end: ToParam = None,
@@ -171,7 +173,7 @@ def meter_page(
 
 
 @router.get("/meters/{device_id}/live")
-def meter_live(request: Request, viewer: ViewerDep, meter: MeterDep, conn: ConnDep) -> Response:
+def meter_live(request: Request, viewer: ViewerDep, meter: MeterDep, conn: ReadConnDep) -> Response:
     """The facts and current values part of the page, as HTML, for the page to swap in."""
     return render(request, "_meter_live.html", viewer, _live_context(conn, meter))
 
@@ -179,7 +181,7 @@ def meter_live(request: Request, viewer: ViewerDep, meter: MeterDep, conn: ConnD
 @router.get("/meters/{device_id}/series")
 def meter_series(
     meter: MeterDep,
-    conn: ConnDep,
+    conn: ReadConnDep,
     channel: Annotated[str, Query(max_length=32)],
     start: FromParam = None,
     end: ToParam = None,
@@ -208,7 +210,7 @@ def meter_series(
 @router.get("/meters/{device_id}/daily")
 def meter_daily(
     meter: MeterDep,
-    conn: ConnDep,
+    conn: ReadConnDep,
     start: FromParam = None,
     end: ToParam = None,
 ) -> Daily:
@@ -230,7 +232,7 @@ def meter_daily(
 @router.get("/meters/{device_id}/health")
 def meter_health(
     meter: MeterDep,
-    conn: ConnDep,
+    conn: ReadConnDep,
     start: FromParam = None,
     end: ToParam = None,
 ) -> HealthHistory:
