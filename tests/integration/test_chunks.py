@@ -77,7 +77,9 @@ def test_channels_of_a_reading_share_their_times(engine: Engine) -> None:
         assert {tag: stored(conn, tag) for tag in (1, 2, 3, 4)} == before
 
 
-def test_the_smaller_chunk_holds_the_shared_times(engine: Engine) -> None:
+def test_the_shared_times_go_where_they_take_fewer_pages(engine: Engine) -> None:
+    """On SQLite a row over a page fills its overflow pages to the brim, so the big chunk takes
+    the times whichever is compacted first; PostgreSQL keeps them with the first."""
     times = reading_times(2)
     rng = random.Random(3)
     with engine.begin() as conn:
@@ -87,8 +89,9 @@ def test_the_smaller_chunk_holds_the_shared_times(engine: Engine) -> None:
         compact_day(conn, 2, DAY0)
         compact_day(conn, 2, DAY0 + 1)
         compact_day(conn, 1, DAY0 + 1)
-        for day in (DAY0, DAY0 + 1):
-            assert lenders(conn, (1, 2), day) == {1: 2, 2: None}
+        second = {1: 2, 2: None} if conn.dialect.name == "postgresql" else {1: None, 2: 1}
+        assert lenders(conn, (1, 2), DAY0) == {1: None, 2: 1}
+        assert lenders(conn, (1, 2), DAY0 + 1) == second
         assert [ts for ts, _, _ in stored(conn, 1)] == times
         assert stored(conn, 2) == [(ts, 5.0, 0) for ts in times]
 

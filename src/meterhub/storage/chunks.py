@@ -124,8 +124,10 @@ def write(conn: Connection, tag_id: int, day: int, columns: Columns, *, held: bo
         _return_times(conn, tag_id, day, lends)
         lends = []
     lender = None if lends else _twin(conn, tag_id, day, columns, times)
-    if lender is not None and lender[1] > len(values) + len(qualities):
-        _lend_instead(conn, tag_id, lender[0], day)  # the smaller row holds the times
+    if lender is not None and _cheaper_to_lend(
+        conn, len(times), len(values) + len(qualities), lender[1]
+    ):
+        _lend_instead(conn, tag_id, lender[0], day)
         lender = None
     stamp = new_stamp()
     values_in_row = {
@@ -187,6 +189,41 @@ def _twin(
         query = query.with_for_update(of=chunks)
     found = conn.execute(query).first()
     return None if found is None else (found[0], found[1])
+
+
+_ROW = 120
+"""Bytes of a chunk row besides its blobs, about (keys, first and last point, counts)."""
+
+
+def _cheaper_to_lend(conn: Connection, times: int, own: int, lenders: int) -> bool:
+    """Whether the times take fewer SQLite pages in the new chunk's row (``own`` bytes of
+    blobs besides them) than in the lender's (``lenders``). A row over a page goes to
+    overflow pages filled to the brim; smaller rows share pages, where two rows a little
+    over half a page each leave a page half empty. PostgreSQL moves blobs of any row over
+    2 KB to TOAST, filled alike whichever row holds them: the lender keeps them."""
+    if conn.dialect.name != "sqlite":
+        return False
+    page = _page_size(conn)
+    keep = _pages(_ROW + lenders + times, page) + _pages(_ROW + own, page)
+    move = _pages(_ROW + lenders, page) + _pages(_ROW + own + times, page)
+    return move < keep
+
+
+def _pages(size: int, page: int) -> float:
+    """Pages a table row of ``size`` bytes takes: its share of a page it shares with rows
+    like it, or its overflow pages."""
+    usable = page - 8  # a leaf page's header
+    if size > page - 35:  # SQLite's largest row kept whole on a leaf page
+        return size / (page - 4)
+    return 1 / (usable // (size + 9))  # a cell: the row, its header and pointer
+
+
+def _page_size(conn: Connection) -> int:
+    info = conn.connection.info
+    if "page_size" not in info:
+        info["page_size"] = int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
+    size: int = info["page_size"]
+    return size
 
 
 def _lend_instead(conn: Connection, tag_id: int, lender: int, day: int) -> None:

@@ -63,8 +63,9 @@ def unpack_floats(blob: bytes) -> npt.NDArray[np.float64]:
 
 
 def encode(columns: Columns) -> tuple[bytes, bytes, bytes]:
-    """The three columns compressed."""
-    return pack(columns.ts), pack(columns.value), pack(columns.quality)
+    """The three columns compressed; qualities as nothing when every point is good."""
+    good = not columns.quality.any()
+    return pack(columns.ts), pack(columns.value), b"" if good else pack(columns.quality)
 
 
 def decode(times: bytes, values: bytes, qualities: bytes | None) -> Columns:
