@@ -15,7 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+from sqlalchemy import Engine, create_engine, insert, text
+from sqlalchemy.exc import OperationalError
 
+from meterhub.billing.tables import billing_runs
 from meterhub.collector.simulator import Faults, Simulator, SimulatorConfig
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
@@ -134,6 +137,12 @@ class Server:
         """An HTTP client of this server, authenticated as an administrator."""
         return httpx.Client(base_url=self.url, headers=self.headers, timeout=10)
 
+    def kill(self) -> None:
+        """SIGKILL, as a power cut or the kernel's OOM killer would."""
+        assert self._process is not None
+        self._process.kill()
+        assert self._process.wait(timeout=30) == -signal.SIGKILL  # it was still running
+
     def stop(self) -> int:
         """Ctrl-C, as a user would; returns the exit code."""
         assert self._process is not None
@@ -161,6 +170,34 @@ def admin_token(database_url: str) -> str:
         token = issue_token(conn, user.id)
     engine.dispose()
     return token
+
+
+class _Probe(Exception):
+    """Rolls the probe's own insert back."""
+
+
+def claim_probe(database_url: str) -> Engine:
+    """An engine for ``run_holds_its_claim``: it never waits for a lock."""
+    return create_engine(
+        database_url, connect_args={"timeout": 0} if "sqlite" in database_url else {}
+    )
+
+
+def run_holds_its_claim(probe: Engine, key: str, at: int) -> bool:
+    """Whether a billing run's transaction has claimed (task ``key``, period end ``at``) and
+    not committed yet: the probe tries to claim the same period without waiting (a lock
+    error: the run holds it; success: it has not claimed yet, and the probe rolls back)."""
+    try:
+        with probe.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SET LOCAL lock_timeout = '20ms'"))
+            row = {"task_key": key, "scheduled_at": at, "started_at": 0, "billed": 0}
+            conn.execute(insert(billing_runs).values(**row, skipped="[]"))
+            raise _Probe
+    except _Probe:
+        return False
+    except OperationalError:  # SQLite: locked; PostgreSQL: lock timeout
+        return True
 
 
 def wait_until(predicate: object, timeout: float, interval: float = 0.2) -> None:

@@ -9,8 +9,7 @@ import sys
 import time
 from decimal import Decimal
 
-from sqlalchemy import Engine, create_engine, delete, func, insert, select, text, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine, delete, func, insert, select, update
 
 from meterhub.billing.tables import billing_runs, billing_tasks, bills
 from meterhub.billing.tariff_store import set_tariff
@@ -20,6 +19,7 @@ from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import create_project
 from meterhub.registry.tables import devices, houses, tags
 from meterhub.storage import Point, write_points
+from tests.support import claim_probe, run_holds_its_claim
 
 DEVICES = 20_000
 DAY_US = 86_400_000_000
@@ -80,29 +80,6 @@ def _estate(engine: Engine) -> str:
     return task.key
 
 
-class _Probe(Exception):
-    """Rolls the probe's own insert back."""
-
-
-def _run_holds_its_claim(probe: Engine, key: str) -> bool:
-    """Whether the run's transaction has claimed (task, AT) and not committed yet.
-
-    The probe tries to claim the same period without waiting: a lock error means the run
-    holds it; success means the run has not claimed yet (the probe rolls back).
-    """
-    try:
-        with probe.begin() as conn:
-            if conn.dialect.name == "postgresql":
-                conn.execute(text("SET LOCAL lock_timeout = '20ms'"))
-            row = {"task_key": key, "scheduled_at": AT_US, "started_at": 0, "billed": 0}
-            conn.execute(insert(billing_runs).values(**row, skipped="[]"))
-            raise _Probe
-    except _Probe:
-        return False
-    except OperationalError:  # SQLite: locked; PostgreSQL: lock timeout
-        return True
-
-
 def _command(database_url: str, key: str) -> list[str]:
     run = ["billing", "run", "--task", key, "--at", AT, "--database", database_url]
     return [sys.executable, "-m", "meterhub.cli", *run]
@@ -123,11 +100,9 @@ def _totals(engine: Engine) -> tuple[int, Decimal]:
 
 def test_killed_run_then_restart_equals_a_clean_run(database_url: str, engine: Engine) -> None:
     key = _estate(engine)
-    probe = create_engine(
-        database_url, connect_args={"timeout": 0} if "sqlite" in database_url else {}
-    )
+    probe = claim_probe(database_url)
     run = subprocess.Popen(_command(database_url, key), stdout=subprocess.DEVNULL)
-    while run.poll() is None and not _run_holds_its_claim(probe, key):
+    while run.poll() is None and not run_holds_its_claim(probe, key, AT_US):
         time.sleep(0.005)
     probe.dispose()
     run.send_signal(signal.SIGKILL)
