@@ -66,7 +66,8 @@ class UnknownTag(NotFound):
 
 
 class SourceInactive(MeterhubError):
-    """The data source exists but is deactivated: it accepts no connections or writes."""
+    """A deactivated data source or tag: its points are neither written nor read (connecting
+    to the source still answers, with ``smtActive`` false)."""
 
 
 class Unauthorized(MeterhubError):

@@ -121,14 +121,33 @@ def test_a_bad_point_rejects_the_whole_call(api: TestClient, plant: dict[str, An
     assert empty["data"][0]["data"] == []
 
 
-def test_inactive_source_refuses_connect_and_writes(api: TestClient, plant: dict[str, Any]) -> None:
+def test_inactive_source_connects_but_refuses_reads_and_writes(
+    api: TestClient, plant: dict[str, Any]
+) -> None:
+    """Connect answers an inactive source (error 0, ``smtActive`` false, its tags as
+    usual); only writes and reads of it, or of an inactive tag, are error 3."""
+    write = {"data": [{"tagId": "plant-1.flow", "data": [{"x": 1, "y": 1}]}]}
+    assert smt(api, "data/set", write)["written"] == 1
+    latest = {"params": {"tagId": "plant-1.flow"}}
+    period = {"params": {"tagId": ["plant-1.flow"], "from": 0, "to": 10}}
+    before = smt(api, "dataSources/connect", {"id": "plant-1"})
     assert api.patch("/api/v1/data-sources/plant-1/", json={"active": False}).status_code == 200
-    assert smt(api, "dataSources/connect", {"id": "plant-1"})["error"]["id"] == 3
-    body = {"data": [{"tagId": "plant-1.flow", "data": [{"x": 1, "y": 1}]}]}
-    assert smt(api, "data/set", body)["error"]["id"] == 3
-    assert api.patch("/api/v1/tags/plant-1.flow/", json={"active": False}).json()["active"] is False
+    connected = smt(api, "dataSources/connect", {"id": "plant-1"})
+    assert connected == {**before, "attributes": {**before["attributes"], "smtActive": False}}
+    for call, body in (("data/set", write), ("data/get", latest), ("data/get", period)):
+        refused = smt(api, call, body)["error"]
+        assert refused == {"id": 3, "message": "data source plant-1 is not active"}, call
     api.patch("/api/v1/data-sources/plant-1/", json={"active": True})
-    assert smt(api, "data/set", body)["error"]["id"] == 3  # the tag itself is inactive
+    assert api.patch("/api/v1/tags/plant-1.flow/", json={"active": False}).json()["active"] is False
+    connected = smt(api, "dataSources/connect", {"id": "plant-1"})
+    assert (connected["error"], connected["attributes"]["smtActive"]) == ({"id": 0}, True)
+    valve = {"tagName": "valve", "parentObjectId": "plant-1"}
+    assert [t["id"] for t in connected["tags"]] == [valve]  # not offered
+    for call, body in (("data/set", write), ("data/get", latest), ("data/get", period)):
+        refused = smt(api, call, body)["error"]
+        assert refused == {"id": 3, "message": "tag plant-1.flow is not active"}, call
+    api.patch("/api/v1/tags/plant-1.flow/", json={"active": True})
+    assert smt(api, "data/get", latest)["data"][0]["data"] == [{"x": 1, "y": 1, "q": 0}]
 
 
 def test_device_channels_are_tags(api: TestClient) -> None:

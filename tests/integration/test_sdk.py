@@ -882,54 +882,99 @@ def test_unknown_tag(stack: Stack) -> None:
     assert stack.read_all() == WORLD.series
 
 
-def test_inactive_source(stack: Stack) -> None:
-    source = f"{stack.source}-off"
+@dataclass
+class OffSource:
+    """A data source of two tags, apart from the stack's, each holding ``BEFORE``."""
+
+    stack: Stack
+    id: str
+    plans: tuple[TagPlan, ...]
+    tags: list[Tag]
+
+    def history(self) -> list[list[Pt]]:
+        answer = self.stack.get_data(tag_id=[t.id for t in self.tags], from_time=0, actual=True)
+        return [[(p["x"], p["y"], p["q"]) for p in entry["data"]] for entry in answer]
+
+    def switch(self, path: str, active: bool) -> None:
+        patched = self.stack.http("PATCH", path, json={"active": active})
+        assert patched.status_code == 200, patched.text
+        assert patched.json()["active"] is active
+
+
+BEFORE = [(T0 + 1_000_000, 1.5, 0), (T0 + 2_000_000, 0.0, 1)]
+
+
+def off_source(stack: Stack, suffix: str) -> OffSource:
+    source = f"{stack.source}-{suffix}"
     plans = (TagPlan("flow", 1), TagPlan("valve", 3, pair=True))
     create_source(stack, source, plans)
     tags = stack.client.create_tags(stack.connect(source)["tags"])
-    before = [(T0 + 1_000_000, 1.5, 0), (T0 + 2_000_000, 0.0, 1)]
     for tag in tags:
-        tag.update([{"x": ts, "y": y, "q": q} for ts, y, q in before])
+        tag.update([{"x": ts, "y": y, "q": q} for ts, y, q in BEFORE])
     assert stack.set_data(tags) == 4
+    found = OffSource(stack, source, plans, tags)
+    assert found.history() == [BEFORE, BEFORE]
+    return found
 
-    def history() -> list[list[Pt]]:
-        answer = stack.get_data(tag_id=[t.id for t in tags], from_time=0, actual=True)
-        return [[(p["x"], p["y"], p["q"]) for p in entry["data"]] for entry in answer]
 
-    assert history() == [before, before]
-    patched = stack.http("PATCH", f"/api/v1/data-sources/{source}/", json={"active": False})
-    assert patched.status_code == 200, patched.text
-    assert patched.json()["active"] is False
-
-    with pytest.raises(DataSourceNotActive) as refused:
+def test_inactive_source(stack: Stack) -> None:
+    """Connect answers (error 0, ``smtActive`` false) and the SDK raises
+    ``DataSourceNotActive`` from it; writes and reads are error 3, the same exception."""
+    off = off_source(stack, "off")
+    source, tags = off.id, off.tags
+    off.switch(f"/api/v1/data-sources/{source}/", False)
+    with pytest.raises(DataSourceNotActive) as refused:  # from smtActive false
         stack.connect(source)
-    assert refused.value.error_id == 3
+    assert (refused.value.error_id, refused.value.message) == (
+        ErrorCode.DATA_SOURCE_NOT_ACTIVE,
+        f"data source {source!r} is not active",
+    )
+    connected = stack.post_raw("/smt/dataSources/connect", json.dumps({"id": source}).encode())
+    assert (connected["error"], connected["attributes"]["smtActive"]) == ({"id": 0}, False)
+    assert [t["id"] for t in connected["tags"]] == [plan.wire_id(source) for plan in off.plans]
     for tag in tags:
         tag.add_data(T0 + 3_000_000, 7)
-    with pytest.raises(ServerResponseError) as caught:
+    with pytest.raises(DataSourceNotActive) as caught:
         stack.set_data(tags)
-    assert caught.value.error_id == 3
+    assert (caught.value.error_id, caught.value.message) == (
+        3,
+        f"data source {source} is not active",
+    )
     assert [len(tag) for tag in tags] == [1, 1]  # kept for a later try
     body = {"data": [{"tagId": tags[0].wire_id, "data": [{"x": T0, "y": 1}]}]}
     assert stack.post_raw("/smt/data/set", json.dumps(body).encode())["error"]["id"] == 3
-    assert history() == [before, before]  # still readable, unchanged
+    with pytest.raises(DataSourceNotActive):
+        off.history()
+    with pytest.raises(DataSourceNotActive):
+        stack.get_data(tag_id=tags[1].id)  # the latest value
 
-    stack.http("PATCH", f"/api/v1/data-sources/{source}/", json={"active": True})
+    off.switch(f"/api/v1/data-sources/{source}/", True)
+    assert off.history() == [BEFORE, BEFORE]  # unchanged
     assert stack.connect(source)["attributes"]["smtActive"] is True
     assert stack.set_data(tags) == 2
-    after = [*before, (T0 + 3_000_000, 7, 0)]
-    assert history() == [after, after]
+    after = [*BEFORE, (T0 + 3_000_000, 7, 0)]
+    assert off.history() == [after, after]
+    assert stack.read_all() == WORLD.series
 
-    # an inactive tag of an active source: not offered by connect, refuses writes
-    key = f"{source}.flow"
-    patched = stack.http("PATCH", f"/api/v1/tags/{key}/", json={"active": False})
-    assert patched.status_code == 200, patched.text
-    assert [t["id"] for t in stack.connect(source)["tags"]] == [plans[1].wire_id(source)]
-    tags[0].add_data(T0 + 4_000_000, 8)
-    with pytest.raises(ServerResponseError) as caught:
-        stack.set_data(tags[0])
-    assert caught.value.error_id == 3
-    assert history() == [after, after]
+
+def test_inactive_tag(stack: Stack) -> None:
+    """An inactive tag of an active source: not offered by connect, refuses writes and reads."""
+    off = off_source(stack, "tag-off")
+    key = f"{off.id}.flow"
+    off.switch(f"/api/v1/tags/{key}/", False)
+    connected = stack.connect(off.id)
+    assert [t["id"] for t in connected["tags"]] == [off.plans[1].wire_id(off.id)]
+    off.tags[0].add_data(T0 + 4_000_000, 8)
+    with pytest.raises(DataSourceNotActive) as caught:
+        stack.set_data(off.tags[0])
+    assert caught.value.message == f"tag {key} is not active"
+    for read in (off.history, lambda: stack.get_data(tag_id=key)):
+        with pytest.raises(DataSourceNotActive) as caught:
+            read()
+        assert caught.value.message == f"tag {key} is not active"
+    off.switch(f"/api/v1/tags/{key}/", True)
+    off.tags[0].clear_data()
+    assert off.history() == [BEFORE, BEFORE]
     assert stack.read_all() == WORLD.series
 
 

@@ -162,3 +162,22 @@ def test_a_64_kb_request_line_is_accepted(server: Server) -> None:
     target = f"/smt/data/set?data={record}"
     assert 60_000 < len(target) < 67_000
     assert post(server.port, target) == (200, {"error": {"id": 0}, "written": 920})
+
+
+def test_an_inactive_source_connects_with_smt_active_false(server: Server) -> None:
+    """The original client raises its "source not active" error only from ``error.id`` 0 with
+    ``smtActive`` false (any other id is its generic server error); writes and reads of the
+    inactive source are then error 3, with a message as it needs."""
+    source = {"id": "2", "active": False, "tags": [{"id": "2.tag1"}]}
+    created = httpx.post(server.url + "/api/v1/data-sources/", json=source, headers=server.headers)
+    assert created.status_code == 201, created.text
+    status, connected = post(server.port, "/smt/dataSources/connect?id=2")
+    assert (status, connected["error"]) == (200, {"id": 0})
+    assert connected["attributes"] == {"smtActive": False, "smtJsonConfigString": "{}"}
+    assert [tag["id"] for tag in connected["tags"]] == ["2.tag1"]
+    record = quote_plus("{'tagId': '2.tag1', 'data': [{'x': 1, 'y': 2, 'q': 0}]}")
+    params = quote_plus("{'tagId': '2.tag1'}")
+    for target in (f"/smt/data/set?data={record}", f"/smt/data/get?params={params}"):
+        status, answer = post(server.port, target)
+        assert status == 200
+        assert answer == {"error": {"id": 3, "message": "data source 2 is not active"}}

@@ -41,8 +41,8 @@ from meterhub.api.smt_wire import (
     time_param,
 )
 from meterhub.errors import InvalidInput, NotKept, TooLarge, UnknownTag
-from meterhub.registry.sources import active_source, source_tags
-from meterhub.registry.tags import Tag, TagRef, resolve, tag_key, writable_pks
+from meterhub.registry.sources import get_source, source_tags
+from meterhub.registry.tags import Tag, TagRef, ValueType, active_rows, refuse_inactive, tag_key
 from meterhub.settings import Settings
 from meterhub.storage import Point
 from meterhub.storage.history import HistoryQuery, read_histories
@@ -59,17 +59,19 @@ OK = {"error": {"id": 0}}
 
 @router.post("/dataSources/connect", operation_id="connectDataSource")
 async def connect(request: Request, conn: ConnDep) -> dict[str, Any]:
-    """Connect to data source ``id``: its attributes and its tags with their metadata.
+    """Connect to data source ``id``: its attributes and its active tags with their metadata.
 
     Example: ``{"id": "plant-1"}`` →
     ``{"error": {"id": 0}, "attributes": {"smtActive": true, "smtJsonConfigString": "{}"},
     "tags": [{"id": "plant-1.flow", "attributes": {"smtTagValueTypeCode": 1, ...}}]}``.
-    An unknown source is error 2, an inactive one error 3.
+    An unknown source is error 2. An inactive one answers as any other, with
+    ``smtActive: false`` (connectors raise their "not active" error from it); writes and
+    reads of its tags are error 3 until it is activated again.
     """
     params = await read_params(request)
     if "id" not in params or isinstance(params["id"], dict | list | bool):
         raise InvalidInput.field("id", "the data source id is required")
-    source = active_source(conn, str(params["id"]))
+    source = get_source(conn, str(params["id"]))
     return {
         **OK,
         "attributes": {"smtActive": source.active, "smtJsonConfigString": source.config},
@@ -159,7 +161,7 @@ def _call_points(
     if records is None or keys is None:
         checked, sizes = _checked_points(conn, params_of(query, body), zone)
         return PointColumns.of(checked), sizes
-    pks = writable_pks(conn, keys)
+    pks = [row[1] for row in active_rows(conn, keys)]
     counts = [len(record.data) for record in records]
     if sum(counts) > MAX_POINTS_PER_SET:
         raise TooLarge.field("data", f"over {MAX_POINTS_PER_SET} points in one call")
@@ -186,7 +188,8 @@ def _checked_points(
         raise InvalidInput.field("data", "required: a list of {tagId, data} records")
     records = params["data"]
     refs = [_record(record, i)["tagId"] for i, record in enumerate(records)]
-    pks = writable_pks(conn, [tag_key(ref, "data.tagId") for ref in refs])
+    keys = [tag_key(ref, "data.tagId") for ref in refs]
+    pks = [row[1] for row in active_rows(conn, keys)]
     batch = [
         point
         for i, (pk, record) in enumerate(zip(pks, records, strict=True))
@@ -305,25 +308,28 @@ _ANSWER = msgspec.json.Encoder()
 def _histories(
     conn: Connection, refs: list[Any], query: HistoryQuery, as_iso: bool, zone: tzinfo
 ) -> _Answer:
-    """The answer of ``/smt/data/get``. The latest values alone (no period, grid or value
-    filter; ``read_histories``' first case) come from one lookup of the tags' pks and one
-    read of their latest points, without building each ``Tag``."""
+    """The answer of ``/smt/data/get``, once every tag is known and active (error 4, 3).
+    The latest values alone (no period, grid or value filter; ``read_histories``' first
+    case) come from one read of the tags' latest points by their keys, without building
+    each ``Tag``."""
+    keys = [tag_key(ref) for ref in refs]
     if query.start is None and query.end is None and query.step is None and query.values is None:
-        keys = [tag_key(ref) for ref in refs]
         found = {row[0]: row for row in latest_by_keys(conn, dict.fromkeys(keys))}
         for key in keys:
             if key not in found:
                 raise UnknownTag(f"no tag with id {key}")
+        refuse_inactive(found[key] for key in keys)
         data = []
         for ref, key in zip(refs, keys, strict=True):
-            _, _, ts, value, quality = found[key]
+            ts, value, quality = found[key][2:5]
             if ts is None or value is None or quality is None:
                 data.append(_HistoryOut(ref, False, []))
             else:
                 x = iso(ts, zone) if as_iso else ts
                 data.append(_HistoryOut(ref, False, [_PointOut(x, json_number(value), quality)]))
         return _Answer({"id": 0}, data)
-    tags = [(tag.pk, tag.value_type.stepwise) for tag in resolve(conn, refs)]
+    rows = active_rows(conn, keys, "t.id, t.value_type")
+    tags = [(row[1], ValueType(row[2]).stepwise) for row in rows]
     histories = read_histories(conn, tags, query)
     return _Answer(
         {"id": 0},

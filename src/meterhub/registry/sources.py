@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
-from meterhub.errors import InvalidInput, SourceInactive, UnknownSource
+from meterhub.errors import InvalidInput, UnknownSource
 from meterhub.registry.tables import data_sources, tags
 from meterhub.registry.tags import NewTag, Tag, TagSpec, create_tags, select_tags
 from meterhub.times import now_us
@@ -65,14 +65,6 @@ def get_source(conn: Connection, source_id: str) -> DataSource:
     if row is None:
         raise UnknownSource(f"no data source with id {source_id}")
     return DataSource.from_row(row)
-
-
-def active_source(conn: Connection, source_id: str) -> DataSource:
-    """The source, or ``SourceInactive`` when it is deactivated."""
-    source = get_source(conn, source_id)
-    if not source.active:
-        raise SourceInactive(f"data source {source_id} is not active")
-    return source
 
 
 def source_tags(conn: Connection, source_id: str) -> list[Tag]:

@@ -246,35 +246,37 @@ def _with_keys(conn: Connection, keys: Collection[str]) -> list[Tag]:
         return [Tag.from_row(row) for row in cursor.fetchall()]
 
 
-def writable_pks(conn: Connection, keys: Sequence[str]) -> list[int]:
-    """The pks of the tags named by ``keys``, in order, once each is known writable:
-    ``UnknownTag`` for the first key no tag has, ``SourceInactive`` for the first inactive
-    tag, then for the first (by id) inactive data source among theirs."""
-    rows = _rows_of_keys(conn, keys)
-    for key, _pk, active, _source, _source_active in rows:
-        if not active:
-            raise SourceInactive(f"tag {key} is not active")
-    inactive = sorted({row[3] for row in rows if row[3] is not None and not row[4]})
+ACTIVITY_COLUMNS = "t.active, t.source_id, s.active"
+ACTIVITY_JOIN = "LEFT JOIN data_sources s ON s.id = t.source_id"
+"""What ``refuse_inactive`` reads of a tag (``t``) looked up by ``rows_by_keys``: its active
+flag, its source and the source's active flag (None for a device's channel)."""
+
+
+def refuse_inactive(rows: Iterable[Sequence[Any]]) -> None:
+    """``SourceInactive`` for the first inactive tag, then for the first (by id) inactive
+    data source among theirs; each row is (key, ..., ``ACTIVITY_COLUMNS``) of one tag.
+    Writes and reads alike refuse them; connecting to an inactive source does not."""
+    rows = list(rows)
+    for row in rows:
+        if not row[-3]:
+            raise SourceInactive(f"tag {row[0]} is not active")
+    inactive = sorted({row[-2] for row in rows if row[-2] is not None and not row[-1]})
     if inactive:
         raise SourceInactive(f"data source {inactive[0]} is not active")
-    return [row[1] for row in rows]
 
 
-def _rows_of_keys(conn: Connection, keys: Sequence[str]) -> list[tuple[Any, ...]]:
-    """(key, pk, active, source id, source active) of each of ``keys``, in order, by one
-    driver-level query (any number of keys in one JSON string); ``UnknownTag`` for the
-    first key no tag has."""
-    columns = "t.key, t.id, t.active, t.source_id, s.active"
-    found = {
-        row[0]: row
-        for row in rows_by_keys(
-            conn, columns, "LEFT JOIN data_sources s ON s.id = t.source_id", list(keys)
-        )
-    }
+def active_rows(conn: Connection, keys: Sequence[str], columns: str = "t.id") -> list[Any]:
+    """Rows (key, ``columns``, ``ACTIVITY_COLUMNS``) of the tags (``t``) named by ``keys``, in
+    order, once each is known active: ``UnknownTag`` for the first key no tag has, else as
+    ``refuse_inactive``. One driver-level query, as ``rows_by_keys``."""
+    selected = f"t.key, {columns}, {ACTIVITY_COLUMNS}"
+    found = {row[0]: row for row in rows_by_keys(conn, selected, ACTIVITY_JOIN, keys)}
     for key in keys:
         if key not in found:
             raise UnknownTag(f"no tag with id {key}")
-    return [found[key] for key in keys]
+    rows = [found[key] for key in keys]
+    refuse_inactive(rows)
+    return rows
 
 
 def rows_by_keys(conn: Connection, columns: str, joins: str, keys: Collection[str]) -> list[Any]:

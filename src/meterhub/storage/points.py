@@ -16,7 +16,7 @@ from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection
 from sqlalchemy.sql import ColumnElement
 
-from meterhub.registry.tags import rows_by_keys
+from meterhub.registry.tags import ACTIVITY_COLUMNS, ACTIVITY_JOIN, rows_by_keys
 from meterhub.storage.tables import points
 
 
@@ -305,11 +305,11 @@ def latest_rows(conn: Connection, tag_ids: Sequence[int]) -> list[tuple[int, int
         return rows
 
 
-def latest_by_keys(
-    conn: Connection, keys: Collection[str]
-) -> list[tuple[str, int, int | None, float | None, int | None]]:
-    """(key, tag id, ts, value, quality) of the tags named by ``keys`` that exist, the point
-    being each one's latest (all None without one), in no order: one driver-level query
-    joining the tags' keys to the table writes keep."""
-    columns = "t.key, t.id, l.ts, l.value, l.quality"
-    return rows_by_keys(conn, columns, "LEFT JOIN latest_points l ON l.tag_id = t.id", keys)
+def latest_by_keys(conn: Connection, keys: Collection[str]) -> list[tuple[Any, ...]]:
+    """(key, tag id, ts, value, quality, then ``ACTIVITY_COLUMNS``) of the tags named by
+    ``keys`` that exist, the point being each one's latest (all None without one), in no
+    order: one driver-level query joining the tags' keys to the table writes keep (and to
+    their sources, for ``refuse_inactive``)."""
+    columns = f"t.key, t.id, l.ts, l.value, l.quality, {ACTIVITY_COLUMNS}"
+    joins = f"LEFT JOIN latest_points l ON l.tag_id = t.id {ACTIVITY_JOIN}"
+    return rows_by_keys(conn, columns, joins, keys)
