@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import sys
 import threading
 from collections import Counter
@@ -20,6 +21,7 @@ import pytest
 from pydantic import ValidationError
 
 from meterhub_client import (
+    AuthenticationError,
     DataInteractionClient,
     DataSourceNotActive,
     DataSourceNotFound,
@@ -343,6 +345,67 @@ def test_non_2xx_status_is_a_transport_error(core: BaseClient, status: int) -> N
     assert caught.value.status_code == status
 
 
+REFUSED = {"error": {"id": 9, "message": "invalid or revoked token"}}
+TOKEN = {"Authorization": "token 1:" + "ab" * 20}
+
+
+@pytest.mark.parametrize(
+    ("headers", "token_sent", "problem"),
+    [
+        ({}, False, "no token sent (pass headers={'Authorization': 'token <user_id>:<40 hex>'})"),
+        (TOKEN, True, "token refused"),
+        ({"authorization": TOKEN["Authorization"]}, True, "token refused"),
+    ],
+)
+@pytest.mark.parametrize("status", [401, 200])
+def test_error_9_is_an_authentication_error_naming_the_problem(
+    headers: dict[str, str], token_sent: bool, problem: str, status: int
+) -> None:
+    core = BaseClient(BASE, headers=headers)
+    calls = [core.build_connect("1"), core.build_get_data(None, {"tag_id": "a"})]
+    tag = Tag("a")
+    tag.add_data(1, 1)
+    [batch] = core.build_set_data([tag])
+    for call in [*calls, batch.call]:
+        with pytest.raises(AuthenticationError) as caught:
+            core.parse_get_data(call, reply(REFUSED, status))
+        error = caught.value
+        assert (error.error_id, error.message) == (
+            ErrorCode.NOT_AUTHENTICATED,
+            "invalid or revoked token",
+        )
+        assert (error.token_sent, error.status_code) == (token_sent, status)
+        assert str(error) == f"{problem}: invalid or revoked token (error 9)"
+        assert isinstance(error, MeterhubClientError)
+        assert not isinstance(error, ServerResponseError | TransportError)
+    with pytest.raises(AuthenticationError):
+        batch.acknowledge(reply(REFUSED, status))
+    assert tag.data == [{"x": 1, "y": 1, "q": 0}]  # kept for when the token is fixed
+    assert core.retry_delay(0, status_code=status) is None  # never retried
+
+
+@pytest.mark.parametrize(
+    "body", [b"<html>401 Authorization Required</html>", b"{}", b'{"error": {"id": 9}}']
+)
+def test_a_401_without_the_platforms_message_quotes_the_answer(body: bytes) -> None:
+    call = BaseClient(BASE).build_connect("1")
+    with pytest.raises(AuthenticationError) as caught:
+        BaseClient(BASE).parse_connect(call, reply(body, 401))
+    assert caught.value.message == f"HTTP 401: {body.decode()!r}"
+    assert not caught.value.token_sent
+
+
+def test_authentication_error_survives_pickling() -> None:
+    error = AuthenticationError("invalid or revoked token", token_sent=True, status_code=401)
+    copy = pickle.loads(pickle.dumps(error))
+    assert (type(copy), str(copy), copy.token_sent, copy.status_code) == (
+        AuthenticationError,
+        str(error),
+        True,
+        401,
+    )
+
+
 def test_invalid_json_is_a_transport_error_keeping_the_cause(core: BaseClient) -> None:
     call = core.build_connect("1")
     with pytest.raises(TransportError, match="not JSON") as caught:
@@ -441,6 +504,7 @@ def test_connection_errors_are_retried_with_exponential_backoff(error: Exception
         (599, True),
         (200, False),
         (400, False),
+        (401, False),
         (404, False),
         (429, False),
     ],

@@ -1,6 +1,8 @@
 """The two thin shells: same API, generated sync code, real sockets on 127.0.0.1.
 
-No server is faked here: the only traffic is to a port that refuses connections.
+No platform is faked here: the traffic goes to a port that refuses connections, or to a
+plain HTTP server on 127.0.0.1 that refuses every call as the platform does without a
+valid token (HTTP 401, error 9).
 """
 
 from __future__ import annotations
@@ -8,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import inspect
+import json
 import socket
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 
@@ -18,6 +23,7 @@ import pytest
 
 from meterhub_client import (
     AsyncDataInteractionClient,
+    AuthenticationError,
     DataInteractionClient,
     NoDataToSend,
     Tag,
@@ -104,3 +110,93 @@ def test_async_client_closes_its_pool() -> None:
 
     client = asyncio.run(use())
     assert client._http.is_closed
+
+
+class _Refusing(BaseHTTPRequestHandler):
+    """Answers every POST as the platform does without a valid token, and counts them."""
+
+    server: _Gatekeeper
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with self.server.lock:
+            self.server.seen.append(self.headers.get("Authorization"))
+        message = "invalid or revoked token" if self.headers.get("Authorization") else "no token"
+        body = json.dumps({"error": {"id": 9, "message": message}}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("WWW-Authenticate", "Token")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+class _Gatekeeper(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Refusing)
+        self.lock = threading.Lock()
+        self.seen: list[str | None] = []
+
+
+@pytest.fixture
+def gatekeeper() -> Iterator[_Gatekeeper]:
+    server = _Gatekeeper()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.mark.parametrize("token", [None, "1:" + "0" * 40], ids=["no-token", "bad-token"])
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_refused_token_is_an_authentication_error_at_once(
+    gatekeeper: _Gatekeeper, token: str | None, asynchronous: bool
+) -> None:
+    """Each call is sent once, with retries to spare, and raises ``AuthenticationError``."""
+    base = f"http://127.0.0.1:{gatekeeper.server_address[1]}"
+    headers = {"Authorization": f"token {token}"} if token else {}
+    tag = Tag("a")
+    tag.add_data(1, 1)
+    errors: list[AuthenticationError] = []
+    if asynchronous:
+
+        async def run() -> None:
+            async with AsyncDataInteractionClient(
+                base,
+                retries=3,
+                backoff=5.0,
+                headers=headers,  # a retry would wait 5 s
+            ) as client:
+                with pytest.raises(AuthenticationError) as connect:
+                    await client.connect("1")
+                with pytest.raises(AuthenticationError) as send:
+                    await client.set_data(tag)
+                with pytest.raises(AuthenticationError) as get:
+                    await client.get_data(tag_id="a")
+            errors.extend((connect.value, send.value, get.value))
+
+        asyncio.run(run())
+    else:
+        with DataInteractionClient(base, retries=3, backoff=5.0, headers=headers) as client:
+            with pytest.raises(AuthenticationError) as connect:
+                client.connect("1")
+            with pytest.raises(AuthenticationError) as send:
+                client.set_data(tag)
+            with pytest.raises(AuthenticationError) as get:
+                client.get_data(tag_id="a")
+        errors.extend((connect.value, send.value, get.value))
+    assert len(errors) == 3
+    assert gatekeeper.seen == [f"token {token}" if token else None] * 3  # none retried
+    expected = "token refused: invalid or revoked token" if token else "no token sent"
+    assert all(str(error).startswith(expected) for error in errors), errors
+    assert {(error.token_sent, error.status_code) for error in errors} == {(bool(token), 401)}
+    assert tag.data == [{"x": 1, "y": 1, "q": 0}]

@@ -70,18 +70,17 @@ from meterhub.registry.users import create_user, issue_token
 from meterhub.settings import Settings
 from meterhub_client import (
     AsyncDataInteractionClient,
+    AuthenticationError,
     DataInteractionClient,
     DataSourceNotActive,
     DataSourceNotFound,
     ErrorCode,
-    MeterhubClientError,
     NoDataToSend,
     RequestData,
     ServerResponseError,
     Tag,
     TagId,
     TagNotFound,
-    TransportError,
 )
 from tests.conftest import fresh_postgres
 from tests.support import Server
@@ -405,6 +404,7 @@ class Stack:
     engine: Engine  # the same database, read directly
     source: str
     anonymous: Any  # an SDK client as ``client`` but sending no token
+    impostor: Any  # an SDK client as ``client`` but sending a token no user has
     tags: list[Tag] = field(default_factory=list)
     written: list[int] = field(default_factory=list)
 
@@ -532,7 +532,9 @@ def stack(request: pytest.FixtureRequest, resources: Resources) -> Iterator[Stac
 
         client, raw = clients(headers)
         anonymous, _ = clients({})
-        found = Stack(f"{db}-{kind}", client, raw, runner, resources.engines[db], source, anonymous)
+        impostor, _ = clients({"Authorization": "token 1:" + "0" * 40})
+        engine = resources.engines[db]
+        found = Stack(f"{db}-{kind}", client, raw, runner, engine, source, anonymous, impostor)
         create_source(found, source)
         push_world(found)
         yield found
@@ -978,18 +980,32 @@ def test_inactive_tag(stack: Stack) -> None:
     assert stack.read_all() == WORLD.series
 
 
-def test_without_a_token_the_platform_refuses_plainly(stack: Stack) -> None:
-    """``open_ingest`` is off: a call without a token is refused with HTTP 401 and error 9,
-    which the SDK raises as a ``TransportError`` carrying the status (any non-2xx answer),
-    or as a ``ServerResponseError`` with id 9 should it learn that id."""
-    error = outcome(lambda: stack.run(stack.anonymous.connect(stack.source)))
-    assert isinstance(error, MeterhubClientError), repr(error)
-    if isinstance(error, ServerResponseError):
-        assert error.error_id == 9, repr(error)
-    else:
-        assert isinstance(error, TransportError), repr(error)
-        assert error.status_code == 401, repr(error)
-        assert '"id":9' in str(error).replace(" ", ""), repr(error)
+def test_without_a_valid_token_the_sdk_raises_an_authentication_error(stack: Stack) -> None:
+    """``open_ingest`` is off: a call without a token, or with one the platform refuses, is
+    HTTP 401 with error 9, which the SDK raises as ``AuthenticationError`` naming the
+    problem; the points of a refused ``set_data`` stay buffered."""
+    tag = Tag(stack.tags[0].id)
+    tag.add_data(WORLD.last + 1, 1.0)
+
+    def refusal(call: Callable[[], Any]) -> Any:
+        return outcome(lambda: stack.run(call()))
+
+    for client, token_sent, problem in (
+        (stack.anonymous, False, "no token sent"),
+        (stack.impostor, True, "token refused"),
+    ):
+        for error in (
+            refusal(functools.partial(client.connect, stack.source)),
+            refusal(functools.partial(client.set_data, tag)),
+            refusal(functools.partial(client.get_data, tag_id=tag.id)),
+        ):
+            assert isinstance(error, AuthenticationError), repr(error)
+            assert (error.error_id, error.status_code) == (ErrorCode.NOT_AUTHENTICATED, 401)
+            assert error.token_sent is token_sent
+            assert error.message
+            assert str(error).startswith(f"{problem}"), str(error)
+    assert len(tag) == 1
+    assert stack.read_all() == WORLD.series
 
 
 # --- malformed requests: each its own error id, nothing stored changes -----------------------

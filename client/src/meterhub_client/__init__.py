@@ -39,6 +39,7 @@ from meterhub_client._async import AsyncDataInteractionClient
 from meterhub_client._sync import DataInteractionClient
 from meterhub_client._version import __version__
 from meterhub_client.exceptions import (
+    AuthenticationError,
     DataSourceNotActive,
     DataSourceNotFound,
     ErrorCode,
@@ -53,6 +54,7 @@ from meterhub_client.tags import Tag, TagId
 
 __all__ = [
     "AsyncDataInteractionClient",
+    "AuthenticationError",
     "DataInteractionClient",
     "DataSourceNotActive",
     "DataSourceNotFound",

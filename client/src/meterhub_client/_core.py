@@ -23,6 +23,7 @@ import httpx
 from meterhub_client._encoding import TimeInput
 from meterhub_client._version import __version__
 from meterhub_client.exceptions import (
+    AuthenticationError,
     DataSourceNotActive,
     ErrorCode,
     NoDataToSend,
@@ -69,16 +70,20 @@ class Call:
     )
     payload: dict[str, Any] | None = field(default=None, repr=False)
     """The body as Python values when the call was built from them (see ``json``)."""
+    token_sent: bool = False
+    """Whether the call goes with an ``Authorization`` header (the client's ``headers``):
+    an error 9 then means the token was refused, else that none was sent."""
 
     @classmethod
-    def post(cls, url: str, payload: dict[str, Any]) -> Call:
+    def post(cls, url: str, payload: dict[str, Any], *, token_sent: bool = False) -> Call:
         """A ``POST`` of ``payload`` as compact UTF-8 JSON."""
-        return cls("POST", url, wire_text(payload).encode("utf-8"), payload=payload)
+        content = wire_text(payload).encode("utf-8")
+        return cls("POST", url, content, payload=payload, token_sent=token_sent)
 
     @classmethod
-    def post_json(cls, url: str, content: bytes) -> Call:
+    def post_json(cls, url: str, content: bytes, *, token_sent: bool = False) -> Call:
         """A ``POST`` of a body already encoded as JSON."""
-        return cls("POST", url, content)
+        return cls("POST", url, content, token_sent=token_sent)
 
     @property
     def json(self) -> dict[str, Any]:
@@ -137,11 +142,14 @@ class Batch:
 def parse_reply(call: Call, reply: Reply) -> dict[str, Any]:
     """The JSON body of a successful reply, or the matching exception.
 
-    Non-2xx status or a body that is not a JSON object with an integer ``error.id``:
+    HTTP 401, or error 9 whatever the status: :class:`AuthenticationError`. Another non-2xx
+    status or a body that is not a JSON object with an integer ``error.id``:
     :class:`TransportError`. Non-zero ``error.id``: :class:`ServerResponseError` or its
     subclass for that id.
     """
     where = f"{call.method} {call.url}"
+    if reply.status_code == 401:
+        raise _authentication_error(call, reply)
     if not 200 <= reply.status_code < 300:
         raise TransportError(
             f"{where}: HTTP {reply.status_code}: {_excerpt(reply.content)}",
@@ -159,6 +167,8 @@ def parse_reply(call: Call, reply: Reply) -> dict[str, Any]:
     error_id = error.get("id")
     if not isinstance(error_id, int) or isinstance(error_id, bool):
         raise _malformed(call, reply, "no integer error.id")
+    if error_id == ErrorCode.NOT_AUTHENTICATED:
+        raise _authentication_error(call, reply)
     if error_id != ErrorCode.OK:
         message = error.get("message")
         if not isinstance(message, str) or not message:
@@ -196,6 +206,18 @@ def _default_message(error_id: int) -> str:
         return ErrorCode(error_id).name.lower().replace("_", " ")
     except ValueError:
         return "unknown error"
+
+
+def _authentication_error(call: Call, reply: Reply) -> AuthenticationError:
+    """The platform's refusal of the call's credentials: its ``error.message`` when the body
+    is the platform's JSON (a proxy's 401 page is quoted instead)."""
+    try:
+        message = decode_json(reply.content)["error"]["message"]
+    except (ValueError, TypeError, KeyError):
+        message = None
+    if not isinstance(message, str) or not message:
+        message = f"HTTP {reply.status_code}: {_excerpt(reply.content)}"
+    return AuthenticationError(message, token_sent=call.token_sent, status_code=reply.status_code)
 
 
 def _malformed(call: Call, reply: Reply, problem: str) -> TransportError:
@@ -266,6 +288,7 @@ class BaseClient:
             **{name: value for name, value in defaults.items() if name.lower() not in overridden},
             **given,
         }
+        self._token_sent = "authorization" in overridden
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url!r})"
@@ -310,7 +333,7 @@ class BaseClient:
         source = str(data_source_id)
         if not source:
             raise ValueError("bad data source id: empty string")
-        return Call.post(self.base_url + CONNECT_PATH, {"id": source})
+        return Call.post(self.base_url + CONNECT_PATH, {"id": source}, token_sent=self._token_sent)
 
     def build_set_data(self, tags: Tag | Iterable[Tag]) -> Iterator[Batch]:
         """Snapshot every tag's buffer now; the batches come lazily, one per request.
@@ -322,7 +345,8 @@ class BaseClient:
         snapshot = _Snapshot(_unique_tags(tags))
         if not snapshot.texts:
             raise NoDataToSend(f"no buffered points in the {len(snapshot.tags)} tag(s) given")
-        return _pack(self.base_url + SET_DATA_PATH, self.max_points_per_request, snapshot)
+        url = self.base_url + SET_DATA_PATH
+        return _pack(url, self.max_points_per_request, snapshot, self._token_sent)
 
     def build_get_data(self, request: RequestData | None, changes: Mapping[str, Any]) -> Call:
         """The call of ``get_data``: ``request`` with ``changes`` applied (on a copy)."""
@@ -334,7 +358,8 @@ class BaseClient:
             raise TypeError(f"get_data() takes a RequestData, not {type(request).__name__}")
         elif changes:
             request = request.with_changes(changes)
-        return Call.post(self.base_url + GET_DATA_PATH, {"params": request.to_params()})
+        payload = {"params": request.to_params()}
+        return Call.post(self.base_url + GET_DATA_PATH, payload, token_sent=self._token_sent)
 
     # -- reply parsing -----------------------------------------------------------------
 
@@ -448,9 +473,9 @@ class _Snapshot:
             self.counts.append(len(self.texts) - before)
 
 
-def _pack(url: str, limit: int, snapshot: _Snapshot) -> Iterator[Batch]:
+def _pack(url: str, limit: int, snapshot: _Snapshot, token_sent: bool) -> Iterator[Batch]:
     """Batches of at most ``limit`` points, filled greedily in tag order; a batch's body is
-    joined from the points' buffered JSON texts."""
+    joined from the points' buffered JSON texts (``token_sent``: see ``Call``)."""
     texts = snapshot.texts
     records: list[str] = []
     tags: list[Tag] = []
@@ -468,15 +493,22 @@ def _pack(url: str, limit: int, snapshot: _Snapshot) -> Iterator[Batch]:
             count += stop - start
             start = stop
             if count == limit:
-                yield _batch(url, records, tags, firsts, lasts, count)
+                yield _batch(url, records, tags, firsts, lasts, count, token_sent)
                 records, tags, firsts, lasts, count = [], [], array("q"), array("q"), 0
         offset += size
     if count:
-        yield _batch(url, records, tags, firsts, lasts, count)
+        yield _batch(url, records, tags, firsts, lasts, count, token_sent)
 
 
 def _batch(
-    url: str, records: list[str], tags: list[Tag], firsts: array[int], lasts: array[int], count: int
+    url: str,
+    records: list[str],
+    tags: list[Tag],
+    firsts: array[int],
+    lasts: array[int],
+    count: int,
+    token_sent: bool,
 ) -> Batch:
     content = ('{"data":[' + ",".join(records) + "]}").encode("utf-8")
-    return Batch(Call.post_json(url, content), tags, firsts, lasts, count)
+    call = Call.post_json(url, content, token_sent=token_sent)
+    return Batch(call, tags, firsts, lasts, count)

@@ -8,6 +8,8 @@
     │   ├── DataSourceNotFound        error 2: no data source has that id
     │   ├── DataSourceNotActive       error 3 (or connect answered smtActive: false)
     │   └── TagNotFound               error 4: a tag id is unknown
+    ├── AuthenticationError           error 9 (HTTP 401): no token was sent, or the
+    │                                 platform refused it; never retried
     ├── NoDataToSend                  set_data was called while no tag holds a point
     └── TransportError                no usable HTTP answer: connection failed or timed out
                                       after every retry, a non-2xx status (after retries
@@ -25,6 +27,7 @@ The other application error ids keep the base class; compare ``error_id`` with
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ErrorCode(IntEnum):
@@ -39,6 +42,7 @@ class ErrorCode(IntEnum):
     BAD_VALUE = 6
     TOO_LARGE = 7
     INTERNAL = 8
+    NOT_AUTHENTICATED = 9
 
 
 class MeterhubClientError(Exception):
@@ -70,6 +74,35 @@ class DataSourceNotActive(ServerResponseError):
 
 class TagNotFound(ServerResponseError):
     """Error 4: the platform does not know a tag named in the request."""
+
+
+class AuthenticationError(MeterhubClientError):
+    """The platform wants a token (error 9, HTTP 401) and none was sent (``token_sent``
+    false: pass ``headers={"Authorization": "token <user_id>:<40 hex>"}``), or it refused
+    the one sent (wrong, malformed or revoked). ``message`` is the platform's own words,
+    ``status_code`` the HTTP status. Another attempt would fail alike: never retried.
+    """
+
+    def __init__(self, message: str, *, token_sent: bool, status_code: int | None) -> None:
+        self.error_id = ErrorCode.NOT_AUTHENTICATED
+        self.message = message
+        self.token_sent = token_sent
+        self.status_code = status_code
+        problem = (
+            "token refused"
+            if token_sent
+            else "no token sent (pass headers={'Authorization': 'token <user_id>:<40 hex>'})"
+        )
+        super().__init__(f"{problem}: {message} (error 9)")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _authentication_error, (self.message, self.token_sent, self.status_code)
+
+
+def _authentication_error(
+    message: str, token_sent: bool, status_code: int | None
+) -> AuthenticationError:
+    return AuthenticationError(message, token_sent=token_sent, status_code=status_code)
 
 
 class NoDataToSend(MeterhubClientError):
