@@ -2,13 +2,14 @@
 
 Builds a fleet of 1,000 electricity meters (channels A and kW, three days of readings every
 5 minutes, poll health) on SQLite, and on PostgreSQL when reachable. For each worker count
-N it starts ``meterhub serve --workers N`` (collector, scheduler and compaction off, so only
-request work is timed) and a bare FastAPI app answering constant JSON under uvicorn with
-the same options (httptools, uvloop, info log with access lines) and ``--workers N``, then
-runs ``wrk -t2 -c64 -d10s`` against each after a 2 s warm-up. The counter-data requests
-pick a random meter of the fleet each (a wrk Lua script), once with an API token and once
-with open ingest (no token, as the original connector client calls). Prints req/s and
-latency p50/p99 of both, and the counter/bare ratio against the 0.6x goal.
+N it starts ``meterhub serve --workers N --verbose`` (collector, scheduler and compaction
+off, so only request work is timed) and a bare FastAPI app answering constant JSON under
+uvicorn with the same options (httptools, uvloop, info log with access lines, as
+``--verbose`` logs) and ``--workers N``, then runs ``wrk -t2 -c64 -d10s`` against each
+after a 2 s warm-up. The counter-data requests pick a random meter of the fleet each (a wrk
+Lua script), once with an API token and once with open ingest (no token, as the original
+connector client calls). Prints req/s and latency p50/p99 of both, and the counter/bare
+ratio against the 0.6x goal.
 Usage: .venv/bin/python -m bench.counter_read [--meters 1000] [--workers 1 2] [--no-postgres]
 """
 
@@ -29,7 +30,7 @@ import psycopg
 from fastapi import FastAPI
 
 from bench.databases import scratch_postgres, scratch_sqlite
-from bench.servers import running
+from bench.servers import meterhub_started, running, uvicorn_started
 from meterhub.collector.health import Health, Status
 from meterhub.collector.health_store import save_health
 from meterhub.db import make_engine
@@ -183,13 +184,15 @@ def measure(url: str, meters: int, worker_counts: list[int]) -> None:
         )
         for workers in worker_counts:
             log = tmp / f"bare{workers}.log"
-            with running(bare_server(workers), dict(os.environ), workers, log) as base:
+            bare_started = uvicorn_started(workers)
+            with running(bare_server(workers), dict(os.environ), log, bare_started) as base:
                 reference = timed(base + "/bare/", plain)
             for auth, open_ingest in (("token", False), ("open ingest", True)):
                 command = [sys.executable, "-m", "meterhub.cli", "serve", "--port", "0"]
-                command += ["--workers", str(workers)]
+                command += ["--workers", str(workers), "--verbose"]  # access lines, as bare's
                 log = tmp / f"serve{workers}{auth}.log"
-                with running(command, meterhub_env(url, open_ingest), workers, log) as base:
+                env = meterhub_env(url, open_ingest)
+                with running(command, env, log, meterhub_started) as base:
                     result = timed(base, counter, "" if open_ingest else token)
                 print(row(f"{workers}, {auth}", reference, result), flush=True)
 

@@ -81,6 +81,7 @@ class Server:
     def __init__(self, database_url: str, tmp: Path, **env: str) -> None:
         self.port = 0  # chosen by the server itself: no other process can take it first
         self.url = ""
+        self._flags: list[str] = []
         self.log = tmp / f"server-{uuid.uuid4().hex[:8]}.log"
         self._env = {
             **os.environ,
@@ -97,6 +98,7 @@ class Server:
         upgrade(self._env["METERHUB_DATABASE_URL"])
         self.token = admin_token(self._env["METERHUB_DATABASE_URL"])
         command = [sys.executable, "-m", "meterhub.cli", "serve", "--port", "0"]
+        command += self._flags
         with self.log.open("wb") as out:
             self._process = subprocess.Popen(
                 command, env=self._env, stdout=out, stderr=subprocess.STDOUT
@@ -105,19 +107,21 @@ class Server:
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()}")
-            text = self.log.read_text()
-            found = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", text)
-            if found and text.count("Application startup complete") >= self.workers:
+            # printed once every worker accepts connections
+            found = re.search(
+                r"^meterhub serving on http://127\.0\.0\.1:(\d+)", self.log.read_text(), re.M
+            )
+            if found:
                 self.port = int(found.group(1))
                 self.url = f"http://127.0.0.1:{self.port}"
                 return
             time.sleep(0.05)
         raise RuntimeError(f"server did not start: {self.log.read_text()}")
 
-    @property
-    def workers(self) -> int:
-        """HTTP worker processes (``METERHUB_WORKERS``); each must start before requests."""
-        return int(self._env.get("METERHUB_WORKERS", "1"))
+    def verbose(self) -> Server:
+        """Serve with ``--verbose``: migrations, startup and every request in ``log``."""
+        self._flags.append("--verbose")
+        return self
 
     @property
     def pid(self) -> int:

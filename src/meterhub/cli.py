@@ -20,7 +20,9 @@ from meterhub.settings import Settings
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=_log_level(args), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     try:
         result: int = args.handler(args)
     except ValidationError as exc:
@@ -28,6 +30,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return result
+
+
+def _log_level(args: argparse.Namespace) -> int:
+    """INFO, but warnings and errors only for ``serve`` and ``demo`` without ``--verbose``."""
+    return logging.WARNING if getattr(args, "verbose", None) is False else logging.INFO
+
+
+def _add_verbose(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--verbose",
+        action="store_true",
+        help="log migrations, startup and every request (default: warnings and errors only)",
+    )
 
 
 def _settings_problem(exc: ValidationError) -> str:
@@ -77,6 +92,7 @@ def _add_serve(commands: Any) -> None:
         const=False,
         help="serve the API only",
     )
+    _add_verbose(serve)
     serve.set_defaults(handler=_serve)
 
 
@@ -90,7 +106,7 @@ def _serve_doc() -> str:
 def _serve(args: argparse.Namespace) -> int:
     from meterhub.server import serve
 
-    return serve(_settings(args), host=args.host, port=args.port)
+    return serve(_settings(args), host=args.host, port=args.port, verbose=args.verbose)
 
 
 def _add_simulate(commands: Any) -> None:
@@ -184,15 +200,15 @@ def _add_demo(commands: Any) -> None:
     demo.add_argument("--port", type=int, default=8000, help="API port")
     demo.add_argument("--meters", type=int, default=200, help="how many simulated meters")
     demo.add_argument("--database", dest="database_url", help="database URL")
+    _add_verbose(demo)
     demo.set_defaults(handler=_demo)
 
 
 def _demo(args: argparse.Namespace) -> int:
     from meterhub.demo import run_demo
 
-    run_demo(
-        _settings(args, poll_interval=5.0, open_ingest=True), port=args.port, meters=args.meters
-    )
+    settings = _settings(args, poll_interval=5.0, open_ingest=True)
+    run_demo(settings, port=args.port, meters=args.meters, verbose=args.verbose)
     return 0
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from decimal import Decimal
+from functools import partial
 
 from meterhub.billing.tariff_store import set_tariff
 from meterhub.billing.tariffs import Tariff
@@ -86,23 +87,33 @@ def register_simulated(settings: Settings, meters: list[tuple[int, int]]) -> int
     return added
 
 
-def run_demo(settings: Settings, *, port: int, meters: int) -> None:
+def run_demo(settings: Settings, *, port: int, meters: int, verbose: bool = False) -> None:
+    """Serve the demo until Ctrl-C; once it serves, print how to use it (``demo_banner``)."""
     upgrade(settings.database_url)
     config = SimulatorConfig(ports=range(FIRST_PORT, FIRST_PORT + meters))
     with Simulator(config) as simulator:
         added = register_simulated(settings, simulator.meters)
         lay_out_estate(settings, [meter_id for meter_id, _ in simulator.meters])
         password, token = admin_login(settings)
-        print(
+        summary = (
             f"meterhub demo: {meters} simulated meters on ports {FIRST_PORT}-"
             f"{FIRST_PORT + meters - 1} ({added} newly registered), polled every "
-            f"{settings.poll_interval:g} s\n"
-            f"  dashboard:     http://127.0.0.1:{port}/  (user admin, password {password})\n"
-            f"  one meter:     http://127.0.0.1:{port}/counter-data/{FIRST_PORT}/\n"
-            f"  API docs:      http://127.0.0.1:{port}/docs\n"
-            f"  counter and /smt/ calls are open; everything else needs the admin token:\n"
-            f"    curl -H 'Authorization: token {token}' "
-            f"http://127.0.0.1:{port}/api/v1/meters/",
-            flush=True,
+            f"{settings.poll_interval:g} s"
         )
-        serve(settings, host="127.0.0.1", port=port)
+        banner = partial(demo_banner, summary, password, token)
+        serve(settings, host="127.0.0.1", port=port, verbose=verbose, banner=banner)
+
+
+def demo_banner(summary: str, password: str, token: str, url: str) -> str:
+    """The demo's welcome, once it serves at ``url``: where to look, how to log in, how to
+    call the API, how to stop."""
+    return (
+        f"{summary}\n"
+        f"  dashboard:     {url}/  (user admin, password {password})\n"
+        f"  API docs:      {url}/docs\n"
+        f"  one meter:     {url}/counter-data/{FIRST_PORT}/\n"
+        f"  API token:     {token}\n"
+        f"  counter and /smt/ calls are open; everything else needs the token:\n"
+        f"    curl -H 'Authorization: token {token}' {url}/api/v1/meters/\n"
+        f"  Ctrl-C stops the demo."
+    )

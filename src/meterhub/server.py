@@ -3,6 +3,10 @@
 With ``workers`` > 1 the parent binds one listening socket and hands it to that many
 worker processes, which the kernel balances connections between. Only worker 0 runs the
 collector, the billing scheduler and the compactor; the others serve HTTP alone.
+
+Once every worker accepts connections, a banner is printed (``serving_banner`` or the
+caller's). Unless ``verbose``, that is all: the logs show warnings and errors only (no
+migration, startup or access lines).
 """
 
 from __future__ import annotations
@@ -14,10 +18,10 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from functools import partial
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -34,36 +38,75 @@ STOP_GRACE_S = 60.0
 """How long a worker may take to stop (requests in flight, then the collector's flush)."""
 
 
-def serve(settings: Settings, *, host: str, port: int) -> int:
-    """Migrate, then serve until Ctrl-C or SIGTERM (the collector flushes before exit).
+def serving_banner(url: str) -> str:
+    """What ``serve`` prints once it serves at ``url``."""
+    return f"meterhub serving on {url} (API docs: {url}/docs); Ctrl-C stops it"
+
+
+def serve(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    verbose: bool = False,
+    banner: Callable[[str], str] = serving_banner,
+) -> int:
+    """Migrate, then serve until Ctrl-C or SIGTERM (the collector flushes before exit),
+    printing ``banner(url)`` once every worker accepts connections.
 
     Returns the exit status: 1 if a worker process ended by itself, else 0.
     """
     upgrade(settings.database_url)
-    if settings.workers == 1:
-        with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has stopped
-            _Server(_config(settings, host, port)).run()
-        return 0
+    shown = f"[{host}]" if ":" in host else host
+
+    def announce(bound: int) -> None:
+        print(banner(f"http://{shown}:{bound}"), flush=True)
+
+    if settings.workers > 1:
+        return _serve_workers(settings, host, port, verbose, announce)
+    with suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C once it has stopped
+        _Server(_config(settings, host, port, verbose), announce).run()
+    return 0
+
+
+def _serve_workers(
+    settings: Settings, host: str, port: int, verbose: bool, announce: Callable[[int], None]
+) -> int:
+    """``serve`` by ``settings.workers`` processes sharing one socket; each says on a pipe
+    of its own when it is ready."""
     http_only = {"collector_enabled": False, "scheduler_enabled": False, "compact_enabled": False}
     configs = [  # uvicorn logs through the root logger, so each line names its worker
-        _config(settings if n == 0 else settings.model_copy(update=http_only), host, port, None)
+        _config(
+            settings if n == 0 else settings.model_copy(update=http_only), host, port, verbose, None
+        )
         for n in range(settings.workers)
     ]
     sock = configs[0].bind_socket()
     context = multiprocessing.get_context("spawn")
+    pipes = [context.Pipe(duplex=False) for _ in configs]
     workers = [
-        context.Process(target=_worker, args=(n, config, sock), name=f"meterhub-worker-{n}")
-        for n, config in enumerate(configs)
+        context.Process(
+            target=_worker, args=(n, config, sock, verbose, sent), name=f"meterhub-worker-{n}"
+        )
+        for n, (config, (_, sent)) in enumerate(zip(configs, pipes, strict=True))
     ]
     for worker in workers:
         worker.start()
-    return _supervise(workers)
+    for _, sent in pipes:
+        sent.close()  # the workers hold it: a worker that dies unready is an end of file
+    bound = sock.getsockname()[1]
+    return _supervise(workers, [ready for ready, _ in pipes], partial(announce, bound))
 
 
 def _config(
-    settings: Settings, host: str, port: int, log_config: dict[str, Any] | None = LOGGING_CONFIG
+    settings: Settings,
+    host: str,
+    port: int,
+    verbose: bool,
+    log_config: dict[str, Any] | None = LOGGING_CONFIG,
 ) -> uvicorn.Config:
-    """The server's configuration; the app is built where it is served (``factory``)."""
+    """The server's configuration; the app is built where it is served (``factory``).
+    Unless ``verbose``, uvicorn logs warnings and errors only, and no access lines."""
     return uvicorn.Config(
         partial(create_app, settings),
         factory=True,
@@ -72,7 +115,8 @@ def _config(
         http="httptools",
         loop="uvloop",
         log_config=log_config,
-        log_level="info",
+        log_level="info" if verbose else "warning",
+        access_log=verbose,
         timeout_graceful_shutdown=10,
     )
 
@@ -84,24 +128,42 @@ class _Server(uvicorn.Server):
     their objects alive through young collections, and so many survivors soon call for a
     full collection: over that whole heap one took about 90 ms, twice a second at 3,000
     requests a second, stalling every request meanwhile (a fifth of the time, and the
-    slowest answers); over what came after startup it takes a millisecond or so."""
+    slowest answers); over what came after startup it takes a millisecond or so.
+
+    Once started, it calls ``ready`` with the port it listens on."""
+
+    def __init__(self, config: uvicorn.Config, ready: Callable[[int], None]) -> None:
+        super().__init__(config)
+        self._ready = ready
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         gc.freeze()
+        if self.started:
+            self._ready(self.servers[0].sockets[0].getsockname()[1])
 
 
-def _worker(number: int, config: uvicorn.Config, sock: socket.socket) -> None:
+def _worker(
+    number: int, config: uvicorn.Config, sock: socket.socket, verbose: bool, ready: Connection
+) -> None:
     """Entry point of a worker process: serve on the shared socket until SIGTERM, which
-    the parent sends, and which the worker sends itself if the parent disappears."""
+    the parent sends, and which the worker sends itself if the parent disappears. Says
+    on ``ready`` once it accepts connections."""
     logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s worker{number} %(levelname)s %(name)s %(message)s"
+        level=logging.INFO if verbose else logging.WARNING,
+        format=f"%(asctime)s worker{number} %(levelname)s %(name)s %(message)s",
     )
     config.configure_logging()
     parent = multiprocessing.parent_process()
     assert parent is not None
     threading.Thread(target=_stop_with, args=(parent,), daemon=True).start()
-    _Server(config).run(sockets=[sock])
+    with suppress(KeyboardInterrupt):  # Ctrl-C in a terminal reaches every worker too
+        _Server(config, lambda _port: _say_ready(ready)).run(sockets=[sock])
+
+
+def _say_ready(ready: Connection) -> None:
+    ready.send(True)
+    ready.close()
 
 
 def _stop_with(parent: BaseProcess) -> None:
@@ -109,14 +171,28 @@ def _stop_with(parent: BaseProcess) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _supervise(workers: Sequence[BaseProcess]) -> int:
-    """Wait for SIGINT/SIGTERM or for a worker to end, then stop every worker."""
+def _supervise(
+    workers: Sequence[BaseProcess], ready: Sequence[Connection], announce: Callable[[], None]
+) -> int:
+    """Wait for SIGINT/SIGTERM or for a worker to end, then stop every worker; calls
+    ``announce`` once every worker has said it is ready."""
     asked = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda _sig, _frame: asked.set())
-    ended: Sequence[object] = ()
+    sentinels = [worker.sentinel for worker in workers]
+    waiting, said_ready = list(ready), 0
+    ended: list[object] = []
     while not (asked.is_set() or ended):
-        ended = wait([worker.sentinel for worker in workers], timeout=0.5)
+        found = wait([*sentinels, *waiting], timeout=0.5)
+        ended = [sentinel for sentinel in found if sentinel in sentinels]
+        for said in [conn for conn in waiting if conn in found]:
+            waiting.remove(said)
+            with suppress(EOFError):  # a worker that ended unready: its sentinel tells
+                said.recv()
+                said_ready += 1
+            said.close()
+            if said_ready == len(ready) and not ended:
+                announce()
     for worker in workers:
         worker.terminate()
     for worker in workers:

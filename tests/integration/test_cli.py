@@ -105,6 +105,67 @@ def test_bad_setting_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> Non
     assert "database_url" in capsys.readouterr().err
 
 
+def _started(command: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """``meterhub <command>`` in a session of its own (so Ctrl-C can reach all of it, as in a
+    terminal), its output to ``log``."""
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "meterhub.cli", *command],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _ctrl_c(process: subprocess.Popen[bytes]) -> int:
+    """SIGINT to the whole process group, as a terminal's Ctrl-C; the exit code."""
+    os.killpg(process.pid, signal.SIGINT)
+    return process.wait(timeout=30)
+
+
+BANNER = re.compile(
+    r"meterhub serving on (http://127\.0\.0\.1:\d+) \(API docs: \1/docs\); Ctrl-C stops it\n"
+)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_serve_prints_one_banner_then_only_problems(
+    tmp_path: Path, workers: int, verbose: bool
+) -> None:
+    """Quiet by default: a fresh database is migrated, requests are served and Ctrl-C stops
+    every worker without a line beyond the banner; ``--verbose`` logs all of it."""
+    env = {**os.environ, "METERHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'serve.db'}"}
+    command = ["serve", "--port", "0", "--no-collector", "--workers", str(workers)]
+    log = tmp_path / "serve.log"
+    server = _started([*command, *["--verbose"] * verbose], log, env)
+    try:
+        wait_until(lambda: BANNER.search(log.read_text()), timeout=30, interval=0.05)
+        found = BANNER.search(log.read_text())
+        assert found is not None
+        url = found.group(1)
+        assert httpx.get(url + "/docs").status_code == 200
+        assert httpx.get(url + "/counter-data/1/").status_code == 401
+        assert httpx.post(url + "/smt/dataSources/connect", json={"id": "1"}).status_code == 401
+    finally:
+        assert _ctrl_c(server) == 0
+    printed = log.read_text()
+    if not verbose:
+        assert BANNER.fullmatch(printed), printed
+        return
+    for line in (
+        "INFO alembic.runtime.migration Running upgrade  -> 0001",
+        "Application startup complete",
+        '"GET /docs HTTP/1.1" 200',
+        '"GET /counter-data/1/ HTTP/1.1" 401',
+    ):
+        assert line in printed
+    assert printed.count("Application startup complete") == workers
+    assert len(BANNER.findall(printed)) == 1
+    assert "Traceback" not in printed
+
+
 def _meters(client: httpx.Client) -> list[dict[str, object]]:
     answer = client.get("/api/v1/meters/", params={"page_size": 1000})
     results: list[dict[str, object]] = answer.json()["results"]
@@ -112,16 +173,13 @@ def _meters(client: httpx.Client) -> list[dict[str, object]]:
 
 
 def test_demo_shows_200_online_meters_with_advancing_readings(tmp_path: Path) -> None:
+    """The demo's meters come online and advance, its estate is laid out, and all it prints
+    is its banner (no migration, startup or access lines); with ``--verbose`` those lines
+    are back. One test: both demos take the ports from 9000 on."""
     port = free_port()
     env = {**os.environ, "METERHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}"}
-    log = (tmp_path / "demo.log").open("wb")
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "meterhub.cli", "demo", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     printed = tmp_path / "demo.log"
+    demo = _started(["demo", "--port", str(port)], printed, env)
     try:
         wait_until(lambda: "Authorization: token" in printed.read_text(), timeout=30)
         token = re.search(r"Authorization: token (\S+)'", printed.read_text())
@@ -158,6 +216,37 @@ def test_demo_shows_200_online_meters_with_advancing_readings(tmp_path: Path) ->
             assert browser.post("/login", data=form).status_code == 303
             assert "200" in browser.get("/").text
     finally:
-        demo.send_signal(signal.SIGINT)
-        assert demo.wait(timeout=30) == 0
-        log.close()
+        assert _ctrl_c(demo) == 0
+    assert printed.read_text() == DEMO_BANNER.format(
+        port=port, password=password.group(1), token=token.group(1)
+    )
+    _check_verbose_demo(tmp_path)
+
+
+DEMO_BANNER = """\
+meterhub demo: 200 simulated meters on ports 9000-9199 (200 newly registered), polled every 5 s
+  dashboard:     http://127.0.0.1:{port}/  (user admin, password {password})
+  API docs:      http://127.0.0.1:{port}/docs
+  one meter:     http://127.0.0.1:{port}/counter-data/9000/
+  API token:     {token}
+  counter and /smt/ calls are open; everything else needs the token:
+    curl -H 'Authorization: token {token}' http://127.0.0.1:{port}/api/v1/meters/
+  Ctrl-C stops the demo.
+"""
+
+
+def _check_verbose_demo(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "METERHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'verbose.db'}"}
+    printed = tmp_path / "verbose.log"
+    demo = _started(["demo", "--port", str(port), "--meters", "2", "--verbose"], printed, env)
+    try:
+        wait_until(lambda: "Ctrl-C stops the demo." in printed.read_text(), timeout=30)
+        assert httpx.get(f"http://127.0.0.1:{port}/counter-data/9000/").status_code in (200, 404)
+    finally:
+        assert _ctrl_c(demo) == 0
+    text = printed.read_text()
+    assert "INFO alembic.runtime.migration Running upgrade" in text
+    assert "Application startup complete" in text
+    assert '"GET /counter-data/9000/ HTTP/1.1"' in text
+    assert text.count("Ctrl-C stops the demo.") == 1

@@ -16,10 +16,11 @@ from meterhub.collector.simulator import read_records
 from tests.support import Server, simulator, wait_until
 
 WORKERS = {"METERHUB_WORKERS": "2"}
+API_ONLY_WORKERS = {**WORKERS, "METERHUB_COLLECTOR_ENABLED": "false"}
 
 
 def _worker_pids(server: Server) -> dict[int, int]:
-    """``{worker number: pid}`` from the log."""
+    """``{worker number: pid}`` from the log (of ``serve --verbose``)."""
     started = re.findall(
         r"worker(\d) INFO \S+ Started server process \[(\d+)\]", server.log.read_text()
     )
@@ -49,7 +50,7 @@ def test_two_workers_answer_and_poll_once(database_url: str, tmp_path: Path) -> 
     record = tmp_path / "served"
     with (
         simulator(4, record=record) as sim,
-        Server(database_url, tmp_path, **WORKERS) as server,
+        Server(database_url, tmp_path, **WORKERS).verbose() as server,
         server.client() as client,
     ):
         pids = _worker_pids(server)
@@ -81,7 +82,7 @@ def test_two_workers_answer_and_poll_once(database_url: str, tmp_path: Path) -> 
 
 
 def test_a_dead_worker_stops_the_others(database_url: str, tmp_path: Path) -> None:
-    with Server(database_url, tmp_path, METERHUB_COLLECTOR_ENABLED="false", **WORKERS) as server:
+    with Server(database_url, tmp_path, **API_ONLY_WORKERS).verbose() as server:
         pids = _worker_pids(server)
         os.kill(pids[1], signal.SIGKILL)
         assert server.wait(timeout=30) == 1
@@ -90,7 +91,7 @@ def test_a_dead_worker_stops_the_others(database_url: str, tmp_path: Path) -> No
 
 
 def test_workers_stop_when_the_parent_is_killed(database_url: str, tmp_path: Path) -> None:
-    with Server(database_url, tmp_path, METERHUB_COLLECTOR_ENABLED="false", **WORKERS) as server:
+    with Server(database_url, tmp_path, **API_ONLY_WORKERS).verbose() as server:
         pids = _worker_pids(server)
         os.kill(server.pid, signal.SIGKILL)
         server.wait(timeout=10)
