@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,8 +11,9 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -19,10 +21,18 @@ from sqlalchemy import Engine, create_engine, insert, text
 from sqlalchemy.exc import OperationalError
 
 from meterhub.billing.tables import billing_runs
+from meterhub.billing.tariff_store import set_tariff
+from meterhub.billing.tariffs import Tariff
+from meterhub.billing.tasks import create_task
 from meterhub.collector.simulator import Faults, Simulator, SimulatorConfig
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
+from meterhub.registry.channels import DeviceType
+from meterhub.registry.projects import create_project
+from meterhub.registry.tables import devices as meters
+from meterhub.registry.tables import houses, tags
 from meterhub.registry.users import create_user, issue_token
+from meterhub.storage import Point, write_points
 
 
 def free_port() -> int:
@@ -174,6 +184,49 @@ def admin_token(database_url: str) -> str:
         token = issue_token(conn, user.id)
     engine.dispose()
     return token
+
+
+def billing_estate(
+    engine: Engine, devices: int, readings: Callable[[int], list[tuple[int, float]]]
+) -> str:
+    """``devices`` electricity meters (ids 1..devices, not polled), one house each, their
+    register readings ``readings(id)`` as ``(µs, kWh)``, a tiered tariff and a monthly
+    billing task; returns the task's key."""
+    with engine.begin() as conn:
+        project = create_project(conn, "Estate", "UTC", "EUR")
+        tiers = [(Decimal(10), Decimal("0.3")), (None, Decimal("0.45"))]
+        set_tariff(conn, project.id, DeviceType.ELECTRICITY, Tariff.tiered(tiers, Decimal(2)))
+        monthly = {"month": "*", "day": "1", "hour": "0", "minute": "0"}
+        task = create_task(conn, project.id, "monthly", DeviceType.ELECTRICITY, monthly)
+        address = json.dumps(["E", "", "", "", ""])
+        ids = range(1, devices + 1)
+        conn.execute(
+            insert(houses),
+            [{"id": i, "project_id": project.id, "address": address, "created_at": 0} for i in ids],
+        )
+        conn.execute(
+            insert(meters),
+            [
+                {"id": i, "device_id": f"e{i}", "type": "electricity", "enabled": False}
+                | {"created_at": 0, "house_id": i}
+                for i in ids
+            ],
+        )
+        conn.execute(
+            insert(tags),
+            [
+                {"id": i, "key": f"e{i}.kW", "device_pk": i, "channel": "kW"}
+                | {"kind": "register", "unit": "kWh", "created_at": 0}
+                for i in ids
+            ],
+        )
+        write_points(conn, [Point(i, ts, kwh) for i in ids for ts, kwh in readings(i)])
+        if conn.dialect.name == "postgresql":  # the sequences go on after the ids given
+            for table in ("houses", "devices", "tags"):
+                conn.exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
+                )
+    return task.key
 
 
 class _Probe(Exception):

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import subprocess
 import sys
 import time
 from decimal import Decimal
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, select, update
 
 from meterhub.billing.tables import billing_runs, billing_tasks, bills
-from meterhub.billing.tariff_store import set_tariff
-from meterhub.billing.tariffs import Tariff
-from meterhub.billing.tasks import create_task
-from meterhub.registry.channels import DeviceType
-from meterhub.registry.projects import create_project
-from meterhub.registry.tables import devices, houses, tags
-from meterhub.storage import Point, write_points
-from tests.support import claim_probe, run_holds_its_claim
+from tests.support import billing_estate, claim_probe, run_holds_its_claim
 
 DEVICES = 20_000
 DAY_US = 86_400_000_000
@@ -29,55 +21,14 @@ AT_US = 1_790_812_800_000_000
 
 
 def _estate(engine: Engine) -> str:
-    """DEVICES meters, one house each, three readings each, a tiered tariff and a task."""
-    with engine.begin() as conn:
-        project = create_project(conn, "Kill test", "UTC", "EUR")
-        tiers = [(Decimal(10), Decimal("0.3")), (None, Decimal("0.45"))]
-        set_tariff(conn, project.id, DeviceType.ELECTRICITY, Tariff.tiered(tiers, Decimal(2)))
-        monthly = {"month": "*", "day": "1", "hour": "0", "minute": "0"}
-        task = create_task(conn, project.id, "monthly", DeviceType.ELECTRICITY, monthly)
-        address = json.dumps(["K", "", "", "", str(0)])
-        ids = range(1, DEVICES + 1)
-        conn.execute(
-            insert(houses),
-            [{"id": i, "project_id": project.id, "address": address, "created_at": 0} for i in ids],
-        )
-        conn.execute(
-            insert(devices),
-            [
-                {
-                    "id": i,
-                    "device_id": f"k{i}",
-                    "type": "electricity",
-                    "enabled": True,
-                    "created_at": 0,
-                    "house_id": i,
-                }
-                for i in ids
-            ],
-        )
-        conn.execute(
-            insert(tags),
-            [
-                {
-                    "id": i,
-                    "key": f"k{i}.kW",
-                    "device_pk": i,
-                    "channel": "kW",
-                    "kind": "register",
-                    "unit": "kWh",
-                    "created_at": 0,
-                }
-                for i in ids
-            ],
-        )
-        readings = [
-            Point(i, START + day * 15 * DAY_US, 100.0 + i % 97 + day * (i % 13) * 1.5)
-            for day in range(3)
-            for i in ids
-        ]
-        write_points(conn, readings)
-    return task.key
+    """DEVICES meters with three readings each, a tiered tariff and a monthly task."""
+    return billing_estate(
+        engine,
+        DEVICES,
+        lambda i: [
+            (START + day * 15 * DAY_US, 100.0 + i % 97 + day * (i % 13) * 1.5) for day in range(3)
+        ],
+    )
 
 
 def _command(database_url: str, key: str) -> list[str]:

@@ -8,31 +8,33 @@ scheduler go on by themselves; and the bills equal those of a clean run.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Engine, delete, func, select, update
 
 from meterhub.billing.tables import billing_runs, billing_tasks, bills
-from meterhub.billing.tariff_store import set_tariff
-from meterhub.billing.tariffs import Tariff
-from meterhub.billing.tasks import create_task
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import channel_tags, create_device
-from meterhub.registry.projects import create_project
 from meterhub.registry.sources import create_source
-from meterhub.registry.tables import devices, houses, tags
+from meterhub.registry.tables import tags
 from meterhub.registry.tags import TagSpec
-from meterhub.storage import Point, TimeRange, write_points
+from meterhub.storage import TimeRange
 from meterhub.storage.series import read_span
 from meterhub.times import now_us
 from meterhub_client import DataInteractionClient
 from meterhub_client.exceptions import MeterhubClientError
 from meterhub_client.tags import Tag, TagId
-from tests.support import Server, claim_probe, run_holds_its_claim, simulator, wait_until
+from tests.support import (
+    Server,
+    billing_estate,
+    claim_probe,
+    run_holds_its_claim,
+    simulator,
+    wait_until,
+)
 
 DEVICES = 10_000
 DAY_US = 86_400_000_000
@@ -42,56 +44,20 @@ SOURCE, PUSHED_TAGS, BATCHES, PER_BATCH = "dur", 20, 40, 25
 
 
 def estate(engine: Engine) -> str:
-    """DEVICES meters billed monthly (their task disabled), three November readings each."""
+    """DEVICES meters billed monthly (their task disabled, created on 30 November: its one
+    due fire is 1 December), three November readings each; and the pushed tags."""
+    key = billing_estate(
+        engine,
+        DEVICES,
+        lambda i: [
+            (NOV_1 + day * 10 * DAY_US, 50.0 + i % 89 + day * (i % 7) * 2.5) for day in range(3)
+        ],
+    )
     with engine.begin() as conn:
-        project = create_project(conn, "Durability", "UTC", "EUR")
-        tiers = [(Decimal(10), Decimal("0.3")), (None, Decimal("0.45"))]
-        set_tariff(conn, project.id, DeviceType.ELECTRICITY, Tariff.tiered(tiers, Decimal(2)))
-        monthly = {"month": "*", "day": "1", "hour": "0", "minute": "0"}
-        task = create_task(
-            conn, project.id, "monthly", DeviceType.ELECTRICITY, monthly, enabled=False
-        )
-        conn.execute(  # created on 30 November: its one due fire is 1 December
-            update(billing_tasks).values(create_time=DEC_1 - DAY_US)
-        )
-        address = json.dumps(["D", "", "", "", ""])
-        ids = range(1, DEVICES + 1)
-        conn.execute(
-            insert(houses),
-            [{"id": i, "project_id": project.id, "address": address, "created_at": 0} for i in ids],
-        )
-        conn.execute(
-            insert(devices),
-            [
-                {"id": i, "device_id": f"d{i}", "type": "electricity", "enabled": False}
-                | {"created_at": 0, "house_id": i}
-                for i in ids
-            ],
-        )
-        conn.execute(
-            insert(tags),
-            [
-                {"id": i, "key": f"d{i}.kW", "device_pk": i, "channel": "kW"}
-                | {"kind": "register", "unit": "kWh", "created_at": 0}
-                for i in ids
-            ],
-        )
-        write_points(
-            conn,
-            [
-                Point(i, NOV_1 + day * 10 * DAY_US, 50.0 + i % 89 + day * (i % 7) * 2.5)
-                for day in range(3)
-                for i in ids
-            ],
-        )
-        if conn.dialect.name == "postgresql":  # the sequences go on after the ids given
-            for table in ("houses", "devices", "tags"):
-                conn.exec_driver_sql(
-                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), max(id)) FROM {table}"
-                )
+        conn.execute(update(billing_tasks).values(enabled=False, create_time=DEC_1 - DAY_US))
         specs = [TagSpec(ref=f"{SOURCE}.t{n}") for n in range(PUSHED_TAGS)]
         create_source(conn, SOURCE, "Pushed", tag_specs=specs)
-    return task.key
+    return key
 
 
 class Pusher(threading.Thread):
