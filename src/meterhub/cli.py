@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_demo(commands)
     _add_source(commands)
     _add_user(commands)
+    _add_meters(commands)
     _add_billing(commands)
     _add_db(commands)
     return parser
@@ -312,6 +313,107 @@ def _transaction(args: argparse.Namespace) -> Iterator[Connection]:
         raise SystemExit(f"meterhub: {exc}") from None
     finally:
         engine.dispose()
+
+
+def _add_meters(commands: Any) -> None:
+    meters = commands.add_parser("meters", help="import and export the meter list as CSV")
+    actions = meters.add_subparsers(required=True, metavar="ACTION")
+    load = actions.add_parser(
+        "import",
+        help="register or update the meters of a CSV file, all or none",
+        description="Import meters from a CSV file (the format of `meters export`): every row "
+        "is checked first, and with any bad one nothing is stored and each is listed; "
+        "otherwise all are stored in one transaction. A row naming a registered meter "
+        "updates it; a row equal to it changes nothing.",
+    )
+    load.add_argument("file", metavar="FILE.csv", help="the CSV file ('-': standard input)")
+    load.add_argument("--database", dest="database_url", help="database URL")
+    load.set_defaults(handler=_meters_import)
+    dump = actions.add_parser(
+        "export",
+        help="write every meter as CSV",
+        description="Write every meter as CSV, in the format `meters import` takes back.",
+    )
+    dump.add_argument("file", nargs="?", metavar="FILE", help="where to write (default: stdout)")
+    dump.add_argument("--database", dest="database_url", help="database URL")
+    dump.set_defaults(handler=_meters_export)
+
+
+def _meters_import(args: argparse.Namespace) -> int:
+    from meterhub.api.meter_rows import import_csv
+    from meterhub.db import make_engine
+    from meterhub.errors import InvalidInput
+    from meterhub.migrations import upgrade
+
+    settings = _settings(args)
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise SystemExit(f"meterhub: cannot read {args.file}: {exc.strerror}") from None
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    bar = _ProgressBar()
+    try:
+        with engine.begin() as conn:
+            done = import_csv(conn, data, settings, bounded=False, progress=bar.show)
+    except InvalidInput as exc:
+        bar.end()
+        for where, messages in exc.errors.items():
+            print(f"{where}: {'; '.join(messages)}", file=sys.stderr)
+        print(f"meterhub: nothing imported from {args.file}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+    bar.end()
+    print(
+        f"imported {args.file}: {done.created} created, {done.updated} updated, "
+        f"{done.unchanged} unchanged"
+    )
+    return 0
+
+
+class _ProgressBar:
+    """``[####....] stored 30000/56001`` on stderr, redrawn in place."""
+
+    def __init__(self) -> None:
+        self.drawn = False
+
+    def show(self, what: str, done: int, total: int) -> None:
+        width = 40
+        filled = width * done // total if total else width
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {what} {done}/{total} rows ")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def end(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+            self.drawn = False
+
+
+def _meters_export(args: argparse.Namespace) -> int:
+    from meterhub.db import make_engine
+    from meterhub.migrations import upgrade
+    from meterhub.registry.meter_csv import export_csv
+
+    settings = _settings(args)
+    upgrade(settings.database_url)
+    engine = make_engine(settings.database_url)
+    try:
+        with engine.connect() as conn:
+            text = export_csv(conn)
+    finally:
+        engine.dispose()
+    if args.file is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        Path(args.file).write_text(text, encoding="utf-8", newline="")
+    except OSError as exc:
+        raise SystemExit(f"meterhub: cannot write {args.file}: {exc.strerror}") from None
+    rows = text.count("\n") - 1
+    print(f"exported {rows} meters to {args.file}", file=sys.stderr)
+    return 0
 
 
 def _add_billing(commands: Any) -> None:

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     write_flush_interval: float = Field(
         1.0, gt=0, description="Seconds a reading may wait in the buffer before it is written."
     )
+    bulk_max_rows: int = Field(
+        100_000, ge=1, description="Most meters in one bulk request or CSV upload (413 beyond)."
+    )
+    bulk_max_bytes: int = Field(
+        8 << 20, ge=1024, description="Largest bulk request or CSV upload, in bytes (413 beyond)."
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -79,6 +79,10 @@ CASES = {
     "GET /": Case(Access.LIST),
     "GET /meters": Case(Access.LIST),
     "POST /meters": post(Access.ADMIN, device_id="78000", type="electricity", port="9780"),
+    "GET /meters.csv": Case(Access.LIST),
+    # without a file an upload is refused (400), after the CSRF and administrator checks;
+    # tests/web/test_meters_import.py uploads files
+    "POST /meters/import": Case(Access.ADMIN, accepted=400),
     "POST /meters/{device_id}/enable": post(Access.ADMIN),
     "POST /meters/{device_id}/disable": post(Access.ADMIN),
     "POST /meters/{device_id}/delete": post(Access.ADMIN),

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Query, Request, Response
+from pydantic import BaseModel
 from sqlalchemy import Connection
 
 from meterhub.api.deps import AdminUser, ConnDep, CurrentUser, SettingsDep
+from meterhub.api.meter_rows import (
+    MeterCreate,
+    MeterImport,
+    MetersImported,
+    import_csv,
+    import_json,
+    read_bounded,
+)
 from meterhub.api.pagination import NumberedPage, offset, paging
 from meterhub.collector.health import Status
 from meterhub.collector.meter_view import MeterFilter, MeterView, list_meter_views, meter_view
@@ -21,24 +29,12 @@ from meterhub.registry.devices import (
     get_device,
     set_enabled,
 )
+from meterhub.registry.meter_csv import export_csv
 from meterhub.registry.users import User
 from meterhub.settings import Settings
 from meterhub.times import iso
 
 router = APIRouter(prefix="/api/v1/meters", tags=["meters"])
-
-DeviceId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$")]
-
-
-class MeterCreate(BaseModel):
-    device_id: DeviceId
-    type: DeviceType = DeviceType.ELECTRICITY
-    host: str | None = Field(None, description="Defaults to the configured meter host.")
-    port: int | None = Field(None, ge=9000, le=65000, description="None: not polled.")
-    enabled: bool = True
-    water_kind: str | None = Field(
-        None, max_length=16, description="Water meters only: tap or purified."
-    )
 
 
 class MeterUpdate(BaseModel):
@@ -169,6 +165,77 @@ def register_meter(conn: Connection, body: MeterCreate, settings: Settings) -> N
         port=body.port,
         enabled=body.enabled,
         water_kind=body.water_kind,
+    )
+
+
+async def bulk_body(request: Request, settings: SettingsDep) -> bytes:
+    """A bulk request's body, up to ``settings.bulk_max_bytes`` (413 beyond)."""
+    return await read_bounded(request, settings.bulk_max_bytes)
+
+
+BulkBody = Annotated[bytes, Depends(bulk_body)]
+
+
+def _body_doc(content_type: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "content": {content_type: {"schema": schema}}}}
+
+
+def _meter_list_schema() -> dict[str, Any]:
+    item = MeterImport.model_json_schema(ref_template="#/components/schemas/{model}")
+    item.pop("$defs", None)
+    return {"type": "array", "items": item}
+
+
+@router.post(
+    "/bulk",
+    operation_id="importMeters",
+    openapi_extra=_body_doc("application/json", _meter_list_schema()),
+)
+def import_meters(
+    _admin: AdminUser, body: BulkBody, conn: ConnDep, settings: SettingsDep
+) -> MetersImported:
+    """Register or update many meters at once (administrators): a JSON list of meters as
+    ``POST /api/v1/meters/`` takes them, each may also name its ``house_id``.
+
+    Every item is checked first; with any problem nothing is stored and the answer (400)
+    names each one by index and field (``[3].port``). Otherwise all are stored in one
+    transaction. An item naming a registered meter updates the fields it gives (the same
+    values again change nothing). At most ``METERHUB_BULK_MAX_ROWS`` items and
+    ``METERHUB_BULK_MAX_BYTES`` bytes (413 beyond).
+    """
+    return import_json(conn, body, settings)
+
+
+@router.post(
+    "/import.csv",
+    operation_id="importMetersCsv",
+    openapi_extra=_body_doc("text/csv", {"type": "string"}),
+)
+def import_meters_csv(
+    _admin: AdminUser, body: BulkBody, conn: ConnDep, settings: SettingsDep
+) -> MetersImported:
+    """``/bulk`` for a CSV file in the format of ``export.csv`` (a header line, then a
+    meter a line); errors name the file's line (``line 4: port``)."""
+    return import_csv(conn, body, settings)
+
+
+@router.get(
+    "/export.csv",
+    operation_id="exportMeters",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}, "description": "The meters as CSV."}},
+)
+def export_meters(conn: ConnDep, user: CurrentUser) -> Response:
+    """Every meter the caller sees as CSV (``device_id, type, water_kind, host, port,
+    enabled, house_id``), in registration order: ``import.csv`` takes it back as it is."""
+    return csv_response(export_csv(conn, user.visible_projects))
+
+
+def csv_response(text: str) -> Response:
+    return Response(
+        text,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="meters.csv"'},
     )
 
 

@@ -56,7 +56,7 @@ class Poller:
         self._tiebreak = count()
         self._queue: asyncio.Queue[Target | None] = asyncio.Queue()
         self._in_flight: set[int] = set()
-        self._signature: tuple[int, int] | None = None
+        self._signature: tuple[int, int, int] | None = None
         self._cycle = CycleCounter(shard, shards, writer.add_cycle)
         self.polls = 0
         self.failures = 0
@@ -117,14 +117,17 @@ class Poller:
             old = self._targets.get(target.pk)
             if old is None:
                 self._schedule(target.pk, now + target.phase(self._settings.poll_interval))
-            # a known meter keeps its object (a meter's address and channels never change):
-            # a poll in flight updates the health the next poll starts from
+            elif old.address != target.address:  # moved (an import): polled there from now
+                log.info("meter %s now polled at %s:%s", old.device_id, *target.address)
+                old.host, old.port = target.host, target.port
+            # a known meter keeps its object (its channels never change): a poll in flight
+            # updates the health the next poll starts from
             current[target.pk] = old or target
         for pk in set(self._targets) - set(current):
             log.info("meter %s no longer polled", self._targets[pk].device_id)
         self._targets = current
 
-    def _read_signature(self) -> tuple[int, int]:
+    def _read_signature(self) -> tuple[int, int, int]:
         with self._engine.connect() as conn:
             return registry_signature(conn, self._shard, self._shards)
 

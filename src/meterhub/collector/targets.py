@@ -5,7 +5,7 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Connection, func, select
+from sqlalchemy import BigInteger, ColumnElement, Connection, cast, func, select
 
 from meterhub.collector.health import Health
 from meterhub.collector.health_store import health_from_row, meter_status
@@ -43,11 +43,16 @@ def _shard_filter(shard: int, shards: int) -> list[ColumnElement[bool]]:
     return where
 
 
-def registry_signature(conn: Connection, shard: int, shards: int) -> tuple[int, int]:
-    """A cheap fingerprint of the shard's meter set: it changes when meters come or go."""
-    query = select(func.count(), func.coalesce(func.sum(devices.c.id), 0))
-    count, total = conn.execute(query.where(*_shard_filter(shard, shards))).one()
-    return int(count), int(total)
+def registry_signature(conn: Connection, shard: int, shards: int) -> tuple[int, int, int]:
+    """A cheap fingerprint of the shard's meter set: it changes when meters come or go, and
+    when one moves to another port (a host alone changing waits for the periodic reload)."""
+    query = select(
+        func.count(),
+        func.coalesce(func.sum(devices.c.id), 0),
+        func.coalesce(func.sum(cast(devices.c.id, BigInteger) * devices.c.port), 0),
+    )
+    count, total, placed = conn.execute(query.where(*_shard_filter(shard, shards))).one()
+    return int(count), int(total), int(placed)
 
 
 def load_targets(conn: Connection, shard: int, shards: int, known: set[int]) -> list[Target]:

@@ -81,24 +81,41 @@ def _check_new(
     port: int | None,
     water_kind: str | None,
 ) -> None:
+    errors = device_problems(device_type, port, water_kind)
+    if conn.execute(select(devices.c.id).where(devices.c.device_id == device_id)).first():
+        errors["device_id"] = f"a device with id {device_id} already exists"
+    if (
+        "port" not in errors
+        and port is not None
+        and conn.execute(
+            select(devices.c.device_id).where(devices.c.host == host, devices.c.port == port)
+        ).first()
+    ):
+        errors["port"] = port_taken(host, port)
+    if errors:
+        raise InvalidInput(errors)
+
+
+def device_problems(
+    device_type: DeviceType, port: int | None, water_kind: str | None
+) -> dict[str, str]:
+    """What is wrong with a device's own fields, by field (the registry's rules, which every
+    way of registering a device shares): a port outside ``PORT_RANGE``, a water kind on a
+    meter that is not a water meter, or one that is neither ``tap`` nor ``purified``."""
     errors: dict[str, str] = {}
     if water_kind is not None and device_type != DeviceType.WATER:
         errors["water_kind"] = f"only water meters have one, not {device_type}"
     elif water_kind is not None and water_kind not in WATER_KINDS:
         errors["water_kind"] = f"must be one of {', '.join(WATER_KINDS)}"
-    if conn.execute(select(devices.c.id).where(devices.c.device_id == device_id)).first():
-        errors["device_id"] = f"a device with id {device_id} already exists"
     if port is not None and port not in PORT_RANGE:
         errors["port"] = f"must be between {PORT_RANGE.start} and {PORT_RANGE.stop - 1}"
-    elif (
-        port is not None
-        and conn.execute(
-            select(devices.c.device_id).where(devices.c.host == host, devices.c.port == port)
-        ).first()
-    ):
-        errors["port"] = f"port {port} on {host} is already used by another meter"
-    if errors:
-        raise InvalidInput(errors)
+    return errors
+
+
+def port_taken(host: str | None, port: int, holder: str | None = None) -> str:
+    """The message for an address another meter (``holder``, when known) already has."""
+    by = "another meter" if holder is None else f"meter {holder}"
+    return f"port {port} on {host} is already used by {by}"
 
 
 def _attach_channel_tags(conn: Connection, pk: int, device_id: str, kind: DeviceType) -> None:

@@ -1,26 +1,29 @@
-"""The meters list: filters, pages, and (administrators) adding, switching and deleting meters."""
+"""The meters list: filters, pages, a CSV download, and (administrators) adding, switching,
+deleting and importing meters."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Annotated, TypeVar
 from urllib.parse import urlencode
 
-from fastapi import Request, Response
+from fastapi import File, Request, Response, UploadFile
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 from sqlalchemy import Connection
 from starlette.datastructures import QueryParams
 
 from meterhub.api.deps import MAX_ROW_ID, ConnDep, SettingsDep, check_project
-from meterhub.api.meters import MeterCreate, register_meter
+from meterhub.api.meter_rows import MeterCreate, import_csv
+from meterhub.api.meters import csv_response, register_meter
 from meterhub.collector.health import Status
 from meterhub.collector.meter_view import MeterFilter, MeterView, list_meter_views
-from meterhub.errors import InvalidInput, NotFound
+from meterhub.errors import InvalidInput, NotFound, TooLarge
 from meterhub.registry.channels import CHANNELS, Channel, DeviceType
 from meterhub.registry.devices import WATER_KINDS, delete_device, set_enabled
+from meterhub.registry.meter_csv import COLUMNS, export_csv
 from meterhub.registry.projects import HousePlace, get_project, house_places
 from meterhub.web.forms import form_text, project_choices
 from meterhub.web.paging import PAGE_SIZES, paged
@@ -33,6 +36,8 @@ router = page_router()
 T = TypeVar("T")
 SEARCH_MAX = 64
 NEW_METER_FIELDS = ("device_id", "type", "water_kind", "host", "port")
+IMPORT_ERRORS_SHOWN = 200
+"""Problems an import page lists (the rest are counted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,22 @@ class NewMeter:
     errors: dict[str, list[str]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class ImportProblems:
+    """A refused CSV import: the file's name and its problems by line and column."""
+
+    filename: str = ""
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def shown(self) -> list[tuple[str, list[str]]]:
+        return list(self.errors.items())[:IMPORT_ERRORS_SHOWN]
+
+    @property
+    def hidden(self) -> int:
+        return max(0, len(self.errors) - IMPORT_ERRORS_SHOWN)
+
+
 def readings(view: MeterView) -> list[tuple[Channel, float | None]]:
     """Each channel of the meter with its value in the latest reading (``None``: none)."""
     return [(channel, view.values.get(channel.name)) for channel in CHANNELS[view.device.type]]
@@ -87,6 +108,51 @@ def add_meter(
     except InvalidInput as exc:
         return _list_page(request, viewer, conn, NewMeter(values, exc.errors), status=400)
     return _back_to_list(request, f"Meter {values['device_id']} added.")
+
+
+@router.get("/meters.csv")
+def export_meters(viewer: ViewerDep, conn: ConnDep) -> Response:
+    """The meters the viewer sees as CSV, in the format the import takes (beside, not under,
+    ``/meters/``: a device id may be ``export.csv``)."""
+    return csv_response(export_csv(conn, viewer.user.visible_projects))
+
+
+@router.post("/meters/import")
+def import_meters(
+    request: Request,
+    viewer: ViewerDep,
+    _form: FormDep,
+    conn: ConnDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile | None, File()] = None,
+) -> Response:
+    """Import a CSV file of meters (administrators): all rows, or with any bad one none,
+    which the list then shows with 400. (The form is a body parameter, so its files are
+    closed whatever the answer.)"""
+    require_admin(viewer)
+    name, data = _uploaded(file, settings.bulk_max_bytes)
+    try:
+        done = import_csv(conn, data, settings)
+    except TooLarge:
+        raise
+    except InvalidInput as exc:
+        problems = ImportProblems(name, exc.errors)
+        return _list_page(request, viewer, conn, NewMeter(), status=400, problems=problems)
+    return _back_to_list(
+        request,
+        f"Imported {name}: {done.created} added, {done.updated} changed, "
+        f"{done.unchanged} unchanged.",
+    )
+
+
+def _uploaded(upload: UploadFile | None, limit: int) -> tuple[str, bytes]:
+    """The name and content of the uploaded file, at most ``limit`` bytes (413 beyond)."""
+    if upload is None or not upload.filename:
+        raise InvalidInput.field("file", "choose a CSV file to import")
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge.field("file", f"over {limit} bytes")
+    return upload.filename, data
 
 
 @router.post("/meters/{device_id}/enable")
@@ -123,9 +189,15 @@ def _switch(
 
 
 def _list_page(
-    request: Request, viewer: Viewer, conn: Connection, new: NewMeter, status: int = 200
+    request: Request,
+    viewer: Viewer,
+    conn: Connection,
+    new: NewMeter,
+    status: int = 200,
+    problems: ImportProblems | None = None,
 ) -> Response:
-    """One page of the filtered list, with the add form in the state ``new`` holds."""
+    """One page of the filtered list, with the add form in the state ``new`` holds (and a
+    refused import's ``problems``)."""
     query = _list_query(request.query_params)
     where = _meter_filter(conn, viewer, query)
     pages, views = paged(
@@ -146,6 +218,8 @@ def _list_page(
         "water_kinds": WATER_KINDS,
         "page_sizes": PAGE_SIZES,
         "new": new,
+        "problems": problems or ImportProblems(),
+        "csv_columns": COLUMNS,
         "back": _list_params(request),
     }
     return render(request, "meters.html", viewer, context, status=status)
