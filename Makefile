@@ -7,7 +7,7 @@ VENDOR := src/meterhub/web/static/vendor
 ASSETS := $(VENDOR)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test lint types browser wrk bench clean
+.PHONY: run test fuzz lint types browser wrk bench clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ types: $(STAMP)
 
 test: lint types $(ASSETS) browser
 	$(BIN)/pytest -n 2
+
+# The API fuzzed from its OpenAPI schema at length (the test run tries 5 cases an operation).
+fuzz: $(STAMP)
+	METERHUB_FUZZ_EXAMPLES=$${METERHUB_FUZZ_EXAMPLES:-200} $(BIN)/pytest -p no:xdist -s -q tests/integration/test_fuzz.py
 
 bench: $(STAMP) $(ASSETS) wrk
 	$(BIN)/python bench/poll_sweep.py

@@ -7,6 +7,10 @@ MeterhubError
 │   ├── InvalidValue      a point value that is not a finite number
 │   └── TooLarge          over a size limit                            -> 413
 ├── NotFound              the named thing does not exist               -> 404
+├── Unauthorized          no credentials, or wrong ones                -> 401
+│   └── BadToken          a token that is malformed, unknown or revoked
+├── Forbidden             authenticated, but not allowed               -> 403
+├── Throttled             too many failed logins or bad tokens lately  -> 429
 └── MeterError            a meter could not be read (collector only)
     ├── MeterUnreachable  no HTTP answer: refused, reset, closed early
     │   └── MeterTimeout  no complete answer within the timeout
@@ -74,8 +78,22 @@ class Unauthorized(MeterhubError):
     """No credentials, or credentials that are wrong, expired or revoked."""
 
 
+class BadToken(Unauthorized):
+    """A token was presented, but it is malformed, unknown or revoked (counted per address:
+    see ``meterhub.registry.throttle``)."""
+
+
 class Forbidden(MeterhubError):
     """Authenticated, but this needs an administrator."""
+
+
+class Throttled(MeterhubError):
+    """Too many failed attempts from this address or on this account: ``retry_after``
+    seconds until the next attempt is heard."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class MeterError(MeterhubError):

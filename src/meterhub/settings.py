@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./meterhub.db"
@@ -69,6 +69,41 @@ class Settings(BaseSettings):
     cache_mb: int = Field(
         64, ge=0, description="Megabytes of decoded chunks and rollups kept in memory per process."
     )
+    max_body_bytes: int = Field(
+        8 << 20,
+        ge=1024,
+        description="Largest request body, in bytes, of any endpoint: a larger one is refused "
+        "with 413 before it is read (by its Content-Length, or as a chunked body arrives).",
+    )
+    login_window: float = Field(
+        900.0, gt=0, description="Seconds over which failed logins and bad tokens are counted."
+    )
+    login_max_failures: int = Field(
+        5,
+        ge=1,
+        description="Failed logins of one account within the window before it is locked out "
+        "(except from addresses it logged in from lately).",
+    )
+    login_max_failures_per_address: int = Field(
+        20,
+        ge=1,
+        description="Failed logins from one address within the window before it is locked out.",
+    )
+    login_lockout: float = Field(
+        60.0, gt=0, description="Seconds of a first lockout; each further one in a row doubles it."
+    )
+    login_lockout_max: float = Field(900.0, gt=0, description="Longest lockout, in seconds.")
+    token_max_failures_per_address: int = Field(
+        100,
+        ge=1,
+        description="Wrong or revoked tokens from one address within the window before its "
+        "bad tokens answer 429 (valid tokens are served as ever).",
+    )
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Key signing the dashboard's notices (at least 32 characters). Unset: one "
+        "is made and kept in the database, shared by every worker.",
+    )
     write_batch_size: int = Field(5000, ge=1, description="Readings per store transaction.")
     write_flush_interval: float = Field(
         1.0, gt=0, description="Seconds a reading may wait in the buffer before it is written."
@@ -109,6 +144,22 @@ class Settings(BaseSettings):
     def _retention_after_compaction(self) -> Settings:
         if self.raw_retention_days is not None and self.raw_retention_days <= self.compact_after:
             raise ValueError("raw_retention_days must be longer than compact_after")
+        return self
+
+    @field_validator("secret_key")
+    @classmethod
+    def _strong_secret(cls, key: SecretStr | None) -> SecretStr | None:
+        text = "" if key is None else key.get_secret_value()
+        if key is not None and len(text) < 32:
+            raise ValueError("must be at least 32 characters")
+        if key is not None and len(set(text)) < 8:
+            raise ValueError("must be random: at least 8 different characters")
+        return key
+
+    @model_validator(mode="after")
+    def _lockouts_bounded(self) -> Settings:
+        if self.login_lockout > self.login_lockout_max:
+            raise ValueError("login_lockout must not be longer than login_lockout_max")
         return self
 
     @property

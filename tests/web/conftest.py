@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from collections.abc import Iterator
 
 import httpx2
@@ -23,6 +25,21 @@ class Dashboard(TestClient):
 
     def form(self, url: str, data: dict[str, str] | None = None) -> httpx2.Response:
         return self.post(url, data={**self.csrf(), **(data or {})})
+
+
+NOTICE = re.compile(r'<p class="notice" role="status">(.*?)</p>', re.S)
+
+
+def page_notice(page: str) -> str | None:
+    """The notice a page shows, if any."""
+    found = NOTICE.search(page)
+    return html.unescape(found[1]) if found else None
+
+
+def shown_notice(client: TestClient, answer: httpx2.Response) -> str | None:
+    """The notice shown by the page ``answer`` redirects to (which clears it)."""
+    assert answer.status_code == 303, answer.text
+    return page_notice(client.get(answer.headers["location"]).text)
 
 
 def log_in(client: TestClient, username: str, password: str) -> None:

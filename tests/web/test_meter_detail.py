@@ -90,7 +90,7 @@ def test_the_page_shows_facts_and_values_in_the_projects_zone(
     for chart in ("chart-A", "chart-kW", "chart-daily", "chart-health"):
         assert f'id="{chart}"' in page.text
     scripts = re.findall(r'<script src="([^"]+)"', page.text)
-    assert scripts == ["/static/vendor/uPlot.iife.min.js", "/static/meter.js"]
+    assert scripts == ["/static/page.js", "/static/vendor/uPlot.iife.min.js", "/static/meter.js"]
     assert dashboard.get("/static/meter.js").status_code == 200
 
 
@@ -105,7 +105,7 @@ def test_a_meter_outside_projects_uses_the_servers_zone(
 
 
 def chart_config(page: str) -> dict[str, object]:
-    found = re.search(r'<script type="application/json" id="meter-config">(.*?)</script>', page)
+    found = re.search(r"<div id=\"meter-config\" hidden data-config='(.*?)'></div>", page)
     assert found
     config: dict[str, object] = json.loads(html.unescape(found.group(1)))
     return config
@@ -312,5 +312,10 @@ def test_bad_input_is_refused_naming_the_field(dashboard: Dashboard, engine: Eng
     for query, field in BAD_QUERIES.items():
         answer = dashboard.get(f"/meters/e-1{query}")
         assert answer.status_code == 400, query
-        named = re.findall(r"<code>(\w+)</code>|invalid input: (\w+)", answer.text)
-        assert {name for pair in named for name in pair if name} == {field}, query
+        if query.startswith("?"):  # the page
+            named = re.findall(r"<code>(\w+)</code>|invalid input: (\w+)", answer.text)
+            assert {name for pair in named for name in pair if name} == {field}, query
+        else:  # a feed of the page's script: a JSON error naming the field
+            assert answer.headers["content-type"] == "application/json", query
+            assert set(answer.json()["errors"]) == {field}, (query, answer.text)
+            assert field in answer.json()["detail"], query

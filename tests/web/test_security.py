@@ -1,7 +1,8 @@
 """Every dashboard route, read from the pages' routers, refuses what it must refuse.
 
 For each route: without a session a GET goes to the login form (which returns to the page)
-and a POST to the login form; a POST whose CSRF value is wrong or missing is refused with
+and a POST to the login form, and a feed of the pages' scripts (``json_feed``) answers 401
+JSON; a route answering JSON is a feed; a POST whose CSRF value is wrong or missing is refused with
 403; a user of project A gets 404 for project B's objects, 403 for administrators' pages
 and actions, and lists without anything of project B; an administrator's request goes
 through. Refused requests change nothing in the database. Each route needs a case below,
@@ -132,6 +133,13 @@ def dashboard_routes() -> list[str]:
 
 
 ROUTES = dashboard_routes()
+FEEDS = {
+    f"GET {route.path}"
+    for page in PAGES
+    for route in page.router.routes
+    if isinstance(route, PageRoute) and getattr(route.endpoint, "json_feed", False)
+}
+"""Routes whose errors answer JSON, for the pages' scripts."""
 
 
 def test_every_route_has_a_case() -> None:
@@ -191,11 +199,13 @@ class World:
     tables: MetaData
 
     def snapshot(self) -> dict[str, list[str]]:
-        """Every row of every table."""
+        """Every row of every table but the server's own keys (the first form posted makes
+        the notices' signing key)."""
         with self.engine.connect() as conn:
             return {
                 table.name: sorted(map(repr, conn.execute(select(table))))
                 for table in self.tables.sorted_tables
+                if table.name != "server_keys"
             }
 
 
@@ -273,8 +283,12 @@ def test_each_route_refuses_what_it_must(world: World, route: str) -> None:
     if case.access is Access.PUBLIC:
         assert answer.status_code == 200, answer.text
         return
-    expected = f"/login?next={quote(url, safe='')}" if method == "GET" else "/login"
-    assert (answer.status_code, answer.headers.get("location")) == (303, expected)
+    if route in FEEDS:
+        assert answer.status_code == 401, answer.text
+        assert answer.json() == {"detail": "the session has ended: log in again", "errors": {}}
+    else:
+        expected = f"/login?next={quote(url, safe='')}" if method == "GET" else "/login"
+        assert (answer.status_code, answer.headers.get("location")) == (303, expected)
 
     if method == "POST":
         for wrong in ({CSRF_FIELD: "0" * 64}, {}):
@@ -284,6 +298,8 @@ def test_each_route_refuses_what_it_must(world: World, route: str) -> None:
     else:
         answer = world.admin.get(url)
         assert answer.status_code == case.accepted, answer.text
+        if answer.headers["content-type"].startswith("application/json"):
+            assert route in FEEDS, "a JSON endpoint of the dashboard must be a json_feed"
     if case.access is Access.LIST:
         assert any(secret in answer.text for secret in world.site.secrets), "nothing to hide?"
     if case.access is not Access.SESSION:
@@ -298,6 +314,8 @@ def _as_user(world: World, method: str, path: str, case: Case) -> None:
     answer = world.user.request(method, url, data=_posted(world.user, method, form))
     status = {Access.LIST: 200, Access.OBJECT: 404, Access.ADMIN: 403}[case.access]
     assert answer.status_code == status, answer.text
+    if f"{method} {path}" in FEEDS and status != 200:
+        assert set(answer.json()) == {"detail", "errors"}, answer.text
     named = unquote(url)  # a refusal may repeat what was asked for, nothing more
     leaked = [s for s in world.site.secrets if s in answer.text and s not in named]
     assert not leaked, answer.text

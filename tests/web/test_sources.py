@@ -12,7 +12,7 @@ from meterhub.registry.tags import TagSpec, ValueType, get_tag, resolve
 from meterhub.registry.users import create_user
 from meterhub.storage import Point, write_points
 from meterhub.times import now_us
-from tests.web.conftest import Dashboard, log_in
+from tests.web.conftest import Dashboard, log_in, page_notice, shown_notice
 from tests.web.test_overview import table_rows, when
 
 T0 = now_us() - 3_600_000_000
@@ -103,27 +103,26 @@ def test_an_administrator_deactivates_and_activates(
 ) -> None:
     answer = dashboard.form("/sources/plant-1/deactivate", {"back": "/sources?page=1&size=25"})
     assert answer.status_code == 303
-    assert answer.headers["location"] == (
-        "/sources?page=1&size=25&notice=Data+source+plant-1+deactivated"
-    )
+    assert answer.headers["location"] == "/sources?page=1&size=25"
+    page = dashboard.get(answer.headers["location"])
+    assert page_notice(page.text) == "Data source plant-1 deactivated"
     answer = dashboard.form(
         "/sources/tags/plant-1.valve/deactivate", {"back": "https://evil.example/"}
     )
-    assert answer.headers["location"] == "/sources/plant-1?notice=Tag+plant-1.valve+deactivated"
+    assert answer.headers["location"] == "/sources/plant-1"
+    assert shown_notice(dashboard, answer) == "Tag plant-1.valve deactivated"
     with engine.connect() as conn:
         assert not get_source(conn, "plant-1").active
         assert not get_tag(conn, "plant-1.valve").active
         assert get_tag(conn, "plant-1.flow").active
-    assert dashboard.form("/sources/plant-2/activate").headers["location"] == (
-        "/sources/plant-2?notice=Data+source+plant-2+activated"
-    )
+    answer = dashboard.form("/sources/plant-2/activate")
+    assert answer.headers["location"] == "/sources/plant-2"
+    assert shown_notice(dashboard, answer) == "Data source plant-2 activated"
     dashboard.form("/sources/tags/plant-1.valve/activate")
     with engine.connect() as conn:
         assert get_source(conn, "plant-2").active
         assert get_tag(conn, "plant-1.valve").active
-    page = dashboard.get("/sources?notice=Data+source+plant-1+deactivated")
-    assert "Data source plant-1 deactivated" in page.text
-    assert [row[2] for row in _rows(page.text)] == ["inactive", "active"]
+    assert [row[2] for row in _rows(dashboard.get("/sources").text)] == ["inactive", "active"]
 
 
 def test_unknown_objects_and_bad_input_change_nothing(

@@ -12,9 +12,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from meterhub.api import auth, counter, meters, projects, scheduler, smt, sources
 from meterhub.api.deps import admin_user, ingest_access
 from meterhub.api.errors import install_error_handlers
+from meterhub.api.limits import BodyLimit
+from meterhub.api.openapi import install_openapi
 from meterhub.billing.scheduler import BillingScheduler
 from meterhub.collector.service import Collector
 from meterhub.db import REQUEST_CONNECTIONS, make_engine
+from meterhub.registry.throttle import Throttle
 from meterhub.settings import Settings
 from meterhub.storage.cache import CACHE
 from meterhub.storage.compactor import Compactor
@@ -64,7 +67,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.engine = make_engine(settings.database_url)
     CACHE.resize(settings.cache_mb << 20)
     app.state.connection_slots = asyncio.Semaphore(REQUEST_CONNECTIONS)
+    app.state.throttle = Throttle(app.state.engine, settings)
     install_error_handlers(app)
+    install_openapi(app)
     # surfaces without a user concept: any valid token, or none with open ingest
     counter.add_counter_data(app.router)  # on the app itself, first (see there)
     app.include_router(counter.router, dependencies=[Depends(ingest_access)])
@@ -73,7 +78,8 @@ def create_app(settings: Settings) -> FastAPI:
     # routers whose routes check the user (and its projects) themselves
     for router in (auth.router, meters.router, projects.router, scheduler.router):
         app.include_router(router)
-    install_dashboard(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    install_dashboard(app)  # its response headers wrap every answer, BodyLimit's too
     app.add_middleware(CollapseLeadingSlashes)
     return app
 

@@ -52,12 +52,12 @@ def _not_bool(value: object) -> object:
     return value
 
 
-CounterId = Annotated[int, BeforeValidator(_not_bool), Field(ge=0, le=MAX_ID)]
+CounterId = Annotated[int, Field(ge=0, le=MAX_ID), BeforeValidator(_not_bool)]
 
 
 class CounterCreate(BaseModel):
     id: CounterId
-    port: Annotated[int, BeforeValidator(_not_bool), Field(ge=9000, le=65000)]
+    port: Annotated[int, Field(ge=9000, le=65000), BeforeValidator(_not_bool)]
 
 
 class CounterPublic(BaseModel):

@@ -17,7 +17,7 @@ from meterhub.api.meter_rows import (
     import_json,
     read_bounded,
 )
-from meterhub.api.pagination import NumberedPage, offset, paging
+from meterhub.api.pagination import NumberedPage, Page, PageSize, offset, paging
 from meterhub.collector.health import Status
 from meterhub.collector.meter_view import MeterFilter, MeterView, list_meter_views, meter_view
 from meterhub.errors import InvalidInput, NotFound
@@ -122,8 +122,8 @@ def list_meters(
     type: DeviceType | None = None,
     enabled: bool | None = None,
     search: Annotated[str | None, Query(max_length=64)] = None,
-    page: Annotated[int, Query(ge=1)] = 1,
-    page_size: Annotated[int, Query(ge=1, le=1000)] = 100,
+    page: Page = 1,
+    page_size: PageSize = 100,
 ) -> MetersPublic:
     """Meters with their poll health and latest reading, filtered and paginated.
 

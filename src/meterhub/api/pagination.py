@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Query
 from pydantic import BaseModel
+
+MAX_PAGE = 1_000_000_000
+"""The highest page number asked for (past the end, a page is empty; beyond this, 400)."""
+Page = Annotated[int, Query(ge=1, le=MAX_PAGE, description="From 1.")]
+PageSize = Annotated[int, Query(ge=1, le=1000, description="At most 1,000.")]
 
 
 class Paged(BaseModel):

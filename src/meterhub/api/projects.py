@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
 from meterhub.api.deps import AdminUser, ConnDep, CurrentUser, ProjectDep
-from meterhub.api.pagination import NumberedPage, offset, paging
+from meterhub.api.pagination import NumberedPage, Page, PageSize, offset, paging
 from meterhub.billing import project_removal, tariff_store
 from meterhub.billing.tariffs import Tariff
 from meterhub.errors import InvalidInput, NotFound
@@ -28,8 +28,6 @@ from meterhub.registry.projects import ADDRESS_PARTS, House, Project
 router = APIRouter(prefix="/api/v1", tags=["projects"])
 
 RowId = Annotated[int, Path(ge=1, le=2_147_483_647)]
-Page = Annotated[int, Query(ge=1)]
-PageSize = Annotated[int, Query(ge=1, le=1000)]
 WaterKind = Literal["tap", "purified"]
 
 

@@ -33,7 +33,7 @@ from meterhub.api.deps import (
     check_project,
     visible_task,
 )
-from meterhub.api.pagination import Paged, offset, paging
+from meterhub.api.pagination import Page, Paged, offset, paging
 from meterhub.billing.cron import upcoming
 from meterhub.billing.history import (
     Bill,
@@ -120,7 +120,7 @@ def _text(value: object) -> object:
     return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-CronField = Annotated[str, BeforeValidator(_text), Field(max_length=200, examples=["*"])]
+CronField = Annotated[str, Field(max_length=200, examples=["*"]), BeforeValidator(_text)]
 
 
 class Crontab(BaseModel):
@@ -318,7 +318,6 @@ def _bill_period_public(bill: Bill, project: Project) -> BillPeriodPublic:
 
 # --- dependencies ---------------------------------------------------------------------------
 
-Page = Annotated[int, Query(ge=1, description="From 1.")]
 PageSize = Annotated[int, Query(ge=1, le=100, description="At most 100.")]
 
 

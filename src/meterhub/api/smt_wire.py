@@ -25,7 +25,6 @@ from starlette.requests import Request
 from meterhub.errors import InvalidInput, InvalidTime, InvalidValue, TooLarge
 from meterhub.times import parse_iso, to_us
 
-MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_LITERAL_CHARS = 1024 * 1024
 FIRST_US = to_us(datetime(1, 1, 2, tzinfo=UTC), UTC)
 LAST_US = to_us(datetime(9999, 12, 30, tzinfo=UTC), UTC)
@@ -58,15 +57,17 @@ def params_of(query: QueryParams, body: bytes | None) -> dict[str, Any]:
 
 
 async def read_body(request: Request) -> bytes | None:
-    """The body, or ``None`` once it is over ``MAX_BODY_BYTES`` (by its declared length or
-    as it arrives: the rest is not read)."""
+    """The body, or ``None`` once it is over the app's ``max_body_bytes`` (by its declared
+    length or as it arrives: the rest is not read). The app's ``BodyLimit`` refuses such a
+    body first; this holds for the router served alone."""
+    limit: int = request.app.state.settings.max_body_bytes
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    if declared is not None and declared.isdigit() and int(declared) > limit:
         return None
     body = bytearray()
     async for chunk in request.stream():
         body += chunk
-        if len(body) > MAX_BODY_BYTES:
+        if len(body) > limit:
             return None
     return bytes(body)
 
@@ -156,7 +157,7 @@ def _add(params: dict[str, Any], key: str, value: Any) -> None:
 
 def _json_body(body: bytes | None) -> Any:
     if body is None:
-        raise TooLarge.field("body", f"over {MAX_BODY_BYTES} bytes")
+        raise TooLarge.field("body", "over the largest body accepted (max_body_bytes)")
     if not body.strip():
         return {}
     try:

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
 
 from meterhub.api.deps import ConnDep, SettingsDep
-from meterhub.api.pagination import NumberedPage, offset, paging
+from meterhub.api.pagination import NumberedPage, Page, PageSize, offset, paging
 from meterhub.registry.sources import (
     DataSource,
     create_source,
@@ -44,8 +44,6 @@ from meterhub.times import iso
 router = APIRouter(prefix="/api/v1", tags=["data sources"])
 
 SourceId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
-Page = Annotated[int, Query(ge=1)]
-PageSize = Annotated[int, Query(ge=1, le=1000)]
 
 
 class TagPair(BaseModel):

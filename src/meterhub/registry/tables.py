@@ -1,5 +1,6 @@
 """Registry tables: users and their tokens, projects, houses and residents, devices
-(meters), data sources, and tags (one time series each)."""
+(meters), data sources, and tags (one time series each); failed logins and bad tokens,
+the addresses users logged in from, and the server's own keys."""
 
 from __future__ import annotations
 
@@ -123,4 +124,30 @@ tags = Table(
     Column("scale", Float, nullable=False, default=1.0),
     Column("attributes", Text, nullable=False, default="{}"),
     Column("active", Boolean, nullable=False, default=True),
+)
+
+auth_failures = Table(
+    "auth_failures",
+    metadata,
+    Column("key", String(255), primary_key=True),  # account:<name>, address:<ip>, token:<ip>
+    Column("failures", Integer, nullable=False),  # within the window starting at window_start
+    Column("window_start", BigInteger, nullable=False),
+    Column("lockouts", Integer, nullable=False),  # in a row: each doubles the next one
+    Column("locked_until", BigInteger, nullable=False),  # 0: never locked
+)
+
+login_origins = Table(
+    "login_origins",
+    metadata,
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("address", String(64), primary_key=True),
+    Column("last_login", BigInteger, nullable=False),
+)
+
+server_keys = Table(
+    "server_keys",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
 )

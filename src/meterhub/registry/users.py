@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
-from meterhub.errors import InvalidInput, Unauthorized
+from meterhub.errors import BadToken, InvalidInput, Unauthorized
 from meterhub.registry.projects import get_project
 from meterhub.registry.tables import tokens, user_projects, users
 from meterhub.short_reads import Statement
@@ -119,23 +119,23 @@ short read, see ``meterhub.short_reads``; check the owner with ``check_owner``).
 
 
 def parse_token(token: str) -> tuple[int, str]:
-    """The user id a token names and its stored digest; ``Unauthorized`` if malformed."""
+    """The user id a token names and its stored digest; ``BadToken`` if malformed."""
     form = TOKEN_FORM.match(token)
     if form is None:
-        raise Unauthorized("malformed token: expected <user_id>:<40 hex>")
+        raise BadToken("malformed token: expected <user_id>:<40 hex>")
     return int(form.group(1)), _digest(token)
 
 
 def check_owner(owner: int | None, named: int) -> int:
     """``owner`` (of a token's digest, ``None`` for none) if it is the user the token names
-    (``parse_token``); ``Unauthorized`` otherwise."""
+    (``parse_token``); ``BadToken`` otherwise."""
     if owner is None or owner != named:
-        raise Unauthorized("invalid or revoked token")
+        raise BadToken("invalid or revoked token")
     return owner
 
 
 def user_for_token(conn: Connection, token: str) -> User:
-    """The owner of a valid, unrevoked token; ``Unauthorized`` otherwise."""
+    """The owner of a valid, unrevoked token; ``BadToken`` otherwise."""
     named, digest = parse_token(token)
     row = conn.execute(_TOKEN_USER, {"digest": digest}).first()
     check_owner(row.id if row else None, named)

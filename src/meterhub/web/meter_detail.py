@@ -1,5 +1,6 @@
 """One meter: its facts and current values, and charts of its channels' history, its daily
-consumption and its poll health, fed by JSON endpoints that the page polls by itself.
+consumption and its poll health, fed by JSON endpoints that the page polls by itself (feeds:
+their errors, a lost session too, answer JSON; see ``web.routing``).
 
 Times are shown in the zone of the meter's project (when it is in a house), else the
 server's. ``from`` and ``to`` take µs since the epoch or ISO 8601 (naive: in that zone).
@@ -30,7 +31,7 @@ from meterhub.storage.daily import daily_consumption
 from meterhub.storage.retention import horizon_us
 from meterhub.times import DAY_US, from_us, now_us
 from meterhub.web.meters import readings
-from meterhub.web.routing import page_router
+from meterhub.web.routing import json_feed, page_router
 from meterhub.web.session import ViewerDep
 from meterhub.web.templating import render
 
@@ -173,12 +174,14 @@ def meter_page(
 
 
 @router.get("/meters/{device_id}/live")
+@json_feed
 def meter_live(request: Request, viewer: ViewerDep, meter: MeterDep, conn: ReadConnDep) -> Response:
     """The facts and current values part of the page, as HTML, for the page to swap in."""
     return render(request, "_meter_live.html", viewer, _live_context(conn, meter))
 
 
 @router.get("/meters/{device_id}/series")
+@json_feed
 def meter_series(
     meter: MeterDep,
     conn: ReadConnDep,
@@ -208,6 +211,7 @@ def meter_series(
 
 
 @router.get("/meters/{device_id}/daily")
+@json_feed
 def meter_daily(
     meter: MeterDep,
     conn: ReadConnDep,
@@ -230,6 +234,7 @@ def meter_daily(
 
 
 @router.get("/meters/{device_id}/health")
+@json_feed
 def meter_health(
     meter: MeterDep,
     conn: ReadConnDep,

@@ -24,7 +24,7 @@ from meterhub.web.billing_tasks import (
     fire_times,
 )
 from meterhub.web.forms import chosen_project, form_text, project_choices
-from meterhub.web.routing import notice_redirect, page_router
+from meterhub.web.routing import json_feed, notice_redirect, page_router
 from meterhub.web.session import FormDep, Viewer, ViewerDep
 from meterhub.web.templating import render
 
@@ -199,6 +199,7 @@ def _form_page(
 
 
 @router.get("/billing/cron-preview")
+@json_feed
 def cron_preview(
     viewer: ViewerDep,
     conn: ConnDep,

@@ -13,6 +13,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 
 from meterhub.settings import Settings
 from meterhub.times import from_us, now_us
+from meterhub.web.notices import clear_notice, read_notice
 from meterhub.web.session import CSRF_FIELD, Viewer
 
 
@@ -64,13 +65,19 @@ def render(
     context: Mapping[str, Any] | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    """``template`` with ``context``, the viewer, the server's zone and the request."""
+    """``template`` with ``context``, the viewer, the server's zone and the request; a whole
+    page (not a part, ``_*.html``) also shows the pending notice, once (``web.notices``)."""
     settings: Settings = request.app.state.settings
+    whole_page = not template.startswith("_")
     html = ENVIRONMENT.get_template(template).render(
         request=request,
         viewer=viewer,
         zone=settings.zone,
         poll_interval=settings.poll_interval,
+        notice=read_notice(request) if whole_page else None,
         **(context or {}),
     )
-    return HTMLResponse(html, status_code=status)
+    response = HTMLResponse(html, status_code=status)
+    if whole_page:
+        clear_notice(request, response)
+    return response

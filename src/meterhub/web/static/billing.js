@@ -45,7 +45,7 @@
     } else {
       list.replaceChildren();
       const errors = Object.entries(body.errors || {}).map(([name, messages]) => name + ": " + messages.join(", "));
-      note(errors.length ? errors.join("; ") : "No preview (" + answer.status + ").");
+      note(errors.length ? errors.join("; ") : "No preview: " + (body.detail || "HTTP " + answer.status) + ".");
     }
   }
 

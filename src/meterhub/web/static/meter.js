@@ -9,7 +9,7 @@
 "use strict";
 
 (() => {
-  const config = JSON.parse(document.getElementById("meter-config").textContent);
+  const config = JSON.parse(document.getElementById("meter-config").dataset.config);
   const status = document.getElementById("chart-status");
   const HEIGHT = 260;
   const MIN_WIDTH = 280;
@@ -40,14 +40,20 @@
     const url = new URL(config.base + path, window.location.href);
     for (const [name, value] of Object.entries(params)) url.searchParams.set(name, String(value));
     const answer = await fetch(url, { credentials: "same-origin" });
-    if (answer.redirected && new URL(answer.url).pathname === "/login") {
-      throw new Error("the session has ended: reload the page to log in again");
-    }
-    if (!answer.ok) throw new Error(`${path || "page"}: HTTP ${answer.status}`);
+    if (answer.status === 401) throw new Error("the session has ended: reload the page to log in again");
+    if (!answer.ok) throw new Error(`${path || "page"}: ${await reason(answer)}`);
     return answer;
   }
 
   const fetchJSON = async (path, params) => (await fetchFrom(path, params)).json();
+
+  /** Why a feed refused: its JSON error's fields and messages, else the HTTP status. */
+  async function reason(answer) {
+    const json = (answer.headers.get("content-type") || "").startsWith("application/json");
+    const body = json ? await answer.json() : {};
+    const fields = Object.entries(body.errors || {}).map(([name, messages]) => `${name}: ${messages.join(", ")}`);
+    return fields.length ? fields.join("; ") : body.detail || `HTTP ${answer.status}`;
+  }
 
   // --- axes and options -------------------------------------------------------------------
 
