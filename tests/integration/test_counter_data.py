@@ -196,7 +196,7 @@ def test_requests_arriving_together_each_get_their_own_answer(
     requests = list(itertools.islice(itertools.cycle(cases), 150))
 
     async def ask_all() -> list[httpx.Response]:
-        app = _app(database_url)
+        app = _app(database_url, token_max_failures_per_address=len(requests) * 2)
         transport = httpx.ASGITransport(app=app)
         try:
             async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
@@ -227,6 +227,7 @@ def test_an_app_adding_dependencies_gets_them_run(database_url: str, fleet: Flee
     app = _app(database_url)
     other = FastAPI()
     other.state.settings, other.state.engine = app.state.settings, app.state.engine
+    other.state.throttle = app.state.throttle
     install_error_handlers(other)
     router = APIRouter()
     counter.add_counter_data(router)

@@ -429,11 +429,13 @@ class Stack:
         return response
 
     def post_raw(self, path: str, content: bytes) -> dict[str, Any]:
-        """POST ``content`` as is; the platform's JSON answer (always HTTP 200 for errors)."""
+        """POST ``content`` as is; the platform's JSON answer (HTTP 200 for errors, but 413
+        for a body over the limit, refused before it is read)."""
         response = self.http(
             "POST", path, content=content, headers={"Content-Type": "application/json"}
         )
-        assert response.status_code == 200, response.text[:300]
+        expected = 413 if len(content) > Settings.model_fields["max_body_bytes"].default else 200
+        assert response.status_code == expected, response.text[:300]
         answer: dict[str, Any] = response.json()
         return answer
 
