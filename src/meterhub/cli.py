@@ -1,4 +1,4 @@
-"""The ``meterhub`` command: serve | simulate | demo | db upgrade | db compact | ..."""
+"""The ``meterhub`` command: serve | worker | simulate | demo | db upgrade | db compact | ..."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_serve(commands)
     _add_simulate(commands)
     _add_sweep(commands)
+    _add_worker(commands)
     _add_demo(commands)
     _add_source(commands)
     _add_user(commands)
@@ -190,6 +191,48 @@ def _sweep(args: argparse.Namespace) -> int:
     result = sweep_once(_settings(args))
     print(f"polled {result.polled} meters, {result.failed} failed, {result.points_written} points")
     return 0 if result.failed == 0 else 1
+
+
+def _add_worker(commands: Any) -> None:
+    worker = commands.add_parser(
+        "worker",
+        help="poll meters and bill as a Celery worker (several hosts, one PostgreSQL)",
+        description="Take polling and billing tasks from the broker (METERHUB_BROKER_URL) "
+        "and store into the shared PostgreSQL database; Ctrl-C or SIGTERM stops it after "
+        "its tasks in hand.",
+    )
+    worker.add_argument("--name", help="worker name (default: this host's name)")
+    worker.add_argument("--concurrency", type=int, help="worker processes (default: one per CPU)")
+    worker.add_argument("--database", dest="database_url", help="database URL (PostgreSQL)")
+    worker.add_argument("--broker", dest="broker_url", help="redis://... or amqp://...")
+    _add_verbose(worker)
+    worker.set_defaults(handler=_worker)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    import os
+    import socket
+
+    settings = _settings(args)
+    if settings.broker_url is None:
+        print("meterhub worker: set METERHUB_BROKER_URL or --broker", file=sys.stderr)
+        return 2
+    from meterhub.celery_app import app, configure
+
+    configure(app, settings)
+    level = "INFO" if args.verbose else "WARNING"
+    app.worker_main(
+        [
+            "worker",
+            f"--hostname={args.name or socket.gethostname()}",
+            f"--concurrency={args.concurrency or os.cpu_count() or 1}",
+            f"--queues={settings.broker_queue}",
+            f"--loglevel={level}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+    return 0
 
 
 def _add_demo(commands: Any) -> None:

@@ -114,6 +114,35 @@ class Settings(BaseSettings):
     bulk_max_bytes: int = Field(
         8 << 20, ge=1024, description="Largest bulk request or CSV upload, in bytes (413 beyond)."
     )
+    broker_url: str | None = Field(
+        None,
+        description="Celery broker (redis://... or amqp://...): `serve` publishes polling "
+        "tasks and billing chunks for `meterhub worker` processes instead of doing them "
+        "itself. Needs PostgreSQL. Unset: everything runs inside `serve`.",
+    )
+    broker_queue: str = Field(
+        "meterhub", min_length=1, max_length=200, description="The broker queue of the tasks."
+    )
+    broker_visibility_timeout: float | None = Field(
+        None,
+        gt=0,
+        description="Redis only: seconds after which a task taken by a worker that vanished "
+        "is handed out again. Unset: shard_seconds + 2 x poll_timeout + 5.",
+    )
+    shard_size: int = Field(1000, ge=1, description="Most meters in one polling task.")
+    shard_seconds: float = Field(
+        5.0, gt=0, description="Longest span of a poll interval one polling task covers."
+    )
+    bill_chunk_size: int = Field(5000, ge=1, description="Devices billed by one billing task.")
+    worker_heartbeat: float = Field(
+        5.0, gt=0, description="Seconds between two heartbeats of a worker."
+    )
+    leader_retry: float = Field(
+        5.0,
+        gt=0,
+        description="Seconds between two tries of a server to become the leader (the one "
+        "publishing polls, firing billing tasks and compacting).",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -155,6 +184,22 @@ class Settings(BaseSettings):
         if key is not None and len(set(text)) < 8:
             raise ValueError("must be random: at least 8 different characters")
         return key
+
+    @model_validator(mode="after")
+    def _workers_share_postgresql(self) -> Settings:
+        if self.broker_url and self.database_url.startswith("sqlite"):
+            raise ValueError(
+                "broker_url needs the shared PostgreSQL database (workers on other hosts "
+                "cannot share a SQLite file): set METERHUB_DATABASE_URL to postgresql://..."
+            )
+        return self
+
+    @property
+    def visibility_timeout(self) -> float:
+        """Seconds Redis waits before handing out again a task taken by a vanished worker."""
+        if self.broker_visibility_timeout is not None:
+            return self.broker_visibility_timeout
+        return self.shard_seconds + 2 * self.poll_timeout + 5
 
     @model_validator(mode="after")
     def _lockouts_bounded(self) -> Settings:

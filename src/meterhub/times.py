@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, tzinfo
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+HOUR_US = 3_600_000_000
 DAY_US = 86_400_000_000
 
 

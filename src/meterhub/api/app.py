@@ -7,16 +7,19 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
+from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from meterhub.api import auth, counter, meters, projects, scheduler, smt, sources
+from meterhub.api import auth, counter, meters, projects, scheduler, smt, sources, workers
 from meterhub.api.deps import admin_user, ingest_access
 from meterhub.api.errors import install_error_handlers
 from meterhub.api.limits import BodyLimit
 from meterhub.api.openapi import install_openapi
 from meterhub.billing.scheduler import BillingScheduler
+from meterhub.collector.publisher import Publisher
 from meterhub.collector.service import Collector
 from meterhub.db import REQUEST_CONNECTIONS, make_engine
+from meterhub.leadership import Duties, lead
 from meterhub.registry.throttle import Throttle
 from meterhub.settings import Settings
 from meterhub.storage.cache import CACHE
@@ -30,26 +33,20 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        collector = Collector(settings) if settings.collector_enabled else None
+        polling_here = settings.collector_enabled and settings.broker_url is None
+        collector = Collector(settings) if polling_here else None
         if collector:
             await collector.start()
         stop = asyncio.Event()
-        billing = BillingScheduler(app.state.engine, interval=settings.scheduler_interval)
-        scheduling = asyncio.create_task(billing.run(stop)) if settings.scheduler_enabled else None
-        retain = settings.raw_retention_days
-        compactor = Compactor(
-            app.state.engine,
-            settle_us=round(settings.compact_after * DAY_US),
-            retain_us=None if retain is None else round(retain * DAY_US),
-        )
-        compacting = asyncio.create_task(compactor.run(stop)) if settings.compact_enabled else None
+        duties = _leader_duties(settings, app.state.engine)
+        retry = settings.leader_retry
+        leading = duties and asyncio.create_task(lead(settings.database_url, duties, stop, retry))
         try:
             yield
         finally:
             stop.set()
-            for task in (scheduling, compacting):
-                if task:
-                    await task
+            if leading:
+                await leading
             if collector:
                 await collector.stop()
             app.state.engine.dispose()
@@ -76,12 +73,51 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(smt.router, dependencies=[Depends(ingest_access)])
     app.include_router(sources.router, dependencies=[Depends(admin_user)])
     # routers whose routes check the user (and its projects) themselves
-    for router in (auth.router, meters.router, projects.router, scheduler.router):
+    for router in (auth.router, meters.router, projects.router, scheduler.router, workers.router):
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install_dashboard(app)  # its response headers wrap every answer, BodyLimit's too
     app.add_middleware(CollapseLeadingSlashes)
     return app
+
+
+def _leader_duties(settings: Settings, engine: Engine) -> Duties | None:
+    """What the leading server does (``leadership``): fire billing tasks, compact, and with
+    a broker publish the polling tasks (and send billing runs out in chunks); ``None`` for
+    a server that does none of it (``--workers`` beyond the first), which never leads."""
+    publishing = settings.broker_url is not None and settings.collector_enabled
+    if not (settings.scheduler_enabled or settings.compact_enabled or publishing):
+        return None
+
+    async def duties(done: asyncio.Event) -> None:
+        send_shard = send_chunk = None
+        if settings.broker_url is not None:
+            from meterhub import celery_app
+
+            celery_app.configure(celery_app.app, settings)
+            send_shard, send_chunk = celery_app.send_shard, celery_app.send_bill_chunk
+        jobs = []
+        if settings.scheduler_enabled:
+            billing = BillingScheduler(
+                engine,
+                interval=settings.scheduler_interval,
+                send_chunk=send_chunk,
+                chunk_size=settings.bill_chunk_size,
+            )
+            jobs.append(billing.run(done))
+        if settings.compact_enabled:
+            retain = settings.raw_retention_days
+            compactor = Compactor(
+                engine,
+                settle_us=round(settings.compact_after * DAY_US),
+                retain_us=None if retain is None else round(retain * DAY_US),
+            )
+            jobs.append(compactor.run(done))
+        if send_shard is not None and publishing:
+            jobs.append(Publisher(settings, engine, send_shard).run(done))
+        await asyncio.gather(*jobs)
+
+    return duties
 
 
 class CollapseLeadingSlashes:

@@ -47,7 +47,7 @@ WITH d AS (
   FROM devices dev
   JOIN houses h ON h.id = dev.house_id
   JOIN tags t ON t.device_pk = dev.id AND t.channel = :channel
-  WHERE h.project_id = :project AND dev.type = :type
+  WHERE h.project_id = :project AND dev.type = :type AND dev.id BETWEEN :first AND :last
 )
 SELECT d.*, COALESCE(d.prev_end, (SELECT min(f.ts) FROM (
     SELECT min(p.ts) AS ts FROM points p WHERE p.tag_id = d.tag_id
@@ -125,15 +125,31 @@ def manual_instant(text: str | None, zone: tzinfo) -> int:
 def run_task(conn: Connection, task_key: str, scheduled_at: int) -> RunReport:
     """Bill the period ending at ``scheduled_at`` (µs) for every device of the task."""
     task = get_task(conn, task_key)
-    run_id = _claim(conn, task.key, scheduled_at)
+    run_id = claim_run(conn, task, scheduled_at)
     if run_id is None:
         return RunReport(task.key, scheduled_at, None)
+    billed, skipped = bill_devices(conn, task, run_id, scheduled_at)
+    finish_run(conn, run_id, billed, skipped)
+    return RunReport(task.key, scheduled_at, run_id, billed, skipped)
+
+
+def bill_devices(
+    conn: Connection,
+    task: Task,
+    run_id: int,
+    scheduled_at: int,
+    pks: tuple[int, int] = (0, 2**31 - 1),
+) -> tuple[int, list[dict[str, str]]]:
+    """Bill, for run ``run_id``, the task's devices whose pk lies in ``pks`` (first, last):
+    how many were billed, and why each other one was not."""
     project = get_project(conn, task.project_id)
     params = {
         "project": project.id,
         "type": task.device_type.value,
         "channel": REGISTER_CHANNEL[task.device_type],
         "end": scheduled_at,
+        "first": pks[0],
+        "last": pks[1],
     }
     targets = [dict(row) for row in conn.execute(_TARGETS, params).mappings()]
     _add_neighbours(conn, targets, scheduled_at)
@@ -148,24 +164,28 @@ def run_task(conn: Connection, task_key: str, scheduled_at: int) -> RunReport:
             run_id=run_id, created_at=created, residents=people.get(row.pop("house_id"), "[]")
         )
     _insert_bills(conn, rows)
+    return len(rows), skipped
+
+
+def finish_run(
+    conn: Connection, run_id: int, billed: int, skipped: Sequence[Mapping[str, str]]
+) -> None:
+    """Record what run ``run_id`` billed and skipped, and that it is over."""
     conn.execute(
         update(billing_runs)
         .where(billing_runs.c.id == run_id)
-        .values(finished_at=now_us(), billed=len(rows), skipped=json.dumps(skipped))
+        .values(finished_at=now_us(), billed=billed, skipped=json.dumps(list(skipped)))
     )
-    last = max(task.last_run_at or scheduled_at, scheduled_at)
-    query = update(billing_tasks).where(billing_tasks.c.natrual_key == task.key)
-    conn.execute(query.values(last_run_at=last))
-    return RunReport(task.key, scheduled_at, run_id, len(rows), skipped)
 
 
-def _claim(conn: Connection, task_key: str, scheduled_at: int) -> int | None:
-    """Insert the run row; ``None`` if (task, time) already has one (committed elsewhere)."""
+def claim_run(conn: Connection, task: Task, scheduled_at: int) -> int | None:
+    """Insert the run row and move the task's last run on; ``None`` if (task, time) already
+    has one (committed elsewhere)."""
     dialect = sqlite if conn.dialect.name == "sqlite" else postgresql
     stmt = (
         dialect.insert(billing_runs)
         .values(
-            task_key=task_key,
+            task_key=task.key,
             scheduled_at=scheduled_at,
             started_at=now_us(),
             billed=0,
@@ -177,6 +197,10 @@ def _claim(conn: Connection, task_key: str, scheduled_at: int) -> int | None:
         .returning(billing_runs.c.id)
     )
     run_id: int | None = conn.execute(stmt).scalar_one_or_none()
+    if run_id is not None:
+        last = max(task.last_run_at or scheduled_at, scheduled_at)
+        query = update(billing_tasks).where(billing_tasks.c.natrual_key == task.key)
+        conn.execute(query.values(last_run_at=last))
     return run_id
 
 

@@ -131,9 +131,14 @@ class CycleCounter:
             return math.inf
         return (self._start + self._window - at) / 1e6
 
-    def finish(self, at: int) -> None:
-        """Report the sweep, which ends at ``at``."""
-        self._send(CycleMode.SWEEP, (at - self._start) / 1e6, at)
+    def finish(self, at: int, mode: CycleMode = CycleMode.SWEEP) -> None:
+        """Report the sweep (or, for a polling task, the ``run`` of its interval), which
+        ends at ``at``."""
+        if mode is CycleMode.SWEEP:
+            self._send(mode, (at - self._start) / 1e6, at)
+            return
+        first, last = self._busy or (0, 0)
+        self._send(mode, (last - first) / 1e6, at)
 
     def _send(self, mode: CycleMode, duration_s: float, at: int) -> None:
         counts = (self._due, self._polls, self._failures, self._readings, self._points)

@@ -79,3 +79,12 @@ def cycles_to_skip(health: Health, interval: float, max_backoff: float) -> int:
     cap = max(1, int(max_backoff // interval))
     wait: int = min(2 ** (health.consecutive_failures - 1), cap)
     return wait - 1
+
+
+def retry_due(health: Health, at: int, interval: float, max_backoff: float) -> bool:
+    """Whether a meter is polled in the interval slot at ``at`` (µs): yes, unless it is
+    failing and its backoff (``cycles_to_skip``) has not passed since its last try."""
+    skip = cycles_to_skip(health, interval, max_backoff)
+    if skip == 0 or health.last_attempt is None:
+        return True
+    return at - health.last_attempt >= (skip + 0.5) * interval * 1e6

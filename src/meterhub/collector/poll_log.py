@@ -31,11 +31,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from meterhub.collector.health import Health, Status
 from meterhub.collector.health_store import existing_devices
 from meterhub.db import metadata
+from meterhub.times import HOUR_US
 
 PRUNE_CHUNK = 500
 """Devices per prune statement."""
 
-HOUR_US = 3_600_000_000
 
 poll_log = Table(
     "poll_log",

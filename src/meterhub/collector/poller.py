@@ -1,8 +1,9 @@
 """The poller: reads every enabled meter of its shard once per interval.
 
 A scheduler releases each meter at its own phase of the interval, so polls spread
-evenly; a fixed pool of worker coroutines performs them, so one slow or dead meter
-holds at most one worker for at most the timeout. Failing meters back off but are
+evenly (a worker's polling task does the same for one shard of an interval); a fixed
+pool of worker coroutines performs them, so one slow or dead meter holds at most one
+worker for at most the timeout. Failing meters back off but are
 never dropped. The registry is re-read when it changes (checked every second) and
 at least once per interval, so added and removed meters are picked up without restart.
 What each interval (or sweep) did is counted and handed to the writer with the readings.
@@ -19,9 +20,10 @@ from itertools import count
 from sqlalchemy import Engine
 
 from meterhub.aio import wait_for_event
-from meterhub.collector.cycles import CycleCounter
-from meterhub.collector.health import cycles_to_skip, failed, succeeded
+from meterhub.collector.cycles import CycleCounter, CycleMode
+from meterhub.collector.health import cycles_to_skip, failed, retry_due, succeeded
 from meterhub.collector.http_get import http_get
+from meterhub.collector.intervals import Shard, claimed
 from meterhub.collector.protocol import Reading, parse_answer, register_check
 from meterhub.collector.targets import Target, load_targets, registry_signature
 from meterhub.collector.writer import BatchWriter
@@ -93,6 +95,35 @@ class Poller:
             self._cycle.released(now_us())
         await self._finish(workers)
         self._cycle.finish(now_us())
+
+    async def poll_shard(self, shard: Shard, phased: bool) -> None:
+        """Poll once the meters of a published shard not yet stored in its interval: each
+        at its phase of the interval when ``phased`` (at once if that has passed), else all
+        at once. A failing meter is left out while it backs off (``retry_due``)."""
+        interval = self._settings.poll_interval
+        self._cycle.start(now_us(), None)
+        targets = await asyncio.to_thread(self._read_shard, shard)
+        workers = self._start_workers()
+        for target in sorted(targets, key=lambda target: target.phase(interval)):
+            if phased:
+                due = shard.interval_start + round(target.phase(interval) * 1e6)
+                await asyncio.sleep(max(0.0, (due - now_us()) / 1e6))
+            self._queue.put_nowait(target)
+            self._cycle.released(now_us())
+        await self._finish(workers)
+        self._cycle.finish(now_us(), CycleMode.RUN if phased else CycleMode.SWEEP)
+
+    def _read_shard(self, shard: Shard) -> list[Target]:
+        interval, backoff = self._settings.poll_interval, self._settings.poll_max_backoff
+        with self._engine.connect() as conn:
+            done = claimed(conn, shard.interval_start, shard.pks)
+            left = [pk for pk in shard.pks if pk not in done]
+            found = load_targets(conn, 0, 1, set(), left) if left else []
+        return [
+            target
+            for target in found
+            if retry_due(target.health, shard.interval_start, interval, backoff)
+        ]
 
     def _start_workers(self) -> list[asyncio.Task[None]]:
         count = self._settings.poll_concurrency

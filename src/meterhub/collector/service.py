@@ -1,4 +1,5 @@
-"""Running the collector: in the server's event loop, or as shard processes beside it.
+"""Running the collector: in the server's event loop, as shard processes beside it, or
+as a worker's polling task (``poll_published``).
 
 With ``collector_processes = 0`` one poller covers every meter inside the calling
 process. With N > 0, N child processes each poll the meters whose pk falls in their
@@ -11,16 +12,21 @@ import asyncio
 import logging
 import multiprocessing
 import signal
+import time
 from collections.abc import Coroutine
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.process import BaseProcess
 from typing import Any, NamedTuple
 
+from sqlalchemy import Engine
+
 from meterhub.aio import wait_for_event
+from meterhub.collector.intervals import Shard, mark_done
 from meterhub.collector.poller import Poller
 from meterhub.collector.writer import BatchWriter
 from meterhub.db import make_engine
 from meterhub.settings import Settings
+from meterhub.times import HOUR_US, now_us
 
 log = logging.getLogger("meterhub.collector")
 
@@ -37,17 +43,53 @@ async def run_shard(
     """Poll one shard until ``stop`` (``None``: one sweep of every meter), then finish the
     polls in flight and write every reading."""
     engine = make_engine(settings.database_url)
-    writer = BatchWriter(
-        engine, settings.write_batch_size, settings.write_flush_interval, settings.poll_log_days
-    )
-    writing = asyncio.create_task(writer.run())
-    poller = Poller(settings, engine, writer, shard, shards)
     try:
-        await (poller.sweep() if stop is None else poller.run(stop))
+        writer = _writer(settings, engine)
+        poller = Poller(settings, engine, writer, shard, shards)
+        return await _polling(poller, writer, poller.sweep() if stop is None else poller.run(stop))
+    finally:
+        engine.dispose()
+
+
+def poll_published(
+    settings: Settings, engine: Engine, shard: Shard, phased: bool, worker: str
+) -> SweepResult:
+    """A worker's polling task: poll ``shard`` (``Poller.poll_shard``), each poll stored
+    with its claim in the interval, and record the shard done by ``worker``. Raises if
+    readings could not be stored (they are not claimed: the next interval polls them)."""
+    began = time.perf_counter()
+    first_of_hour = shard.interval_start % HOUR_US < round(settings.poll_interval * 1e6)
+    writer = _writer(settings, engine, claims=shard.interval_start, prune_on_close=first_of_hour)
+    poller = Poller(settings, engine, writer, shard.number, shard.count)
+    done = _run(_polling(poller, writer, poller.poll_shard(shard, phased)))
+    if writer.pending:
+        raise RuntimeError(f"{writer.pending} polls of shard {shard.number} were not stored")
+    with engine.begin() as conn:
+        took = time.perf_counter() - began
+        mark_done(conn, shard, worker, now_us(), done.polled + done.failed, done.failed, took)
+    return done
+
+
+def _writer(settings: Settings, engine: Engine, **claiming: Any) -> BatchWriter:
+    return BatchWriter(
+        engine,
+        settings.write_batch_size,
+        settings.write_flush_interval,
+        settings.poll_log_days,
+        **claiming,
+    )
+
+
+async def _polling(
+    poller: Poller, writer: BatchWriter, polls: Coroutine[Any, Any, None]
+) -> SweepResult:
+    """Run ``polls`` while ``writer`` writes; then write what is left."""
+    writing = asyncio.create_task(writer.run())
+    try:
+        await polls
     finally:
         await writer.close()
         await writing
-        engine.dispose()
     return SweepResult(poller.polls, poller.failures, writer.points_written)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import zlib
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from sqlalchemy import BigInteger, ColumnElement, Connection, cast, func, select
 
 from meterhub.collector.health import Health
 from meterhub.collector.health_store import health_from_row, meter_status
+from meterhub.collector.intervals import phase
 from meterhub.registry.channels import CHANNELS, Channel, ChannelKind, DeviceType
 from meterhub.registry.tables import devices, tags
 from meterhub.storage import latest
@@ -32,14 +33,18 @@ class Target:
         return (self.host, self.port)
 
     def phase(self, interval: float) -> float:
-        """A stable offset in [0, interval) that spreads meters evenly over the interval."""
-        return zlib.crc32(self.device_id.encode()) / 2**32 * interval
+        """Its stable offset in [0, interval) (``intervals.phase``)."""
+        return phase(self.device_id, interval)
 
 
-def _shard_filter(shard: int, shards: int) -> list[ColumnElement[bool]]:
+def _shard_filter(
+    shard: int, shards: int, pks: Collection[int] | None = None
+) -> list[ColumnElement[bool]]:
     where: list[ColumnElement[bool]] = [devices.c.enabled.is_(True), devices.c.port.is_not(None)]
     if shards > 1:
         where.append(devices.c.id % shards == shard)
+    if pks is not None:
+        where.append(devices.c.id.in_(list(pks)))
     return where
 
 
@@ -55,13 +60,16 @@ def registry_signature(conn: Connection, shard: int, shards: int) -> tuple[int, 
     return int(count), int(total), int(placed)
 
 
-def load_targets(conn: Connection, shard: int, shards: int, known: set[int]) -> list[Target]:
-    """Every enabled meter of the shard with an address; new ones get saved health and registers."""
+def load_targets(
+    conn: Connection, shard: int, shards: int, known: set[int], pks: Collection[int] | None = None
+) -> list[Target]:
+    """Every enabled meter of the shard (and among ``pks``, if given) with an address; new
+    ones get saved health and registers."""
     query = (
         select(devices, tags.c.channel, tags.c.id.label("tag_id"), *meter_status.c)
         .join(tags, tags.c.device_pk == devices.c.id)
         .outerjoin(meter_status, meter_status.c.device_pk == devices.c.id)
-        .where(*_shard_filter(shard, shards))
+        .where(*_shard_filter(shard, shards, pks))
     )
     by_pk: dict[int, Target] = {}
     for row in conn.execute(query):

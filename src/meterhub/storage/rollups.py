@@ -28,8 +28,8 @@ from meterhub.storage.cache import CACHE
 from meterhub.storage.codec import Columns, pack, unpack_floats, unpack_ints
 from meterhub.storage.points import Point
 from meterhub.storage.tables import rollups
+from meterhub.times import HOUR_US
 
-HOUR_US = 3_600_000_000
 MIN_POINTS_PER_HOUR = 4
 
 Ints = npt.NDArray[np.int64]

@@ -1,0 +1,288 @@
+"""Polling and billing by Celery workers over one PostgreSQL, with real brokers (Redis and
+RabbitMQ) and real ``meterhub worker`` processes started as separate commands, as separate
+hosts would run them, polling simulated meters.
+
+The fault test kills one of three workers (its whole process group, as a host dying) in
+the middle of an interval, starts it again, then stops the publishing server and starts
+another: every meter still has exactly one reading in every interval, none missing, none
+doubled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select, text
+
+from meterhub.billing.chunked import run_chunk
+from meterhub.billing.runs import run_task
+from meterhub.billing.tables import billing_runs, bills
+from meterhub.db import make_engine
+from meterhub.migrations import upgrade
+from meterhub.registry.channels import DeviceType
+from meterhub.registry.devices import create_device
+from meterhub.times import now_us
+from tests.conftest import IN_CI, fresh_postgres
+from tests.support import Server, billing_estate, simulator, wait_until
+
+pytestmark = pytest.mark.postgres
+
+INTERVAL = 3.0
+METERS = 40
+BROKERS = {
+    "redis": os.environ.get("METERHUB_TEST_REDIS", "redis://127.0.0.1:6379/0"),
+    "rabbitmq": os.environ.get("METERHUB_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//"),
+}
+
+
+def _broker_problem(url: str) -> str | None:
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:
+        return f"broker {url} is unreachable: {exc}"
+    return None
+
+
+@pytest.fixture(params=list(BROKERS))
+def broker(request: pytest.FixtureRequest) -> str:
+    url = BROKERS[request.param]
+    problem = _broker_problem(url)
+    if problem and IN_CI:
+        pytest.fail(f"{problem} (CI=true requires it)")
+    if problem:
+        pytest.skip(f"{problem}; set CI=true to make this an error")
+    return url
+
+
+@pytest.fixture
+def pg_url(postgres_admin: str) -> Iterator[str]:
+    for url in fresh_postgres(postgres_admin):
+        upgrade(url)
+        yield url
+
+
+@dataclass
+class Site:
+    """The shared settings of one test's servers and workers (a queue of its own)."""
+
+    database_url: str
+    broker_url: str
+    tmp: Path
+    queue: str = field(default_factory=lambda: f"meterhub-test-{uuid.uuid4().hex[:8]}")
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "METERHUB_DATABASE_URL": self.database_url,
+            "METERHUB_BROKER_URL": self.broker_url,
+            "METERHUB_BROKER_QUEUE": self.queue,
+            "METERHUB_POLL_INTERVAL": str(INTERVAL),
+            "METERHUB_POLL_TIMEOUT": "0.5",
+            "METERHUB_SHARD_SIZE": "5",
+            "METERHUB_SHARD_SECONDS": "0.5",
+            "METERHUB_BROKER_VISIBILITY_TIMEOUT": "1.5",
+            "METERHUB_WORKER_HEARTBEAT": "0.5",
+            "METERHUB_LEADER_RETRY": "0.5",
+            "METERHUB_WRITE_FLUSH_INTERVAL": "0.2",
+        }
+
+    def server(self) -> Server:
+        return Server(self.database_url, self.tmp, **self.env)
+
+    def worker(self, name: str) -> Worker:
+        return Worker(name, self.env, self.tmp / f"worker-{name}.log")
+
+
+class Worker:
+    """``meterhub worker`` in a process group of its own (a host: killed whole)."""
+
+    def __init__(self, name: str, env: dict[str, str], log: Path) -> None:
+        self.name, self.log = name, log
+        command = [sys.executable, "-m", "meterhub.cli", "worker", "--name", name]
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [*command, "--concurrency", "1"],
+                env={**os.environ, **env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def kill(self) -> None:
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:  # a warm stop: the tasks in hand are finished
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def _register(engine: Engine, ports: range) -> None:
+    with engine.begin() as conn:
+        for port in ports:
+            create_device(conn, str(port), DeviceType.ELECTRICITY, host="127.0.0.1", port=port)
+
+
+def _readings_per_interval(engine: Engine, first: int, last: int) -> dict[int, list[int]]:
+    """For each interval start in [first, last], how many register readings each meter has."""
+    length = round(INTERVAL * 1e6)
+    query = text(
+        "SELECT t.device_pk, (p.ts - :first) / :length AS n, count(*) FROM points p "
+        "JOIN tags t ON t.id = p.tag_id AND t.channel = 'kW' "
+        "WHERE p.ts >= :first AND p.ts < :stop GROUP BY t.device_pk, n"
+    )
+    counts: dict[int, dict[int, int]] = {}
+    with engine.connect() as conn:
+        params = {"first": first, "length": length, "stop": last + length}
+        for device, n, count in conn.execute(query, params):
+            counts.setdefault(first + n * length, {})[device] = count
+        meters = list(conn.execute(text("SELECT id FROM devices ORDER BY id")).scalars())
+    return {
+        start: [counts.get(start, {}).get(pk, 0) for pk in meters]
+        for start in range(first, last + 1, length)
+    }
+
+
+def _wait_for_interval_offset(offset: float) -> int:
+    """Sleep until ``offset`` seconds into the next interval; that interval's start."""
+    length = round(INTERVAL * 1e6)
+    now = now_us()
+    start = now - now % length + length
+    time.sleep(max(0.0, (start + offset * 1e6 - now) / 1e6))
+    return start
+
+
+def test_workers_poll_each_meter_once_an_interval_whatever_dies(
+    pg_url: str, broker: str, tmp_path: Path
+) -> None:
+    site = Site(pg_url, broker, tmp_path)
+    engine = make_engine(pg_url)
+    workers: list[Worker] = []
+    with simulator(METERS) as sim, site.server() as standby:
+        _register(engine, sim.config.ports)
+        leader = site.server()
+        leader.start()
+        try:
+            workers = [site.worker(f"w{n}") for n in range(3)]
+            wait_until(lambda: _alive(standby) == 3, 60)
+            first = _wait_for_interval_offset(0.0)
+            # one of three dies in the middle of an interval, and comes back later
+            _wait_for_interval_offset(INTERVAL * 0.3)
+            workers[1].kill()
+            _wait_for_interval_offset(0.0)
+            workers[1] = site.worker("w1")
+            # the publishing server stops in the middle of an interval; the standby takes over
+            _wait_for_interval_offset(INTERVAL * 0.3)
+            leader.stop()
+            _wait_for_interval_offset(0.0)
+            last = _wait_for_interval_offset(0.0)
+            _wait_for_interval_offset(INTERVAL * 0.9)
+            with standby.client() as client:
+                health = client.get("/api/v1/workers/health")
+                listed = client.get("/api/v1/workers/").json()
+        finally:
+            for worker in workers:
+                worker.stop()
+            leader.__exit__()
+    try:
+        per_interval = _readings_per_interval(engine, first, last)
+    finally:
+        engine.dispose()
+    wrong = {start: counts for start, counts in per_interval.items() if set(counts) != {1}}
+    assert not wrong, f"meters without exactly one reading, by interval: {wrong}"
+    assert health.status_code == 200, health.text
+    assert "workers" in listed, listed
+    assert {worker["name"].split("@")[-1] for worker in listed["workers"]} == {"w0", "w1", "w2"}
+    assert all(worker["alive"] for worker in listed["workers"])
+    assert listed["interval"]["shards"] > 1
+
+
+def _alive(server: Server) -> int:
+    with server.client() as client:
+        return int(client.get("/api/v1/workers/health").json()["alive"])
+
+
+def test_billing_runs_in_chunks_on_workers_as_one_run(
+    pg_url: str, broker: str, tmp_path: Path
+) -> None:
+    """A due task is billed in chunks by two workers; a chunk sent twice bills once; bills
+    equal those of a run in one piece of the same devices."""
+    site = Site(pg_url, broker, tmp_path)
+    engine = make_engine(pg_url)
+    day = 86_400_000_000
+    month_start = now_us() - now_us() % day - 40 * day
+
+    def readings(i: int) -> list[tuple[int, float]]:
+        return [(month_start + d * day, 100.0 + i + d * (1 + i % 7) * 0.5) for d in range(40)]
+
+    key = billing_estate(engine, 23, readings)
+    with engine.begin() as conn:  # created before the readings began: its fires are due
+        created = {"created": month_start}
+        conn.execute(text("UPDATE billing_tasks SET create_time = :created"), created)
+    env = {**site.env, "METERHUB_BILL_CHUNK_SIZE": "4", "METERHUB_SCHEDULER_INTERVAL": "0.5"}
+    workers = [Worker(f"b{n}", env, tmp_path / f"b{n}.log") for n in range(2)]
+    try:
+        with Server(pg_url, tmp_path, **env):
+            wait_until(lambda: _runs(engine, key) == (True, True), 60)
+    finally:
+        for worker in workers:
+            worker.stop()
+    bill = select(bills.c.device_pk, bills.c.to_time, bills.c.consumption, bills.c.charge)
+    with engine.begin() as conn:
+        runs = conn.execute(
+            select(billing_runs)
+            .where(billing_runs.c.task_key == key)
+            .order_by(billing_runs.c.scheduled_at)
+        ).all()
+        chunked = conn.execute(bill.where(bills.c.task_key == key)).all()
+        for run in runs:  # one record per run, its counts those of its chunks
+            billed = conn.execute(select(func.count()).where(bills.c.run_id == run.id))
+            assert billed.scalar_one() == run.billed, json.loads(run.skipped)
+        # a chunk sent again after it was done bills nothing
+        assert run_chunk(conn, runs[0].id, 0) == (0, 0)
+        # the same runs in one piece each, as a reference
+        conn.execute(bills.delete())
+        conn.execute(text("DELETE FROM billing_run_chunks"))
+        conn.execute(billing_runs.delete())
+        for run in runs:
+            run_task(conn, key, run.scheduled_at)
+        reference = conn.execute(bill.where(bills.c.task_key == key)).all()
+    engine.dispose()
+    assert sorted(chunked) == sorted(reference)
+    assert len({row.device_pk for row in reference}) == 23
+
+
+def _runs(engine: Engine, key: str) -> tuple[bool, bool]:
+    """Whether the task has runs, and whether all of them are finished."""
+    with engine.connect() as conn:
+        query = select(func.count(), func.count(billing_runs.c.finished_at)).where(
+            billing_runs.c.task_key == key
+        )
+        runs, finished = conn.execute(query).one()
+    return runs > 0, runs == finished
+
+
+def test_sqlite_with_workers_is_refused(tmp_path: Path) -> None:
+    env = {**os.environ, "METERHUB_DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+    env["METERHUB_BROKER_URL"] = "redis://127.0.0.1:6379/0"
+    command = [sys.executable, "-m", "meterhub.cli", "worker"]
+    done = subprocess.run(command, env=env, capture_output=True, timeout=60, check=False)
+    assert done.returncode != 0
+    assert b"PostgreSQL" in done.stderr, done.stderr
