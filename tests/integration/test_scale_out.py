@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import Engine, func, select, text
 
@@ -31,6 +32,7 @@ from meterhub.db import make_engine
 from meterhub.migrations import upgrade
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import create_device
+from meterhub.registry.users import create_user
 from meterhub.times import now_us
 from tests.conftest import IN_CI, fresh_postgres
 from tests.support import Server, billing_estate, simulator, wait_until
@@ -197,6 +199,11 @@ def test_workers_poll_each_meter_once_an_interval_whatever_dies(
             with standby.client() as client:
                 health = client.get("/api/v1/workers/health")
                 listed = client.get("/api/v1/workers/").json()
+            with httpx.Client(base_url=standby.url) as browser:
+                with engine.begin() as conn:
+                    create_user(conn, "operator", "correct horse", is_admin=True)
+                browser.post("/login", data={"username": "operator", "password": "correct horse"})
+                overview = browser.get("/").text
         finally:
             for worker in workers:
                 worker.stop()
@@ -212,6 +219,8 @@ def test_workers_poll_each_meter_once_an_interval_whatever_dies(
     assert {worker["name"].split("@")[-1] for worker in listed["workers"]} == {"w0", "w1", "w2"}
     assert all(worker["alive"] for worker in listed["workers"])
     assert listed["interval"]["shards"] > 1
+    assert '<h2 id="workers">Workers</h2>' in overview
+    assert all(f"celery@w{n}</td>" in overview for n in range(3)), overview
 
 
 def _alive(server: Server) -> int:

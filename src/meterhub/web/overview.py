@@ -1,4 +1,5 @@
-"""The overview: meter health counts, meters needing attention, the collector and billing."""
+"""The overview: meter health counts, meters needing attention, the collector, its workers
+and billing."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from meterhub.times import now_us
 from meterhub.web.routing import page_router
 from meterhub.web.session import ViewerDep
 from meterhub.web.templating import render
+from meterhub.workers import current_interval, list_workers
 
 router = page_router()
 
@@ -20,14 +22,19 @@ LISTED = 10
 
 @router.get("/")
 def overview(request: Request, viewer: ViewerDep, conn: ConnDep, settings: SettingsDep) -> Response:
-    """Figures over the viewer's projects; the collector's cycle (fleet-wide) for admins."""
+    """Figures over the viewer's projects; for admins, the collector's cycle (fleet-wide)
+    and, with a broker, the workers and the current interval's progress."""
     user = viewer.user
     scope = user.visible_projects
     since = now_us() - round(settings.poll_interval * 1_000_000)
+    by_workers = user.is_admin and settings.broker_url is not None
+    now, interval, beat = now_us(), settings.poll_interval, settings.worker_heartbeat
     context = {
         "counts": status_counts(conn, scope, since),
         "failing": failing_meters(conn, scope, limit=LISTED),
         "runs": recent_runs(conn, scope, limit=LISTED),
         "cycle": last_cycle(conn) if user.is_admin else None,
+        "workers": list_workers(conn, now, interval, beat) if by_workers else None,
+        "interval": current_interval(conn, now, interval) if by_workers else None,
     }
     return render(request, "overview.html", viewer, context)
