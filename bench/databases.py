@@ -21,11 +21,13 @@ def scratch_sqlite(name: str) -> Iterator[str]:
 
 
 @contextmanager
-def scratch_postgres(admin_url: str, name: str) -> Iterator[str]:
-    """A new database on the server of ``admin_url`` (itself a database to connect to)."""
+def scratch_postgres(admin_url: str, name: str, template: str | None = None) -> Iterator[str]:
+    """A new database on the server of ``admin_url`` (itself a database to connect to), a
+    copy of the database ``template`` if given (nobody may be connected to that one)."""
     database = f"meterhub_{name}_{int(time.time())}"
+    copy = f' TEMPLATE "{template}"' if template else ""
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{database}"')
+        admin.execute(f'CREATE DATABASE "{database}"{copy}')
     try:
         yield Settings(database_url=admin_url).database_url.rsplit("/", 1)[0] + f"/{database}"
     finally:

@@ -6,8 +6,9 @@ batched writes) and, in the same run, a plain aiohttp loop (connection per reque
 256 concurrent, results parsed but not stored). Prints figures and the ratio.
 
 The full range covers the kernel's ephemeral ports, so by default the script re-runs
-itself in a private network namespace (`unshare -n`) and polls from 127.0.0.2.
-Usage: .venv/bin/python bench/poll_sweep.py [--first 9000] [--last 65000] [--processes 2]
+itself in a private network namespace (`unshare -n`, ``bench.netns``) and polls from
+127.0.0.2.
+Usage: .venv/bin/python -m bench.poll_sweep [--first 9000] [--last 65000] [--processes 2]
 """
 
 from __future__ import annotations
@@ -15,11 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import resource
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -30,6 +28,7 @@ from typing import TypeVar
 import aiohttp
 from sqlalchemy import func, select
 
+from bench.netns import isolated
 from meterhub.collector.health_store import meter_status
 from meterhub.collector.service import SweepResult, sweep_once
 from meterhub.collector.simulator import Simulator, SimulatorConfig
@@ -144,14 +143,6 @@ def report(settings: Settings, meters: int, sweep: Timing, result: SweepResult) 
     )
 
 
-def isolated(argv: list[str]) -> None:
-    """Re-run this script in a private network namespace with loopback up."""
-    if not shutil.which("unshare") or os.geteuid() != 0:
-        raise SystemExit("--isolate needs root and unshare; pass --no-isolate to run here")
-    script = f"ip link set lo up && exec {sys.executable} {' '.join(argv)} --no-isolate"
-    raise SystemExit(subprocess.call(["unshare", "-n", "sh", "-c", script]))
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--first", type=int, default=9000)
@@ -161,5 +152,5 @@ if __name__ == "__main__":
     parser.add_argument("--no-isolate", dest="isolate", action="store_false")
     options = parser.parse_args()
     if options.isolate:
-        isolated(sys.argv)
+        isolated()
     main(options)
