@@ -380,3 +380,14 @@ def test_set_enabled(conn: Connection) -> None:
     assert get_device(conn, "44").enabled is False
     with pytest.raises(NotFound):
         set_enabled(conn, "nope", True)
+
+
+def test_flagged_drops_of_more_tags_than_a_statement_may_bind(conn: Connection) -> None:
+    """A billing run in one piece asks for the drops of every device's register: 40,000
+    tags (80,000 ids) are more than PostgreSQL's 65,535 bound parameters of a statement."""
+    from meterhub.storage import Point, TimeRange, write_points
+    from meterhub.storage.series import drops
+
+    write_points(conn, [Point(39_999, 1_000, 5.0), Point(39_999, 2_000, 1.0, quality=1)])
+    found = drops(conn, list(range(1, 40_001)), TimeRange(None, 3_000))
+    assert found == {39_999: [(2_000, 5.0, 1.0)]}

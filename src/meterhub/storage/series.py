@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import BigInteger, Connection, null, select, text, union_all
+from sqlalchemy import BigInteger, CompoundSelect, Connection, null, select, text, union_all
 
 from meterhub.storage import chunks as chunk_store
 from meterhub.storage import rollups
@@ -310,29 +310,15 @@ def drops(
 ) -> dict[int, list[tuple[int, float, float]]]:
     """Per tag, its flagged points in ``span`` as ``(ts, value of the point before, value)``,
     oldest first; a flagged point with no point before it is left out."""
-    if not tag_ids:
-        return {}
-    ids = list(tag_ids)
-    c = chunks.c
-    where = [c.tag_id.in_(ids), c.flagged > 0]
-    if span.start is not None:
-        where.append(c.last_ts >= span.start)
-    if span.end is not None:
-        where.append(c.first_ts <= span.end)
-    nothing = null().cast(BigInteger)
-    flagged = union_all(  # one statement: rows and chunks as of one moment
-        select(points.c.tag_id, points.c.ts, nothing, nothing).where(
-            points.c.tag_id.in_(ids), points.c.quality != 0, *span.clause(points.c.ts)
-        ),
-        select(c.tag_id, nothing, c.day, c.stamp).where(*where),
-    )
     candidates: set[tuple[int, int]] = set()
-    for tag, ts, day, stamp in conn.execute(flagged):
-        if ts is not None:
-            candidates.add((tag, ts))
-            continue
-        columns = within(chunk_store.load(conn, tag, [(day, stamp)])[0], span)
-        candidates.update((tag, ts) for ts in columns.ts[columns.quality != 0].tolist())
+    ids = list(tag_ids)
+    for first in range(0, len(ids), DROPS_TAGS):  # bound parameters stay under the drivers' limits
+        for tag, ts, day, stamp in conn.execute(_flagged(ids[first : first + DROPS_TAGS], span)):
+            if ts is not None:
+                candidates.add((tag, ts))
+                continue
+            columns = within(chunk_store.load(conn, tag, [(day, stamp)])[0], span)
+            candidates.update((tag, ts) for ts in columns.ts[columns.quality != 0].tolist())
     ordered = sorted(candidates)
     sides = near(conn, [pair for tag, ts in ordered for pair in ((tag, ts), (tag, ts - 1))])
     found: dict[int, list[tuple[int, float, float]]] = {}
@@ -341,6 +327,28 @@ def drops(
         if point is not None and point.ts == ts and point.quality != 0 and previous is not None:
             found.setdefault(tag, []).append((ts, previous.value, point.value))
     return found
+
+
+DROPS_TAGS = 10_000
+"""Tags whose flagged points one statement looks for (each is two bound parameters)."""
+
+
+def _flagged(ids: list[int], span: TimeRange) -> CompoundSelect:
+    """The flagged rows of ``ids`` in ``span``, and their chunks holding flagged points, in
+    one statement: rows and chunks as of one moment."""
+    c = chunks.c
+    where = [c.tag_id.in_(ids), c.flagged > 0]
+    if span.start is not None:
+        where.append(c.last_ts >= span.start)
+    if span.end is not None:
+        where.append(c.first_ts <= span.end)
+    nothing = null().cast(BigInteger)
+    return union_all(
+        select(points.c.tag_id, points.c.ts, nothing, nothing).where(
+            points.c.tag_id.in_(ids), points.c.quality != 0, *span.clause(points.c.ts)
+        ),
+        select(c.tag_id, nothing, c.day, c.stamp).where(*where),
+    )
 
 
 # --- channels side by side ----------------------------------------------------------------
