@@ -333,7 +333,7 @@ DROPS_TAGS = 10_000
 """Tags whose flagged points one statement looks for (each is two bound parameters)."""
 
 
-def _flagged(ids: list[int], span: TimeRange) -> CompoundSelect:
+def _flagged(ids: list[int], span: TimeRange) -> CompoundSelect[int, Any, Any, Any]:
     """The flagged rows of ``ids`` in ``span``, and their chunks holding flagged points, in
     one statement: rows and chunks as of one moment."""
     c = chunks.c
