@@ -18,11 +18,11 @@ import socket
 import threading
 from typing import Any
 
-from celery import Celery, signals
+from celery import Celery, Task, signals
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from meterhub.billing.chunked import run_chunk
+from meterhub.billing.chunked import EarlierRunPending, run_chunk
 from meterhub.collector.intervals import Shard
 from meterhub.collector.service import poll_published
 from meterhub.db import make_engine
@@ -91,15 +91,20 @@ def poll_shard(
 
 @app.task(
     name=BILL_CHUNK,
+    bind=True,
     autoretry_for=(OperationalError,),
     retry_backoff=True,
     max_retries=8,
 )
-def bill_chunk(run_id: int, chunk: int) -> dict[str, int]:
+def bill_chunk(self: Task[Any, Any], run_id: int, chunk: int) -> dict[str, int]:
     """Bill one chunk of devices of a billing run (``billing.chunked``); tried again later
-    when the database fails (away, or a transaction it had to cancel)."""
-    with _Process.database().begin() as conn:
-        billed, skipped = run_chunk(conn, run_id, chunk)
+    when the database fails (away, or a transaction it had to cancel), and every second
+    while an earlier run of its task is billing."""
+    try:
+        with _Process.database().begin() as conn:
+            billed, skipped = run_chunk(conn, run_id, chunk)
+    except EarlierRunPending as exc:
+        raise self.retry(exc=exc, countdown=1.0, max_retries=None) from exc
     return {"billed": billed, "skipped": skipped}
 
 

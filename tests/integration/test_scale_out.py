@@ -25,7 +25,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from meterhub.billing.chunked import run_chunk
+from meterhub.billing.chunked import EarlierRunPending, run_chunk, start_run
 from meterhub.billing.runs import run_task
 from meterhub.billing.tables import billing_runs, bills
 from meterhub.db import make_engine
@@ -36,8 +36,6 @@ from meterhub.registry.users import create_user
 from meterhub.times import now_us
 from tests.conftest import IN_CI, fresh_postgres
 from tests.support import Server, billing_estate, simulator, wait_until
-
-pytestmark = pytest.mark.postgres
 
 INTERVAL = 4.0
 METERS = 40
@@ -179,6 +177,7 @@ def _wait_for_interval_offset(offset: float) -> int:
     return start
 
 
+@pytest.mark.postgres
 def test_workers_poll_each_meter_once_an_interval_whatever_dies(
     pg_url: str, broker: str, tmp_path: Path
 ) -> None:
@@ -238,6 +237,7 @@ def _alive(server: Server) -> int:
         return int(client.get("/api/v1/workers/health").json()["alive"])
 
 
+@pytest.mark.postgres
 def test_billing_runs_in_chunks_on_workers_as_one_run(
     pg_url: str, broker: str, tmp_path: Path
 ) -> None:
@@ -305,3 +305,33 @@ def test_sqlite_with_workers_is_refused(tmp_path: Path) -> None:
     done = subprocess.run(command, env=env, capture_output=True, timeout=60, check=False)
     assert done.returncode != 0
     assert b"PostgreSQL" in done.stderr, done.stderr
+
+
+def test_a_chunk_waits_while_an_earlier_run_of_its_task_bills(database_url: str) -> None:
+    """Two runs of one task sent out together (fires caught up): a chunk of the later run
+    waits for the earlier run, so its periods begin where the earlier bills end."""
+    engine = make_engine(database_url)
+    day = 86_400_000_000
+    nov, dec = 1_793_491_200_000_000, 1_796_083_200_000_000  # 2026-11-01, 2026-12-01 UTC
+    key = billing_estate(
+        engine, 6, lambda i: [(nov - 5 * day + d * day, 10.0 * d + i) for d in range(40)]
+    )
+    with engine.begin() as conn:
+        first, later = start_run(conn, key, nov, 4), start_run(conn, key, dec, 4)
+    assert first is not None
+    assert later is not None
+    with engine.begin() as conn, pytest.raises(EarlierRunPending):
+        run_chunk(conn, later[0], 0)
+    for run_id, chunks in (first, later):
+        for chunk in chunks:
+            with engine.begin() as conn:
+                run_chunk(conn, run_id, chunk)
+    with engine.connect() as conn:
+        periods = conn.execute(
+            select(bills.c.device_pk, bills.c.from_time, bills.c.to_time).order_by(
+                bills.c.device_pk, bills.c.to_time
+            )
+        ).all()
+    engine.dispose()
+    assert [(p.from_time == nov - 5 * day, p.to_time) for p in periods[::2]] == [(True, nov)] * 6
+    assert [(p.from_time, p.to_time) for p in periods[1::2]] == [(nov, dec)] * 6

@@ -5,7 +5,9 @@ piece) and records its chunks, in one transaction. ``run_chunk`` bills one chunk
 in the caller's transaction and marks the chunk done in it: a chunk run twice, or by two
 workers at once, bills once (the chunk row is locked, a done chunk is left alone, and the
 bills' unique (task, device, period end) key stands behind that). The last chunk done
-completes the run's record (billed, skipped, finished). A chunk whose task was lost before
+completes the run's record (billed, skipped, finished). Runs of one task are billed in
+order: a chunk waits while an earlier run of its task is not finished (each period
+begins where the last bill ended). A chunk whose task was lost before
 any worker took it is sent again (``unfinished``).
 """
 
@@ -91,13 +93,27 @@ def start_run(
     return run_id, [row["chunk"] for row in rows]
 
 
+class EarlierRunPending(Exception):
+    """An earlier run of the same task is not finished: its bills end where this run's
+    periods begin, so this chunk must wait for them."""
+
+
 def run_chunk(conn: Connection, run_id: int, chunk: int) -> tuple[int, int]:
-    """Bill chunk ``chunk`` of run ``run_id`` unless it is done: (billed, skipped)."""
+    """Bill chunk ``chunk`` of run ``run_id`` unless it is done: (billed, skipped).
+    ``EarlierRunPending`` while an earlier run of the task is still billing."""
     where = (billing_run_chunks.c.run_id == run_id) & (billing_run_chunks.c.chunk == chunk)
     row = conn.execute(select(billing_run_chunks).where(where).with_for_update()).first()
     if row is None or row.done_at is not None:
         return 0, 0
     run = conn.execute(select(billing_runs).where(billing_runs.c.id == run_id)).one()
+    runs = billing_runs.c
+    earlier = select(func.count()).where(
+        runs.task_key == run.task_key,
+        runs.scheduled_at < run.scheduled_at,
+        runs.finished_at.is_(None),
+    )
+    if conn.execute(earlier).scalar_one():
+        raise EarlierRunPending(f"run {run_id} waits for an earlier run of {run.task_key}")
     task = get_task(conn, run.task_key)
     span = (row.first_pk, row.last_pk)
     billed, skipped = bill_devices(conn, task, run_id, run.scheduled_at, span)
