@@ -10,6 +10,7 @@ doubled.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -189,6 +190,9 @@ def test_workers_poll_each_meter_once_an_interval_whatever_dies(
         leader = site.server()
         leader.start()
         try:
+            with standby.client() as client:
+                idle = client.get("/api/v1/workers/health")
+            assert (idle.status_code, idle.json()) == (503, {"status": "no-worker", "alive": 0})
             workers = [site.worker(f"w{n}") for n in range(3)]
             wait_until(lambda: _alive(standby) == 3, 60)
             first = _wait_for_interval_offset(0.0)
@@ -335,3 +339,44 @@ def test_a_chunk_waits_while_an_earlier_run_of_its_task_bills(database_url: str)
     engine.dispose()
     assert [(p.from_time == nov - 5 * day, p.to_time) for p in periods[::2]] == [(True, nov)] * 6
     assert [(p.from_time, p.to_time) for p in periods[1::2]] == [(nov, dec)] * 6
+
+
+def test_a_poll_whose_meter_another_run_stored_in_the_interval_is_dropped(
+    database_url: str,
+) -> None:
+    """Two runs of one shard (a task handed out twice): the second's polls of meters the
+    first already stored in the interval are not stored; its others are, with their claims."""
+    from meterhub.collector.health import Health, succeeded
+    from meterhub.collector.intervals import claim, claimed
+    from meterhub.collector.writer import BatchWriter
+    from meterhub.storage import Point
+
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        pks = [
+            create_device(conn, f"m{n}", DeviceType.ELECTRICITY, host="127.0.0.1", port=9000 + n).pk
+            for n in range(2)
+        ]
+        tags_of: dict[int, list[int]] = {pk: [] for pk in pks}
+        for tag_id, pk in conn.execute(text("SELECT id, device_pk FROM tags")):
+            tags_of[pk].append(tag_id)
+        claim(conn, 60_000_000, [pks[0]])  # the first run stored meter 0
+    writer = BatchWriter(engine, 5000, 0.1, 7.0, claims=60_000_000)
+    for pk in pks:
+        health = succeeded(Health(), f"m{pk}", 61_000_000, 5.0)
+        writer.add(pk, health, [Point(tag, 61_000_000, 1.0) for tag in tags_of[pk]])
+
+    async def write() -> None:
+        running = asyncio.create_task(writer.run())
+        await writer.close()
+        await running
+
+    asyncio.run(write())
+    with engine.connect() as conn:
+        stored = conn.execute(
+            text("SELECT t.device_pk FROM points p JOIN tags t ON t.id = p.tag_id")
+        )
+        owners = set(stored.scalars())
+        assert claimed(conn, 60_000_000, pks) == set(pks)
+    engine.dispose()
+    assert owners == {pks[1]}

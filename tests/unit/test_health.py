@@ -6,7 +6,14 @@ import logging
 
 import pytest
 
-from meterhub.collector.health import Health, Status, cycles_to_skip, failed, succeeded
+from meterhub.collector.health import (
+    Health,
+    Status,
+    cycles_to_skip,
+    failed,
+    retry_due,
+    succeeded,
+)
 
 LOGGER = "meterhub.collector"
 
@@ -121,3 +128,24 @@ SECOND = [0, 0, 1, 3, 7, 15, 31, 63, 127, 255, 511, 599, 599]
 def test_cycles_to_skip(failures: int, interval: float, max_backoff: float, expected: int) -> None:
     health = Health(status=Status.OFFLINE, consecutive_failures=failures)
     assert cycles_to_skip(health, interval, max_backoff) == expected
+
+
+@pytest.mark.parametrize(
+    ("failures", "since_last_try", "due"),
+    [
+        (0, 1.0, True),  # healthy: every interval
+        (1, 1.0, True),  # first failure: retried the next interval
+        (2, 1.0, False),  # second in a row: one interval skipped
+        (2, 2.0, True),
+        (3, 3.0, False),  # third: three skipped
+        (3, 4.0, True),
+    ],
+)
+def test_a_worker_polls_a_failing_meter_once_its_backoff_has_passed(
+    failures: int, since_last_try: float, due: bool
+) -> None:
+    """Workers keep no state between intervals: the backoff is read from stored health."""
+    interval, last = 60.0, 1_000_000_000
+    health = Health(status=Status.OFFLINE, last_attempt=last, consecutive_failures=failures)
+    at = last + round(since_last_try * interval * 1e6)
+    assert retry_due(health, at, interval, max_backoff=600.0) is due
