@@ -508,15 +508,20 @@ def billing(bench: Bench, devices: int, chunk: int) -> None:
             )
 
 
-def bill_in_chunks(engine: Engine, task_key: str, end: int, chunk: int) -> tuple[float, int]:
-    """The run at ``end`` claimed and billed in chunks one after another, each in its own
-    transaction as a worker bills it: its seconds and chunks."""
-    began = time.perf_counter()
+def claimed_in_chunks(engine: Engine, task_key: str, end: int, chunk: int) -> tuple[int, list[int]]:
+    """The run of ``task_key`` at ``end`` claimed and cut into chunks: the run and its chunks."""
     with engine.begin() as conn:
         started = start_run(conn, task_key, end, chunk)
     if started is None:
         raise RuntimeError("the run was claimed already")
-    run_id, chunks = started
+    return started
+
+
+def bill_in_chunks(engine: Engine, task_key: str, end: int, chunk: int) -> tuple[float, int]:
+    """The run at ``end`` claimed and billed in chunks one after another, each in its own
+    transaction as a worker bills it: its seconds and chunks."""
+    began = time.perf_counter()
+    run_id, chunks = claimed_in_chunks(engine, task_key, end, chunk)
     for number in chunks:
         with engine.begin() as conn:
             run_chunk(conn, run_id, number)
@@ -532,11 +537,7 @@ def celery_billing(
         settings = bench.settings(url, bill_chunk_size=chunk)
         with running(bench, settings, engine, [1] * count) as workers:
             began = time.perf_counter()
-            with engine.begin() as conn:
-                started = start_run(conn, task_key, MONTH_2_END, chunk)
-            if started is None:
-                raise RuntimeError("the monthly run was claimed already")
-            run_id, chunks = started
+            run_id, chunks = claimed_in_chunks(engine, task_key, MONTH_2_END, chunk)
             for number in chunks:
                 send_bill_chunk(run_id, number)
             wait_until(lambda: finished(engine, run_id), bench.timeout, "billing", *workers)

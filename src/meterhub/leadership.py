@@ -84,7 +84,7 @@ async def _while_held(conn: Connection, duties: Duties, stop: asyncio.Event, ret
             if working.done() or not await asyncio.to_thread(_alive, conn):
                 break
     finally:
-        if not working.done() and not stop.is_set():
+        if not working.done() and not stop.is_set():  # the connection stopped answering
             log.error("lost the leader's lock connection; stepping down")
         done.set()
         await working
