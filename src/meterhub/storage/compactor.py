@@ -138,8 +138,13 @@ def roll_up_unrolled(engine: Engine, *, stop: threading.Event | None = None) -> 
 
 
 def reclaim(engine: Engine) -> None:
-    """Give the space of moved rows back: SQLite's file shrinks; PostgreSQL reuses it."""
-    sql = "VACUUM" if engine.dialect.name == "sqlite" else "VACUUM ANALYZE points, chunks, rollups"
+    """Give the space of moved rows back: SQLite's file shrinks; PostgreSQL reuses it, and
+    that of the latest values' superseded versions (every write replaces a tag's latest)."""
+    sql = (
+        "VACUUM"
+        if engine.dialect.name == "sqlite"
+        else "VACUUM ANALYZE points, chunks, rollups, latest_points"
+    )
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql(sql)
 
