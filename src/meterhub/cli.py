@@ -133,6 +133,17 @@ def _add_simulate(commands: Any) -> None:
         ("reset", "reset their register every 3rd request"),
     ):
         sim.add_argument(f"--{fault}", type=float, default=0.0, metavar="FRACTION", help=what)
+    sim.add_argument(
+        "--modbus",
+        action="store_true",
+        help="Modbus TCP gateways instead (meter id = port x 1000 + unit + offset; garbage:"
+        " a Modbus exception, wrong-id: the next unit answers)",
+    )
+    sim.add_argument("--units", type=int, default=1, help="--modbus: units per port (1-247)")
+    sim.add_argument("--model", default="SDM120", help="--modbus: the built-in meter model")
+    sim.add_argument(
+        "--csv", type=Path, metavar="PATH", help="--modbus: write the meters for `meters import`"
+    )
     sim.set_defaults(handler=_simulate)
 
 
@@ -148,24 +159,32 @@ def _port_range(text: str) -> range:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from meterhub.collector.modbus_simulator import ModbusSimulatorConfig, run_modbus_simulator
     from meterhub.collector.simulator import Faults, SimulatorConfig, run_simulator
 
     try:
         faults = Faults(
             timeout=args.timeout, garbage=args.garbage, wrong_id=args.wrong_id, reset=args.reset
         )
+        common = {
+            "ports": args.ports,
+            "host": args.host,
+            "id_offset": args.id_offset,
+            "seed": args.seed,
+            "faults": faults,
+            "processes": args.processes,
+            "record": args.record,
+        }
+        if args.modbus:
+            if args.register:
+                raise ValueError("--register: Modbus meters are registered from --csv")
+            modbus = ModbusSimulatorConfig(**common, units=args.units, model=args.model)
+            run_modbus_simulator(modbus, args.csv)
+            return 0
+        config = SimulatorConfig(**common)
     except ValueError as exc:
         print(f"meterhub simulate: {exc}", file=sys.stderr)
         return 2
-    config = SimulatorConfig(
-        ports=args.ports,
-        host=args.host,
-        id_offset=args.id_offset,
-        seed=args.seed,
-        faults=faults,
-        processes=args.processes,
-        record=args.record,
-    )
     run_simulator(
         config, register_url=args.register, source_address=args.source_address, token=args.token
     )

@@ -125,7 +125,7 @@ def test_every_bad_row_is_named_and_nothing_is_stored(api: TestClient, engine: E
     assert errors["[1].device_id"] == ["the same device id dup as [2]"]
     assert errors["[2].device_id"] == ["the same device id dup as [1]"]
     assert errors["[3].port"] == ["port 9100 on 127.0.0.1 is already used by meter old"]
-    assert errors["[5].port"] == ["Input should be greater than or equal to 9000"]
+    assert errors["[5].port"] == ["must be between 9000 and 65000"]
     assert errors["[6].water_kind"] == ["only water meters have one, not electricity"]
     assert errors["[7].water_kind"] == ["must be one of tap, purified"]
     assert errors["[8].house_id"] == ["no house with id 999"]

@@ -89,7 +89,7 @@ def test_a_bad_file_lists_every_bad_line_and_stores_nothing(
         "line 3: device_id: the same device id w-1 as line 6",
         "line 5: type: Input should be 'electricity' or 'water'",
         "line 6: device_id: the same device id w-1 as line 3",
-        "line 6: port: Input should be less than or equal to 65000",
+        "line 6: port: Input should be less than or equal to 65535",
         "line 6: enabled: Input should be a valid boolean, unable to interpret input",
         "line 6: house_id: Input should be greater than or equal to 1",
     ]
