@@ -220,10 +220,10 @@ def test_csv_through_the_api_and_back(api: TestClient) -> None:
     assert exported.headers["content-type"] == "text/csv; charset=utf-8"
     assert "attachment" in exported.headers["content-disposition"]
     assert exported.text == (
-        "device_id,type,water_kind,host,port,enabled,house_id\r\n"
-        "e-1,electricity,,127.0.0.1,9001,true,\r\n"
-        "w-1,water,tap,127.0.0.1,9002,false,\r\n"
-        "n-1,electricity,,,,true,\r\n"
+        "device_id,type,water_kind,host,port,enabled,house_id,protocol,unit_id,model\r\n"
+        "e-1,electricity,,127.0.0.1,9001,true,,http,0,\r\n"
+        "w-1,water,tap,127.0.0.1,9002,false,,http,0,\r\n"
+        "n-1,electricity,,,,true,,http,0,\r\n"
     )
     edited = exported.text.replace("9002,false", "9005,true")
     assert import_csv(api, edited).json() == {"created": 0, "updated": 1, "unchanged": 2}
@@ -236,10 +236,10 @@ def test_csv_through_the_api_and_back(api: TestClient) -> None:
     ("text", "errors"),
     [
         ("", {"line 1": ["the first line names the columns: device_id, type, water_kind, "
-                         "host, port, enabled, house_id"]}),
+                         "host, port, enabled, house_id, protocol, unit_id, model"]}),
         ("port,colour\r\n9001,red\r\n", {
             "line 1: colour": ["unknown column; the columns are device_id, type, water_kind, "
-                               "host, port, enabled, house_id"],
+                               "host, port, enabled, house_id, protocol, unit_id, model"],
             "line 1: device_id": ["the device_id column is required"],
         }),
         ("device_id,port,port\r\n", {"line 1: port": ["named twice"]}),
@@ -354,7 +354,7 @@ def test_only_administrators_import_and_others_export_their_meters(
         api.post("/api/v1/meters/bulk", json=[], headers={"Authorization": ""}).status_code == 401
     )
     exported = api.get("/api/v1/meters/export.csv", headers=member).text
-    assert exported.splitlines()[1:] == [f"mine,electricity,,,,true,{house_id}"]
+    assert exported.splitlines()[1:] == [f"mine,electricity,,,,true,{house_id},http,0,"]
     assert count(engine) == 2
 
 

@@ -207,8 +207,8 @@ def _resolve(plan: _Plan, row: DeviceRow, default_host: str) -> _State:
     ):
         if found and before != after:
             problems[name] = (
-                f"meter {row.device_id} has {name} {before}; it cannot change (delete the meter "
-                "and register it again)"
+                f"meter {row.device_id} has {name} {before}; its {name} cannot change (delete "
+                "the meter and register it again)"
             )
     if found:
         kind, wiring = old.type, Wiring(old.wiring.protocol, wiring.unit_id, old.wiring.model)
