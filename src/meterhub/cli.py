@@ -1,4 +1,4 @@
-"""The ``meterhub`` command: serve | worker | simulate | demo | db upgrade | db compact | ..."""
+"""The ``meterhub`` command: serve | worker | simulate | demo | db | meters | models | ..."""
 
 from __future__ import annotations
 
@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_source(commands)
     _add_user(commands)
     _add_meters(commands)
+    _add_models(commands)
     _add_billing(commands)
     _add_db(commands)
     return parser
@@ -475,6 +476,51 @@ def _meters_export(args: argparse.Namespace) -> int:
         raise SystemExit(f"meterhub: cannot write {args.file}: {exc.strerror}") from None
     rows = text.count("\n") - 1
     print(f"exported {rows} meters to {args.file}", file=sys.stderr)
+    return 0
+
+
+def _add_models(commands: Any) -> None:
+    models = commands.add_parser("models", help="Modbus meter models (register maps)")
+    actions = models.add_subparsers(required=True, metavar="ACTION")
+    load = actions.add_parser(
+        "import",
+        help="add or replace the models of a TOML or JSON file",
+        description="Add the meter models of FILE (TOML: one model; JSON: one or a list), "
+        "replacing those of the same name; all or none.",
+    )
+    load.add_argument("file", type=Path, metavar="FILE")
+    load.add_argument("--database", help="database URL (default: METERHUB_DATABASE_URL)")
+    load.set_defaults(handler=_models_import)
+    show = actions.add_parser("list", help="list the meter models", description="List models.")
+    show.add_argument("--database", help="database URL (default: METERHUB_DATABASE_URL)")
+    show.set_defaults(handler=_models_list)
+
+
+def _models_import(args: argparse.Namespace) -> int:
+    from meterhub.errors import InvalidInput
+    from meterhub.registry.meter_models import import_models, read_model_file
+
+    try:
+        docs = read_model_file(args.file)
+        with _transaction(args) as conn:
+            created, replaced = import_models(conn, docs)
+    except InvalidInput as exc:
+        for name, messages in exc.errors.items():
+            print(f"{name}: {'; '.join(messages)}", file=sys.stderr)
+        print(f"meterhub: nothing imported from {args.file}", file=sys.stderr)
+        return 1
+    print(f"imported {args.file}: {created} created, {replaced} replaced")
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from meterhub.registry.meter_models import list_models
+
+    with _transaction(args) as conn:
+        for model in list_models(conn):
+            channels = ", ".join(f"{c.name} ({c.unit})" for c in model.channels)
+            origin = "built in" if model.builtin else "added"
+            print(f"{model.name}\t{model.device_type}\t{origin}\t{channels}")
     return 0
 
 
