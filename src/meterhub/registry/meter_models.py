@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, update
 
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.register_maps import MeterModel, parse_model
@@ -26,13 +26,25 @@ def read_model_file(path: Path) -> list[dict[str, Any]]:
     """The model documents of a file: TOML (one model) or JSON (one model or a list)."""
     try:
         text = path.read_text(encoding="utf-8")
-        if path.suffix.lower() == ".toml":
-            return [tomllib.loads(text)]
-        doc = json.loads(text)
     except (OSError, UnicodeDecodeError) as exc:
         raise InvalidInput.field("file", f"cannot read {path}: {exc}") from None
+    return read_model_text(text, path.name)
+
+
+def read_model_text(text: str, filename: str = "") -> list[dict[str, Any]]:
+    """The model documents of a file's text: TOML (one model) for a ``.toml`` file, JSON
+    (one model or a list) for a ``.json`` one; any other, or pasted text, is JSON when it
+    starts with ``{`` or ``[``, else TOML. ``InvalidInput`` (``file``) when it does not
+    parse."""
+    suffix = Path(filename).suffix.lower()
+    looks_json = text.lstrip().startswith(("{", "["))
+    is_json = suffix == ".json" or (suffix != ".toml" and looks_json)
+    shown = filename or "the text"
+    try:
+        doc = json.loads(text) if is_json else tomllib.loads(text)
     except (tomllib.TOMLDecodeError, ValueError) as exc:
-        raise InvalidInput.field("file", f"{path.name} is not valid TOML or JSON: {exc}") from None
+        kind = "JSON" if is_json else "TOML"
+        raise InvalidInput.field("file", f"{shown} is not valid {kind}: {exc}") from None
     return doc if isinstance(doc, list) else [doc]
 
 
@@ -138,6 +150,13 @@ def import_models(conn: Connection, docs: list[dict[str, Any]]) -> tuple[int, in
             create_model(conn, doc)
             created += 1
     return created, replaced
+
+
+def meters_per_model(conn: Connection) -> dict[str, int]:
+    """How many meters use each model that any meter uses."""
+    query = select(devices.c.model, func.count()).where(devices.c.model.is_not(None))
+    rows = conn.execute(query.group_by(devices.c.model))
+    return {row[0]: row[1] for row in rows}
 
 
 def _users(conn: Connection, name: str) -> list[str]:
