@@ -220,3 +220,56 @@ def test_meter_models_are_managed_over_the_api(api: TestClient) -> None:
     fixed = {**doc, "channels": {"V": {"address": 4, "type": "uint32"}}}
     assert api.put("/api/v1/meter-models/flow-1/", json=fixed).status_code == 200
     assert api.get("/api/v1/meter-models/nope/").status_code == 404
+
+
+def established(ports: range) -> int:
+    """TCP connections of this host to ``ports`` that are open (ESTABLISHED), client side."""
+    wanted = {f"{port:04X}" for port in ports}
+    with open("/proc/net/tcp") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    return sum(1 for row in rows if row[2].rsplit(":", 1)[1] in wanted and row[3] == "01")
+
+
+async def sweeps_watched(settings: Settings, ports: range, count: int) -> tuple[int, list[int]]:
+    """``count`` sweeps by one poller: its failures, and the open connections to ``ports``
+    sampled every millisecond meanwhile (and once after)."""
+    store = make_engine(settings.database_url)
+    writer = BatchWriter(store, 100, 0.1, 7)
+    poller = Poller(settings, store, writer)
+    seen: list[int] = []
+
+    async def sample() -> None:
+        while True:
+            seen.append(established(ports))
+            await asyncio.sleep(0.001)
+
+    sampler = asyncio.create_task(sample())
+    for _ in range(count):
+        await poller.sweep()
+    sampler.cancel()
+    await asyncio.sleep(0.05)  # closed sockets go at the loop's next turns
+    seen.append(established(ports))
+    await writer.close()
+    store.dispose()
+    return poller.failures, seen
+
+
+def test_open_gateway_connections_stay_under_the_cap(
+    api: TestClient, database_url: str, engine: Engine
+) -> None:
+    cap = 2
+    uncapped = Settings(database_url=database_url, poll_timeout=TIMEOUT, poll_concurrency=cap)
+    capped = uncapped.model_copy(update={"modbus_max_connections": cap})
+    with gateways(5, 2) as sim:
+        register(api, sim)
+        ports = sim.config.ports
+        failures, seen = asyncio.run(sweeps_watched(capped, ports, 3))
+        _, without_cap = asyncio.run(sweeps_watched(uncapped, ports, 1))
+    assert failures == 0
+    assert len(seen) > 10
+    assert 0 < max(seen) <= cap, seen  # never more open than the cap, at any sample
+    assert seen[-1] == 0  # a sweep closes its connections when it ends
+    assert max(without_cap) > cap  # the default cap (512) keeps all five open
+    found = health(engine)
+    assert len(found) == 10
+    assert {(m["status"], m["polls"]) for m in found.values()} == {("online", 4)}

@@ -34,7 +34,7 @@ class Drivers:
         timeout, source = settings.poll_timeout, settings.source_address
         self._drivers: dict[MeterProtocol, Driver] = {
             MeterProtocol.HTTP: HttpDriver(timeout, source),
-            MeterProtocol.MODBUS: ModbusDriver(timeout, source),
+            MeterProtocol.MODBUS: ModbusDriver(timeout, source, settings.modbus_max_connections),
         }
 
     async def read(self, target: Target) -> Reading:
