@@ -1,4 +1,4 @@
-"""The ``meterhub`` command: serve | worker | simulate | demo | db upgrade | db compact | ..."""
+"""The ``meterhub`` command: serve | worker | simulate | demo | db | meters | models | ..."""
 
 from __future__ import annotations
 
@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_source(commands)
     _add_user(commands)
     _add_meters(commands)
+    _add_models(commands)
     _add_billing(commands)
     _add_db(commands)
     return parser
@@ -133,6 +134,17 @@ def _add_simulate(commands: Any) -> None:
         ("reset", "reset their register every 3rd request"),
     ):
         sim.add_argument(f"--{fault}", type=float, default=0.0, metavar="FRACTION", help=what)
+    sim.add_argument(
+        "--modbus",
+        action="store_true",
+        help="Modbus TCP gateways instead (meter id = port x 1000 + unit + offset; garbage:"
+        " a Modbus exception, wrong-id: the next unit answers)",
+    )
+    sim.add_argument("--units", type=int, default=1, help="--modbus: units per port (1-247)")
+    sim.add_argument("--model", default="SDM120", help="--modbus: the built-in meter model")
+    sim.add_argument(
+        "--csv", type=Path, metavar="PATH", help="--modbus: write the meters for `meters import`"
+    )
     sim.set_defaults(handler=_simulate)
 
 
@@ -148,24 +160,32 @@ def _port_range(text: str) -> range:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from meterhub.collector.modbus_simulator import ModbusSimulatorConfig, run_modbus_simulator
     from meterhub.collector.simulator import Faults, SimulatorConfig, run_simulator
 
     try:
         faults = Faults(
             timeout=args.timeout, garbage=args.garbage, wrong_id=args.wrong_id, reset=args.reset
         )
+        common = {
+            "ports": args.ports,
+            "host": args.host,
+            "id_offset": args.id_offset,
+            "seed": args.seed,
+            "faults": faults,
+            "processes": args.processes,
+            "record": args.record,
+        }
+        if args.modbus:
+            if args.register:
+                raise ValueError("--register: Modbus meters are registered from --csv")
+            modbus = ModbusSimulatorConfig(**common, units=args.units, model=args.model)
+            run_modbus_simulator(modbus, args.csv)
+            return 0
+        config = SimulatorConfig(**common)
     except ValueError as exc:
         print(f"meterhub simulate: {exc}", file=sys.stderr)
         return 2
-    config = SimulatorConfig(
-        ports=args.ports,
-        host=args.host,
-        id_offset=args.id_offset,
-        seed=args.seed,
-        faults=faults,
-        processes=args.processes,
-        record=args.record,
-    )
     run_simulator(
         config, register_url=args.register, source_address=args.source_address, token=args.token
     )
@@ -456,6 +476,51 @@ def _meters_export(args: argparse.Namespace) -> int:
         raise SystemExit(f"meterhub: cannot write {args.file}: {exc.strerror}") from None
     rows = text.count("\n") - 1
     print(f"exported {rows} meters to {args.file}", file=sys.stderr)
+    return 0
+
+
+def _add_models(commands: Any) -> None:
+    models = commands.add_parser("models", help="Modbus meter models (register maps)")
+    actions = models.add_subparsers(required=True, metavar="ACTION")
+    load = actions.add_parser(
+        "import",
+        help="add or replace the models of a TOML or JSON file",
+        description="Add the meter models of FILE (TOML: one model; JSON: one or a list), "
+        "replacing those of the same name; all or none.",
+    )
+    load.add_argument("file", type=Path, metavar="FILE")
+    load.add_argument("--database", help="database URL (default: METERHUB_DATABASE_URL)")
+    load.set_defaults(handler=_models_import)
+    show = actions.add_parser("list", help="list the meter models", description="List models.")
+    show.add_argument("--database", help="database URL (default: METERHUB_DATABASE_URL)")
+    show.set_defaults(handler=_models_list)
+
+
+def _models_import(args: argparse.Namespace) -> int:
+    from meterhub.errors import InvalidInput
+    from meterhub.registry.meter_models import import_models, read_model_file
+
+    try:
+        docs = read_model_file(args.file)
+        with _transaction(args) as conn:
+            created, replaced = import_models(conn, docs)
+    except InvalidInput as exc:
+        for name, messages in exc.errors.items():
+            print(f"{name}: {'; '.join(messages)}", file=sys.stderr)
+        print(f"meterhub: nothing imported from {args.file}", file=sys.stderr)
+        return 1
+    print(f"imported {args.file}: {created} created, {replaced} replaced")
+    return 0
+
+
+def _models_list(args: argparse.Namespace) -> int:
+    from meterhub.registry.meter_models import list_models
+
+    with _transaction(args) as conn:
+        for model in list_models(conn):
+            channels = ", ".join(f"{c.name} ({c.unit})" for c in model.channels)
+            origin = "built in" if model.builtin else "added"
+            print(f"{model.name}\t{model.device_type}\t{origin}\t{channels}")
     return 0
 
 

@@ -36,6 +36,12 @@ class Settings(BaseSettings):
         le=64,
         description="HTTP worker processes of `meterhub serve`; background jobs run in the first.",
     )
+    modbus_max_connections: int = Field(
+        512,
+        ge=1,
+        description="Modbus gateway connections kept open per collector process; past it the "
+        "least recently used idle one is closed.",
+    )
     collector_enabled: bool = Field(True, description="Poll meters inside `meterhub serve`.")
     collector_processes: int = Field(
         0, ge=0, le=64, description="Poll in N child processes; 0 polls inside the server process."

@@ -125,7 +125,7 @@ def test_every_bad_row_is_named_and_nothing_is_stored(api: TestClient, engine: E
     assert errors["[1].device_id"] == ["the same device id dup as [2]"]
     assert errors["[2].device_id"] == ["the same device id dup as [1]"]
     assert errors["[3].port"] == ["port 9100 on 127.0.0.1 is already used by meter old"]
-    assert errors["[5].port"] == ["Input should be greater than or equal to 9000"]
+    assert errors["[5].port"] == ["must be between 9000 and 65000"]
     assert errors["[6].water_kind"] == ["only water meters have one, not electricity"]
     assert errors["[7].water_kind"] == ["must be one of tap, purified"]
     assert errors["[8].house_id"] == ["no house with id 999"]
@@ -220,10 +220,10 @@ def test_csv_through_the_api_and_back(api: TestClient) -> None:
     assert exported.headers["content-type"] == "text/csv; charset=utf-8"
     assert "attachment" in exported.headers["content-disposition"]
     assert exported.text == (
-        "device_id,type,water_kind,host,port,enabled,house_id\r\n"
-        "e-1,electricity,,127.0.0.1,9001,true,\r\n"
-        "w-1,water,tap,127.0.0.1,9002,false,\r\n"
-        "n-1,electricity,,,,true,\r\n"
+        "device_id,type,water_kind,host,port,enabled,house_id,protocol,unit_id,model\r\n"
+        "e-1,electricity,,127.0.0.1,9001,true,,http,0,\r\n"
+        "w-1,water,tap,127.0.0.1,9002,false,,http,0,\r\n"
+        "n-1,electricity,,,,true,,http,0,\r\n"
     )
     edited = exported.text.replace("9002,false", "9005,true")
     assert import_csv(api, edited).json() == {"created": 0, "updated": 1, "unchanged": 2}
@@ -236,10 +236,10 @@ def test_csv_through_the_api_and_back(api: TestClient) -> None:
     ("text", "errors"),
     [
         ("", {"line 1": ["the first line names the columns: device_id, type, water_kind, "
-                         "host, port, enabled, house_id"]}),
+                         "host, port, enabled, house_id, protocol, unit_id, model"]}),
         ("port,colour\r\n9001,red\r\n", {
             "line 1: colour": ["unknown column; the columns are device_id, type, water_kind, "
-                               "host, port, enabled, house_id"],
+                               "host, port, enabled, house_id, protocol, unit_id, model"],
             "line 1: device_id": ["the device_id column is required"],
         }),
         ("device_id,port,port\r\n", {"line 1: port": ["named twice"]}),
@@ -354,7 +354,7 @@ def test_only_administrators_import_and_others_export_their_meters(
         api.post("/api/v1/meters/bulk", json=[], headers={"Authorization": ""}).status_code == 401
     )
     exported = api.get("/api/v1/meters/export.csv", headers=member).text
-    assert exported.splitlines()[1:] == [f"mine,electricity,,,,true,{house_id}"]
+    assert exported.splitlines()[1:] == [f"mine,electricity,,,,true,{house_id},http,0,"]
     assert count(engine) == 2
 
 

@@ -60,10 +60,10 @@ def test_import_then_export_round_trips(database_url: str, tmp_path: Path) -> No
     exported = meterhub("meters", "export", "--database", database_url)
     assert exported.returncode == 0, exported.stderr
     assert exported.stdout.splitlines() == [
-        "device_id,type,water_kind,host,port,enabled,house_id",
-        "e-1,electricity,,127.0.0.1,9001,true,",
-        "w-1,water,tap,127.0.0.1,9002,false,",
-        "n-1,electricity,,,,true,",
+        "device_id,type,water_kind,host,port,enabled,house_id,protocol,unit_id,model",
+        "e-1,electricity,,127.0.0.1,9001,true,,http,0,",
+        "w-1,water,tap,127.0.0.1,9002,false,,http,0,",
+        "n-1,electricity,,,,true,,http,0,",
     ]
     again = tmp_path / "meters.csv"
     written = meterhub("meters", "export", str(again), "--database", database_url)
@@ -89,7 +89,7 @@ def test_a_bad_file_lists_every_bad_line_and_stores_nothing(
         "line 3: device_id: the same device id w-1 as line 6",
         "line 5: type: Input should be 'electricity' or 'water'",
         "line 6: device_id: the same device id w-1 as line 3",
-        "line 6: port: Input should be less than or equal to 65000",
+        "line 6: port: Input should be less than or equal to 65535",
         "line 6: enabled: Input should be a valid boolean, unable to interpret input",
         "line 6: house_id: Input should be greater than or equal to 1",
     ]

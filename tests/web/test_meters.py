@@ -235,6 +235,14 @@ BAD_METERS: list[tuple[dict[str, str], str]] = [
     ({"type": "gas"}, "type"),
     ({"water_kind": "tap"}, "water_kind"),
     ({"type": "water", "water_kind": "sparkling"}, "water_kind"),
+    ({"protocol": "ftp"}, "protocol"),
+    ({"unit_id": "one"}, "unit_id"),
+    ({"model": "SDM120"}, "model"),
+    ({"protocol": "modbus", "unit_id": "1"}, "model"),
+    ({"protocol": "modbus", "unit_id": "1", "model": "SDM9"}, "model"),
+    ({"protocol": "modbus", "unit_id": "0", "model": "SDM120"}, "unit_id"),
+    ({"protocol": "modbus", "unit_id": "248", "model": "SDM120"}, "unit_id"),
+    ({"type": "water", "protocol": "modbus", "unit_id": "1", "model": "SDM120"}, "model"),
 ]
 
 

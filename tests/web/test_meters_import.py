@@ -84,9 +84,9 @@ def test_the_download_imports_back_unchanged_and_edited(
     assert download.status_code == 200
     assert download.headers["content-type"] == "text/csv; charset=utf-8"
     assert download.text.splitlines() == [
-        "device_id,type,water_kind,host,port,enabled,house_id",
-        "e-1,electricity,,127.0.0.1,9001,true,",
-        "e-2,electricity,,,,false,",
+        "device_id,type,water_kind,host,port,enabled,house_id,protocol,unit_id,model",
+        "e-1,electricity,,127.0.0.1,9001,true,,http,0,",
+        "e-2,electricity,,,,false,,http,0,",
     ]
     same = upload(dashboard, download.text, "meters.csv")
     assert "0 added, 0 changed, 2 unchanged" in followed(dashboard, same)
@@ -94,7 +94,8 @@ def test_the_download_imports_back_unchanged_and_edited(
     answer = upload(dashboard, edited, "meters.csv")
     assert "0 added, 1 changed, 1 unchanged" in followed(dashboard, answer)
     assert (
-        dashboard.get("/meters.csv").text.splitlines()[2] == "e-2,electricity,,127.0.0.1,9002,true,"
+        dashboard.get("/meters.csv").text.splitlines()[2]
+        == "e-2,electricity,,127.0.0.1,9002,true,,http,0,"
     )
 
 
@@ -113,7 +114,7 @@ def test_an_upload_needs_a_file_the_form_value_and_an_administrator(
     assert upload(member, FLEET).status_code == 403
     assert "Import meters from CSV" not in member.get("/meters").text
     lines = member.get("/meters.csv").text.splitlines()
-    assert lines[1:] == [f"theirs,electricity,,,,true,{estate.house_a}"]
+    assert lines[1:] == [f"theirs,electricity,,,,true,{estate.house_a},http,0,"]
     assert listed(dashboard.get("/meters").text) == ["theirs", "hidden"]
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -33,6 +34,7 @@ from meterhub.collector.health_store import save_health
 from meterhub.db import make_engine
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import channel_tags, create_device
+from meterhub.registry.meter_models import create_model
 from meterhub.registry.projects import assign_device, create_house, create_project
 from meterhub.registry.sources import create_source
 from meterhub.registry.tags import TagSpec
@@ -73,6 +75,7 @@ def post(access: Access, **form: str) -> Case:
     return Case(access, form=form, accepted=303)
 
 
+MODEL_FILE = 'name = "added"\ndevice_type = "water"\n[channels.V]\naddress = 0\ntype = "uint32"\n'
 TASK_FORM = {"name": "Renamed", **MONTHLY, "enabled": "on", "description": ""}
 CASES = {
     "GET /docs": Case(Access.PUBLIC),
@@ -111,6 +114,9 @@ CASES = {
     "POST /billing/tasks/{key}/disable": post(Access.OBJECT),
     "POST /billing/tasks/{key}/run": post(Access.OBJECT),
     "POST /billing/tasks/{key}/delete": post(Access.OBJECT),
+    "GET /meter-models": Case(Access.ADMIN),
+    "POST /meter-models": post(Access.ADMIN, text=MODEL_FILE),
+    "POST /meter-models/{name}/delete": post(Access.ADMIN),
     "GET /sources": Case(Access.ADMIN),
     "GET /sources/{source_id}": Case(Access.ADMIN),
     "POST /sources/{source_id}/{action}": post(Access.ADMIN),
@@ -183,7 +189,8 @@ def _site(engine: Engine) -> Site:
     theirs = _project(engine, "Bravo", "77002", 9702)
     with engine.begin() as conn:
         create_source(conn, "src-b", "Source B", tag_specs=[TagSpec("src-b.t")])
-    source = {"source_id": "src-b", "tag_key": "src-b.t", "action": "deactivate"}
+        create_model(conn, {**tomllib.loads(MODEL_FILE), "name": "spare"})
+    source = {"source_id": "src-b", "tag_key": "src-b.t", "action": "deactivate", "name": "spare"}
     secrets = ("Project Bravo", "Bravo-street", "77002", "Bravo monthly", theirs["key"])
     return Site({**ours, **source}, {**theirs, **source}, secrets)
 

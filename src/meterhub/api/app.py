@@ -10,7 +10,17 @@ from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from meterhub.api import auth, counter, meters, projects, scheduler, smt, sources, workers
+from meterhub.api import (
+    auth,
+    counter,
+    meter_models,
+    meters,
+    projects,
+    scheduler,
+    smt,
+    sources,
+    workers,
+)
 from meterhub.api.deps import admin_user, ingest_access
 from meterhub.api.errors import install_error_handlers
 from meterhub.api.limits import BodyLimit
@@ -73,7 +83,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(smt.router, dependencies=[Depends(ingest_access)])
     app.include_router(sources.router, dependencies=[Depends(admin_user)])
     # routers whose routes check the user (and its projects) themselves
-    for router in (auth.router, meters.router, projects.router, scheduler.router, workers.router):
+    for router in (
+        auth.router,
+        meters.router,
+        meter_models.router,
+        projects.router,
+        scheduler.router,
+        workers.router,
+    ):
         app.include_router(router)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     install_dashboard(app)  # its response headers wrap every answer, BodyLimit's too

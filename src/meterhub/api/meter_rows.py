@@ -26,6 +26,7 @@ from meterhub.registry.device_import import (
     RowNames,
     import_devices,
 )
+from meterhub.registry.devices import UNIT_IDS, MeterProtocol, Wiring
 from meterhub.registry.meter_csv import NAMES as CSV_NAMES
 from meterhub.registry.meter_csv import read_csv
 from meterhub.settings import Settings
@@ -43,11 +44,24 @@ class MeterCreate(BaseModel):
     device_id: DeviceId
     type: DeviceType = DeviceType.ELECTRICITY
     host: Host | None = Field(None, description="Defaults to the configured meter host.")
-    port: int | None = Field(None, ge=9000, le=65000, description="None: not polled.")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="HTTP: 9000-65000; Modbus: any. None: not polled."
+    )
     enabled: bool = True
     water_kind: str | None = Field(
         None, max_length=16, description="Water meters only: tap or purified."
     )
+    protocol: MeterProtocol = MeterProtocol.HTTP
+    unit_id: int = Field(
+        0, ge=0, le=UNIT_IDS.stop - 1, description="Modbus: the unit id, 1-247; HTTP: 0."
+    )
+    model: str | None = Field(
+        None, max_length=64, description="Modbus: the meter model (see /api/v1/meter-models/)."
+    )
+
+    @property
+    def wiring(self) -> Wiring:
+        return Wiring(self.protocol, self.unit_id, self.model)
 
 
 class MeterImport(MeterCreate):

@@ -23,6 +23,7 @@ from meterhub.collector.meter_view import MeterFilter, MeterView, list_meter_vie
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import (
+    MeterProtocol,
     create_device,
     delete_device,
     device_project,
@@ -63,6 +64,9 @@ class MeterPublic(BaseModel):
     type: DeviceType
     host: str | None
     port: int | None
+    protocol: MeterProtocol
+    unit_id: int
+    model: str | None
     enabled: bool
     created_at: str
     health: HealthPublic
@@ -85,6 +89,9 @@ def _public(view: MeterView, settings: Settings) -> MeterPublic:
         type=view.device.type,
         host=view.device.host,
         port=view.device.port,
+        protocol=view.device.wiring.protocol,
+        unit_id=view.device.wiring.unit_id,
+        model=view.device.wiring.model,
         enabled=view.device.enabled,
         created_at=iso(view.device.created_at, zone),
         health=HealthPublic(
@@ -165,6 +172,7 @@ def register_meter(conn: Connection, body: MeterCreate, settings: Settings) -> N
         port=body.port,
         enabled=body.enabled,
         water_kind=body.water_kind,
+        wiring=body.wiring,
     )
 
 
@@ -227,7 +235,8 @@ def import_meters_csv(
 )
 def export_meters(conn: ConnDep, user: CurrentUser) -> Response:
     """Every meter the caller sees as CSV (``device_id, type, water_kind, host, port,
-    enabled, house_id``), in registration order: ``import.csv`` takes it back as it is."""
+    enabled, house_id, protocol, unit_id, model``), in registration order: ``import.csv``
+    takes it back as it is."""
     return csv_response(export_csv(conn, user.visible_projects))
 
 

@@ -2,8 +2,10 @@
 
 A scheduler releases each meter at its own phase of the interval, so polls spread
 evenly (a worker's polling task does the same for one shard of an interval); a fixed
-pool of worker coroutines performs them, so one slow or dead meter holds at most one
-worker for at most the timeout. Failing meters back off but are
+pool of worker coroutines performs them through the driver of each meter's protocol, so
+one slow or dead meter holds at most one worker for at most the timeout; meters sharing
+an address (a Modbus gateway's units) are polled one at a time (``lanes``), holding one
+worker between them. Failing meters back off but are
 never dropped. The registry is re-read when it changes (checked every second) and
 at least once per interval, so added and removed meters are picked up without restart.
 What each interval (or sweep) did is counted and handed to the writer with the readings.
@@ -21,10 +23,11 @@ from sqlalchemy import Engine
 
 from meterhub.aio import wait_for_event
 from meterhub.collector.cycles import CycleCounter, CycleMode
+from meterhub.collector.drivers import Drivers
 from meterhub.collector.health import cycles_to_skip, failed, retry_due, succeeded
-from meterhub.collector.http_get import http_get
 from meterhub.collector.intervals import Shard, claimed
-from meterhub.collector.protocol import Reading, parse_answer, register_check
+from meterhub.collector.lanes import Lanes
+from meterhub.collector.protocol import Reading, register_check
 from meterhub.collector.targets import Target, load_targets, registry_signature
 from meterhub.collector.writer import BatchWriter
 from meterhub.errors import MeterError
@@ -58,6 +61,8 @@ class Poller:
         self._tiebreak = count()
         self._queue: asyncio.Queue[Target | None] = asyncio.Queue()
         self._in_flight: set[int] = set()
+        self._lanes = Lanes()
+        self._drivers = Drivers(settings)
         self._signature: tuple[int, int, int] | None = None
         self._cycle = CycleCounter(shard, shards, writer.add_cycle)
         self.polls = 0
@@ -83,6 +88,8 @@ class Poller:
             await wait_for_event(stop, max(0.005, wake - loop.time()))
         while not self._queue.empty():  # polls not begun are dropped; those in flight finish
             self._queue.get_nowait()
+        for target in self._lanes.drop_waiting():
+            self._in_flight.discard(target.pk)
         await self._finish(workers)
 
     async def sweep(self) -> None:
@@ -134,6 +141,7 @@ class Poller:
         for _ in workers:
             self._queue.put_nowait(None)
         await asyncio.gather(*workers)
+        self._drivers.close()
 
     async def _refresh(self, *, force: bool) -> None:
         signature = await asyncio.to_thread(self._read_signature)
@@ -148,9 +156,9 @@ class Poller:
             old = self._targets.get(target.pk)
             if old is None:
                 self._schedule(target.pk, now + target.phase(self._settings.poll_interval))
-            elif old.address != target.address:  # moved (an import): polled there from now
-                log.info("meter %s now polled at %s:%s", old.device_id, *target.address)
-                old.host, old.port = target.host, target.port
+            elif old.place != target.place:  # moved (an import): polled there from now
+                log.info("meter %s now polled at %s:%s unit %s", old.device_id, *target.place)
+                old.host, old.port, old.wiring = target.host, target.port, target.wiring
             # a known meter keeps its object (its channels never change): a poll in flight
             # updates the health the next poll starts from
             current[target.pk] = old or target
@@ -187,23 +195,21 @@ class Poller:
             self._schedule(pk, at)
 
     async def _work(self) -> None:
-        while (target := await self._queue.get()) is not None:
-            try:
-                await self._poll(target)
-            except Exception:
-                log.exception("polling meter %s failed unexpectedly", target.device_id)
-            finally:
-                self._in_flight.discard(target.pk)
+        while (taken := await self._queue.get()) is not None:
+            target = taken if self._lanes.enter(taken) else None
+            while target is not None:  # then the targets that waited for its address
+                try:
+                    await self._poll(target)
+                except Exception:
+                    log.exception("polling meter %s failed unexpectedly", target.device_id)
+                finally:
+                    self._in_flight.discard(target.pk)
+                target = self._lanes.leave(target)
 
     async def _poll(self, target: Target) -> None:
         started = time.perf_counter()
         try:
-            answer = await http_get(
-                *target.address,
-                timeout=self._settings.poll_timeout,
-                source_address=self._settings.source_address,
-            )
-            values = parse_answer(answer.status, answer.body, target.device_id, target.channels)
+            values = await self._drivers.read(target)
         except MeterError as exc:
             duration, at = (time.perf_counter() - started) * 1000, now_us()
             target.health = failed(target.health, target.device_id, at, duration, str(exc))

@@ -25,10 +25,10 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TextIO, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, Self, TextIO, cast
 
 import uvloop
 
@@ -114,6 +114,12 @@ class SimulatorConfig:
         """How many serving processes the ports are spread over."""
         return self.processes or math.ceil(len(self.ports) / MAX_PORTS_PER_PROCESS)
 
+    def serving(
+        self, index: int, ports: range, conn: Connection[BindFailures, Any]
+    ) -> Coroutine[Any, Any, None]:
+        """What serving process ``index`` runs for its ``ports``."""
+        return _serve_http(self, index, ports, conn)
+
 
 def split_ports(config: SimulatorConfig) -> list[range]:
     """The ports of each serving process: ``config.process_count`` near-equal slices."""
@@ -123,13 +129,34 @@ def split_ports(config: SimulatorConfig) -> list[range]:
 
 def fault_of(config: SimulatorConfig, port: int) -> FaultKind | None:
     """The fault of the meter on ``port`` (deterministic in seed and port), None if healthy."""
-    draw = unit_hash(config.seed, "fault", port)
+    return pick_fault(config.faults, config.seed, port)
+
+
+def pick_fault(faults: Faults, seed: int, *meter: object) -> FaultKind | None:
+    """The fault of the meter ``meter`` names (deterministic in seed and meter), or None."""
+    draw = unit_hash(seed, "fault", *meter)
     for kind in FAULT_KINDS:
-        fraction: float = getattr(config.faults, kind)
+        fraction: float = getattr(faults, kind)
         if draw < fraction:
             return kind
         draw -= fraction
     return None
+
+
+class RegisterResets:
+    """Registers of "reset" meters: every 3rd read of one drops it to 0, then it counts on."""
+
+    def __init__(self) -> None:
+        self._reads: dict[object, int] = {}
+        self._offsets: dict[object, float] = {}
+
+    def value(self, meter: object, kwh: float) -> float:
+        """Count the read; every 3rd one moves the offset so the register reads 0 now."""
+        count = self._reads.get(meter, 0) + 1
+        self._reads[meter] = count
+        if count % RESET_EVERY == 0:
+            self._offsets[meter] = kwh
+        return round(kwh - self._offsets.get(meter, 0.0), 3)
 
 
 # --- serving process --------------------------------------------------------------------------
@@ -160,8 +187,7 @@ class _MeterServer:
 
     def __init__(self, config: SimulatorConfig, index: int) -> None:
         self._config = config
-        self._requests: dict[int, int] = {}
-        self._offsets: dict[int, float] = {}
+        self._resets = RegisterResets()
         self._record: TextIO | None = None
         if config.record is not None:
             self._record = _record_file(config.record, index).open("a", buffering=1)
@@ -174,18 +200,10 @@ class _MeterServer:
         meter_id = port + self._config.id_offset
         amps, kwh = meter_values(self._config.seed, meter_id, time.time())
         if fault == "reset":
-            kwh = self._reset_register(port, kwh)
+            kwh = self._resets.value(port, kwh)
         served_id = meter_id + 1 if fault == "wrong_id" else meter_id
         body = _json_body(served_id, amps, kwh, quoted=port % 2 == 0)
         return body[: len(body) // 2] if fault == "garbage" else body
-
-    def _reset_register(self, port: int, kwh: float) -> float:
-        """Count the request; every 3rd one moves the offset so the register reads 0 now."""
-        count = self._requests.get(port, 0) + 1
-        self._requests[port] = count
-        if count % RESET_EVERY == 0:
-            self._offsets[port] = kwh
-        return round(kwh - self._offsets.get(port, 0.0), 3)
 
     def record(self, port: int, body: str) -> None:
         """Append an answer that was sent to the record file, if recording."""
@@ -267,11 +285,21 @@ async def _listen(
         raise
 
 
+class Listener(Protocol):
+    """A server listening on one port."""
+
+    def close(self) -> None: ...
+
+
+Listen = Callable[[int], Awaitable[Listener]]
+"""Starts serving one port; ``OSError`` when it cannot be bound."""
+
+
 async def _bind_once(
-    listen: Callable[[int], Awaitable[asyncio.Server]], ports: Iterable[int]
-) -> tuple[list[asyncio.Server], dict[int, OSError]]:
+    listen: Listen, ports: Iterable[int]
+) -> tuple[list[Listener], dict[int, OSError]]:
     """Try each port once: the servers started and the error of each port that failed."""
-    servers: list[asyncio.Server] = []
+    servers: list[Listener] = []
     errors: dict[int, OSError] = {}
     for port in ports:
         try:
@@ -281,11 +309,9 @@ async def _bind_once(
     return servers, errors
 
 
-async def _bind_all(
-    listen: Callable[[int], Awaitable[asyncio.Server]], ports: range
-) -> tuple[list[asyncio.Server], BindFailures]:
+async def _bind_all(listen: Listen, ports: range) -> tuple[list[Listener], BindFailures]:
     """Bind every port, retrying EADDRINUSE for a few seconds; report ports left unbound."""
-    servers: list[asyncio.Server] = []
+    servers: list[Listener] = []
     failures: BindFailures = {}
     pending: Iterable[int] = ports
     deadline = time.monotonic() + BIND_RETRY_SECONDS
@@ -300,23 +326,27 @@ async def _bind_all(
         await asyncio.sleep(BIND_RETRY_INTERVAL)
 
 
-async def _serve_until_stopped(
-    config: SimulatorConfig, index: int, ports: range, conn: Connection[BindFailures, Any]
-) -> None:
+async def serve_ports(listen: Listen, ports: range, conn: Connection[BindFailures, Any]) -> None:
     """Bind ``ports``, report the failures to the parent, serve until SIGTERM or parent exit."""
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
     loop.add_reader(conn.fileno(), stopping.set)  # the parent never writes: readable means EOF
+    servers, failures = await _bind_all(listen, ports)
+    with contextlib.suppress(OSError):  # the parent is gone: just stop
+        conn.send(failures)
+    await stopping.wait()
+    for listener in servers:
+        listener.close()
+
+
+async def _serve_http(
+    config: SimulatorConfig, index: int, ports: range, conn: Connection[BindFailures, Any]
+) -> None:
+    """The HTTP meters of ``ports``, until stopped (``serve_ports``)."""
     server = _MeterServer(config, index)
     try:
-        listen = functools.partial(_listen, server, *_resolve(config.host))
-        servers, failures = await _bind_all(listen, ports)
-        with contextlib.suppress(OSError):  # the parent is gone: just stop
-            conn.send(failures)
-        await stopping.wait()
-        for listener in servers:
-            listener.close()
+        await serve_ports(functools.partial(_listen, server, *_resolve(config.host)), ports, conn)
     finally:
         server.close()
 
@@ -327,7 +357,7 @@ def _serve(
     """Entry point of a serving process; ignores SIGINT (the parent stops it with SIGTERM)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(_serve_until_stopped(config, index, ports, conn))
+        runner.run(config.serving(index, ports, conn))
 
 
 # --- parent -----------------------------------------------------------------------------------
@@ -419,7 +449,7 @@ class Simulator:
                 child.process.close()
             child.conn.close()
 
-    def __enter__(self) -> Simulator:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
@@ -489,30 +519,40 @@ def run_simulator(
     token: str | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM, optionally registering every meter first; stop cleanly."""
+
+    def announce(simulator: Simulator) -> str:
+        summary = _summary(config)
+        if register_url is None:
+            return summary
+        from meterhub.collector.registration import register_meters  # httpx: parent only
+
+        result = asyncio.run(
+            register_meters(
+                register_url, simulator.meters, source_address=source_address, token=token
+            )
+        )
+        for error in result.errors:
+            print(error, file=sys.stderr)
+        return summary + (
+            f"; registered at {register_url}: {result.registered} new, "
+            f"{result.already} already, {result.failed} failed"
+        )
+
+    serve_until_interrupted(Simulator(config, require_all=False), announce)
+
+
+def serve_until_interrupted(simulator: Simulator, announce: Callable[[Simulator], str]) -> None:
+    """Start ``simulator``, print what ``announce`` says once it serves, serve until
+    SIGINT or SIGTERM, then stop cleanly."""
     previous = {
         signum: signal.signal(signum, signal.default_int_handler)
         for signum in (signal.SIGINT, signal.SIGTERM)
     }
     try:
-        with Simulator(config, require_all=False) as simulator:
+        with simulator:
             if simulator.unbound:
-                print(_describe_failures(config, simulator.unbound), file=sys.stderr)
-            summary = _summary(config)
-            if register_url is not None:
-                from meterhub.collector.registration import register_meters  # httpx: parent only
-
-                result = asyncio.run(
-                    register_meters(
-                        register_url, simulator.meters, source_address=source_address, token=token
-                    )
-                )
-                summary += (
-                    f"; registered at {register_url}: {result.registered} new, "
-                    f"{result.already} already, {result.failed} failed"
-                )
-                for error in result.errors:
-                    print(error, file=sys.stderr)
-            print(summary, flush=True)
+                print(_describe_failures(simulator.config, simulator.unbound), file=sys.stderr)
+            print(announce(simulator), flush=True)
             while True:
                 signal.pause()
     except KeyboardInterrupt:

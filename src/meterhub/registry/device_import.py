@@ -16,8 +16,10 @@ A row names a device by ``device_id`` and gives some of its fields (``ROW_FIELDS
 The rules are the registry's for one device (``devices.device_problems``: port range,
 water kinds), plus a device's address (host and port) and id being its own: two rows may
 not share either, nor may a row take the address of a device it does not name (unless
-another row moves that device away). A row naming a house puts the device there; a water
-meter in a house needs a water kind (``projects.assign_device``'s rule).
+another row moves that device away). An address is (host, port, unit id): the Modbus
+units behind one gateway share its host and port. Like its type, a device's protocol and
+meter model never change (its channel tags come from them). A row naming a house puts
+the device there; a water meter in a house needs a water kind (``projects.assign_device``'s rule).
 """
 
 from __future__ import annotations
@@ -33,11 +35,29 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection
 
 from meterhub.errors import InvalidInput
-from meterhub.registry.channels import CHANNELS, DeviceType, tag_key
-from meterhub.registry.devices import WATER_KINDS, device_problems, port_taken
+from meterhub.registry.channels import Channel, DeviceType, tag_key
+from meterhub.registry.devices import (
+    WATER_KINDS,
+    MeterProtocol,
+    Wiring,
+    device_problems,
+    port_taken,
+)
+from meterhub.registry.meter_models import models_by_name
+from meterhub.registry.register_maps import MeterModel, device_channels
 from meterhub.times import now_us
 
-ROW_FIELDS = ("type", "host", "port", "enabled", "water_kind", "house_id")
+ROW_FIELDS = (
+    "type",
+    "host",
+    "port",
+    "enabled",
+    "water_kind",
+    "house_id",
+    "protocol",
+    "unit_id",
+    "model",
+)
 """The fields a row may give besides ``device_id``."""
 Progress = Callable[[str, int, int], None]
 """Called with (what, done, total) as an import goes: ``checked`` once, ``stored`` per batch."""
@@ -84,6 +104,10 @@ class _State(NamedTuple):
     enabled: bool
     water_kind: str | None
     house_id: int | None
+    wiring: Wiring
+
+
+_NEW = _State(DeviceType.ELECTRICITY, None, None, True, None, None, Wiring())
 
 
 class _Stored(NamedTuple):
@@ -98,6 +122,7 @@ class _Plan:
     rows: Sequence[DeviceRow]
     names: RowNames
     stored: dict[str, _Stored]
+    models: dict[str, MeterModel]
     states: list[_State]
     errors: dict[tuple[int, str], list[str]]
 
@@ -127,7 +152,8 @@ def import_devices(
     device that has no host yet, is at ``default_host``. ``InvalidInput`` names every
     problem of every row; nothing is stored then.
     """
-    plan = _Plan(rows, names, _stored(conn, [r.device_id for r in rows]), [], dict(errors or {}))
+    found = _stored(conn, [r.device_id for r in rows])
+    plan = _Plan(rows, names, found, models_by_name(conn), [], dict(errors or {}))
     _repeated(plan, "device_id", {row.number: row.device_id for row in rows}, "device id")
     plan.states = [_resolve(plan, row, default_host) for row in rows]
     _check_houses(conn, plan)
@@ -151,7 +177,7 @@ def import_devices(
     try:
         _update(conn, changed)
         stored(len(changed))
-        _create(conn, new, stored)
+        _create(conn, new, plan.models, stored)
     except dbapi_errors as exc:  # another writer took an id or an address since the checks
         raise InvalidInput.field(
             "body", f"changed by someone else meanwhile, nothing stored; send again ({exc})"
@@ -163,19 +189,31 @@ def _resolve(plan: _Plan, row: DeviceRow, default_host: str) -> _State:
     """The state ``row`` leaves its device in (stored fields under the given ones; a known
     meter keeps its type); errors of its own fields go to ``plan``."""
     found = plan.stored.get(row.device_id)
-    old = found.state if found else _State(DeviceType.ELECTRICITY, None, None, True, None, None)
+    old = found.state if found else _NEW
     given = row.given
     kind: DeviceType = given.get("type", old.type)
     port: int | None = given.get("port", old.port)
     host: str | None = given.get("host") or None
+    wiring = Wiring(
+        MeterProtocol(given.get("protocol", old.wiring.protocol)),
+        given.get("unit_id", old.wiring.unit_id),
+        given.get("model", old.wiring.model),
+    )
     problems: dict[str, str] = {}
-    if found and kind != old.type:
-        problems["type"] = (
-            f"meter {row.device_id} is {old.type}; its type cannot change (delete the meter "
-            "and register it again)"
-        )
-        kind = old.type
-    problems.update(device_problems(kind, port, given.get("water_kind", old.water_kind)))
+    for name, before, after in (
+        ("type", old.type, kind),
+        ("protocol", old.wiring.protocol, wiring.protocol),
+        ("model", old.wiring.model, wiring.model),
+    ):
+        if found and before != after:
+            problems[name] = (
+                f"meter {row.device_id} has {name} {before}; its {name} cannot change (delete "
+                "the meter and register it again)"
+            )
+    if found:
+        kind, wiring = old.type, Wiring(old.wiring.protocol, wiring.unit_id, old.wiring.model)
+    water_kind = given.get("water_kind", old.water_kind)
+    problems.update(device_problems(kind, port, water_kind, wiring, plan.models))
     if host is not None and port is None:
         problems["port"] = "required when host is given"
     elif port is not None and host is None:
@@ -187,6 +225,7 @@ def _resolve(plan: _Plan, row: DeviceRow, default_host: str) -> _State:
         given.get("enabled", old.enabled),
         given.get("water_kind", old.water_kind),
         given.get("house_id", old.house_id),
+        wiring,
     )
     if state.house_id is not None and kind == DeviceType.WATER and state.water_kind is None:
         problems.setdefault(
@@ -210,10 +249,15 @@ def _repeated(plan: _Plan, name: str, keys: Mapping[int, object], what: str) -> 
     by_number = {row.number: row for row in plan.rows}
     for key, more in numbers.items():
         found = [first[key], *more]
-        shown = f"{key[1]} on {key[0]}" if isinstance(key, tuple) else key
+        shown = _address_text(key) if isinstance(key, tuple) else key
         for number in found:
             others = ", ".join(plan.names.row(n) for n in found if n != number)
             plan.error(by_number[number], name, f"the same {what} {shown} as {others}")
+
+
+def _address_text(address: tuple[object, ...]) -> str:
+    host, port, unit_id = address
+    return f"{port} unit {unit_id} on {host}" if unit_id else f"{port} on {host}"
 
 
 def _check_houses(conn: Connection, plan: _Plan) -> None:
@@ -227,7 +271,7 @@ def _check_houses(conn: Connection, plan: _Plan) -> None:
 def _check_addresses(conn: Connection, plan: _Plan) -> None:
     """No two rows at one address; none at the address of a device no row names."""
     addresses = {
-        row.number: (state.host, state.port)
+        row.number: (state.host, state.port, state.wiring.unit_id)
         for row, state in zip(plan.rows, plan.states, strict=True)
         if state.port is not None
     }
@@ -238,7 +282,7 @@ def _check_addresses(conn: Connection, plan: _Plan) -> None:
         address = addresses.get(row.number)
         holder = holders.get(address) if address else None
         if address and holder is not None and holder not in named:
-            plan.error(row, "port", port_taken(address[0], address[1], holder))
+            plan.error(row, "port", port_taken(*address, holder))
 
 
 # --- reading: one driver-level query each, the keys sent as one JSON array --------------
@@ -268,41 +312,68 @@ def _lookup(
 
 
 _TYPES = {kind.value: kind for kind in DeviceType}
-_DEVICE_COLUMNS = "t.id, t.device_id, t.type, t.host, t.port, t.enabled, t.water_kind, t.house_id"
+_DEVICE_COLUMNS = (
+    "t.id, t.device_id, t.type, t.host, t.port, t.enabled, t.water_kind, t.house_id,"
+    " t.protocol, t.unit_id, t.model"
+)
 
 
 def _stored(conn: Connection, device_ids: Iterable[str]) -> dict[str, _Stored]:
     rows = _lookup(conn, "devices", _DEVICE_COLUMNS, "device_id", set(device_ids), "text")
     return {
-        device_id: _Stored(pk, _State(_TYPES[kind], host, port, bool(on), water, house))
-        for pk, device_id, kind, host, port, on, water, house in rows
+        device_id: _Stored(
+            pk,
+            _State(
+                _TYPES[kind],
+                host,
+                port,
+                bool(on),
+                water,
+                house,
+                Wiring(MeterProtocol(protocol), unit_id, model),
+            ),
+        )
+        for pk, device_id, kind, host, port, on, water, house, protocol, unit_id, model in rows
     }
 
 
-def _address_holders(
-    conn: Connection, addresses: Collection[tuple[str | None, int | None]]
-) -> dict[tuple[str | None, int | None], str]:
-    """``{(host, port): device id}`` of the stored devices at any of ``addresses``."""
+Address = tuple[str | None, int | None, int]
+
+
+def _address_holders(conn: Connection, addresses: Collection[Address]) -> dict[Address, str]:
+    """``{(host, port, unit id): device id}`` of the stored devices at any of ``addresses``."""
     if not addresses:
         return {}
     if conn.dialect.name == "postgresql":
         sql = (
-            "SELECT d.host, d.port, d.device_id FROM json_array_elements(%s::json) j(a)"
-            " JOIN devices d ON d.host = j.a->>0 AND d.port = (j.a->>1)::integer"
+            "SELECT d.host, d.port, d.unit_id, d.device_id FROM json_array_elements(%s::json)"
+            " j(a) JOIN devices d ON d.host = j.a->>0 AND d.port = (j.a->>1)::integer"
+            " AND d.unit_id = (j.a->>2)::integer"
         )
     else:
         sql = (
-            "SELECT d.host, d.port, d.device_id FROM json_each(?) j JOIN devices d"
-            " ON d.host = j.value ->> 0 AND d.port = j.value ->> 1"
+            "SELECT d.host, d.port, d.unit_id, d.device_id FROM json_each(?) j JOIN devices d"
+            " ON d.host = j.value ->> 0 AND d.port = j.value ->> 1 AND d.unit_id = j.value ->> 2"
         )
     with _cursor(conn) as cursor:
         cursor.execute(sql, (json.dumps([list(a) for a in addresses]),))
-        return {(host, port): device_id for host, port, device_id in cursor.fetchall()}
+        return {(host, port, unit): device_id for host, port, unit, device_id in cursor.fetchall()}
 
 
 # --- writing: set-based statements -------------------------------------------------------
 
-_NEW_DEVICE = ("device_id", "type", "host", "port", "enabled", "water_kind", "house_id")
+_NEW_DEVICE = (
+    "device_id",
+    "type",
+    "host",
+    "port",
+    "enabled",
+    "water_kind",
+    "house_id",
+    "protocol",
+    "unit_id",
+    "model",
+)
 _NEW_TAG = (
     "key",
     "device_pk",
@@ -333,7 +404,10 @@ def _storing(progress: Progress | None, total: int) -> Callable[[int], None]:
 
 
 def _create(
-    conn: Connection, new: Sequence[tuple[str, _State]], stored: Callable[[int], None]
+    conn: Connection,
+    new: Sequence[tuple[str, _State]],
+    models: Mapping[str, MeterModel],
+    stored: Callable[[int], None],
 ) -> None:
     """Insert the new devices, then their channel tags (re-attaching those a deleted device
     of the same id left, as ``devices.create_device`` does)."""
@@ -341,23 +415,41 @@ def _create(
     for start in range(0, len(new), BATCH):
         batch = new[start : start + BATCH]
         device_rows = [
-            (device_id, s.type.value, s.host, s.port, s.enabled, s.water_kind, s.house_id, now)
+            (
+                device_id,
+                s.type.value,
+                s.host,
+                s.port,
+                s.enabled,
+                s.water_kind,
+                s.house_id,
+                s.wiring.protocol.value,
+                s.wiring.unit_id,
+                s.wiring.model,
+                now,
+            )
             for device_id, s in batch
         ]
         _insert(conn, "devices", (*_NEW_DEVICE, "created_at"), device_rows)
-        _attach_tags(conn, [(device_id, s.type) for device_id, s in batch], now)
+        channels = [
+            (device_id, device_channels(s.type, models.get(s.wiring.model or "")))
+            for device_id, s in batch
+        ]
+        _attach_tags(conn, channels, now)
         stored(len(batch))
 
 
-def _attach_tags(conn: Connection, devices: Sequence[tuple[str, DeviceType]], now: int) -> None:
+def _attach_tags(
+    conn: Connection, devices: Sequence[tuple[str, tuple[Channel, ...]]], now: int
+) -> None:
     found = _lookup(
         conn, "devices", "t.id, t.device_id", "device_id", [d for d, _ in devices], "text"
     )
     pks = {device_id: pk for pk, device_id in found}
     wanted = {
         tag_key(device_id, channel.name): (pks[device_id], channel)
-        for device_id, kind in devices
-        for channel in CHANNELS[kind]
+        for device_id, channels in devices
+        for channel in channels
     }
     left = dict(_lookup(conn, "tags", "t.key, t.id", "key", list(wanted), "text"))
     if left:
@@ -390,15 +482,19 @@ def _update(conn: Connection, changed: Sequence[tuple[int, _State, _State]]) -> 
     moving = [
         pk
         for pk, old, new in changed
-        if old.port is not None and (new.host, new.port) != (old.host, old.port)
+        if old.port is not None
+        and (new.host, new.port, new.wiring.unit_id) != (old.host, old.port, old.wiring.unit_id)
     ]
-    rows = [(pk, s.host, s.port, s.enabled, s.water_kind, s.house_id) for pk, _, s in changed]
+    rows = [
+        (pk, s.host, s.port, s.enabled, s.water_kind, s.house_id, s.wiring.unit_id)
+        for pk, _, s in changed
+    ]
     if conn.dialect.name != "postgresql":  # statements prepared once, run in-process
         _execute_many(conn, "UPDATE devices SET port = NULL WHERE id = ?", [(pk,) for pk in moving])
         _execute_many(
             conn,
             "UPDATE devices SET host = ?2, port = ?3, enabled = ?4, water_kind = ?5,"
-            " house_id = ?6 WHERE id = ?1",
+            " house_id = ?6, unit_id = ?7 WHERE id = ?1",
             rows,
         )
         return
@@ -415,9 +511,10 @@ def _update(conn: Connection, changed: Sequence[tuple[int, _State, _State]]) -> 
 
 _PG_UPDATE = """
 UPDATE devices d SET host = j.host, port = j.port, enabled = j.enabled,
-  water_kind = j.water_kind, house_id = j.house_id
+  water_kind = j.water_kind, house_id = j.house_id, unit_id = j.unit_id
 FROM (SELECT (r->>0)::integer AS id, r->>1 AS host, (r->>2)::integer AS port,
-        (r->>3)::boolean AS enabled, r->>4 AS water_kind, (r->>5)::integer AS house_id
+        (r->>3)::boolean AS enabled, r->>4 AS water_kind, (r->>5)::integer AS house_id,
+        (r->>6)::integer AS unit_id
       FROM json_array_elements(%s::json) r) j
 WHERE d.id = j.id
 """

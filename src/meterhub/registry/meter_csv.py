@@ -1,17 +1,20 @@
 """The meter list as CSV: what ``export`` writes and ``import`` reads, the same format.
 
 ```
-device_id,type,water_kind,host,port,enabled,house_id
-e-1,electricity,,127.0.0.1,9001,true,
-w-1,water,tap,127.0.0.1,9002,false,3
+device_id,type,water_kind,host,port,enabled,house_id,protocol,unit_id,model
+e-1,electricity,,127.0.0.1,9001,true,,http,0,
+w-1,water,tap,127.0.0.1,9002,false,3,http,0,
+m-1,electricity,,10.0.0.7,502,true,,modbus,3,SDM120
 ```
 
 The first line names the columns (``COLUMNS``, any order, any subset that has
 ``device_id``); a column left out keeps the stored value of a known meter (a new one
 takes the default). An empty cell is "none" (no water kind, no address, no house), or the
-default for ``type`` and ``enabled``. Rows are separated by newlines (CR LF as written);
-cells by commas (or semicolons, when the first line has no comma), quoted as RFC 4180
-does; a UTF-8 byte order mark is skipped; blank lines are skipped.
+default for ``type``, ``enabled``, ``protocol`` (http) and ``unit_id`` (0). Files
+written before Modbus meters existed (without the last three columns) import as they did.
+Rows are separated by newlines (CR LF as written); cells by commas (or semicolons, when
+the first line has no comma), quoted as RFC 4180 does; a UTF-8 byte order mark is
+skipped; blank lines are skipped.
 """
 
 from __future__ import annotations
@@ -27,14 +30,25 @@ from meterhub.errors import InvalidInput
 from meterhub.registry.device_import import RowNames
 from meterhub.registry.tables import devices, houses
 
-COLUMNS = ("device_id", "type", "water_kind", "host", "port", "enabled", "house_id")
+COLUMNS = (
+    "device_id",
+    "type",
+    "water_kind",
+    "host",
+    "port",
+    "enabled",
+    "house_id",
+    "protocol",
+    "unit_id",
+    "model",
+)
 NAMES = RowNames("line {}", "line {}: {}")
 """How errors name a row of a CSV file and its cells: by the file's line."""
 
 
-_DEFAULTED = frozenset({"type", "enabled"})
+_DEFAULTED = frozenset({"type", "enabled", "protocol", "unit_id"})
 """Columns whose empty cell means the default; in the others it means none."""
-_LOWERED = frozenset({"type", "enabled", "water_kind"})
+_LOWERED = frozenset({"type", "enabled", "water_kind", "protocol"})
 """Columns read case-insensitively."""
 
 

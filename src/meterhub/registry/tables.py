@@ -1,6 +1,6 @@
 """Registry tables: users and their tokens, projects, houses and residents, devices
-(meters), data sources, and tags (one time series each); failed logins and bad tokens,
-the addresses users logged in from, and the server's own keys."""
+(meters) and their Modbus models, data sources, and tags (one time series each); failed
+logins and bad tokens, the addresses users logged in from, and the server's own keys."""
 
 from __future__ import annotations
 
@@ -93,8 +93,21 @@ devices = Table(
     Column("created_at", BigInteger, nullable=False),
     Column("house_id", Integer, ForeignKey("houses.id", ondelete="SET NULL"), index=True),
     Column("water_kind", String(16), nullable=True),
-    UniqueConstraint("host", "port", name="uq_devices_address"),
+    Column("protocol", String(8), nullable=False, default="http"),
+    Column("unit_id", Integer, nullable=False, default=0),  # Modbus unit 1-247; HTTP 0
+    Column("model", String(64), ForeignKey("meter_models.name"), nullable=True),
+    UniqueConstraint("host", "port", "unit_id", name="uq_devices_address"),
     sqlite_autoincrement=True,
+)
+
+meter_models = Table(
+    "meter_models",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("device_type", String(16), nullable=False),
+    Column("definition", Text, nullable=False),  # JSON: the model's document
+    Column("builtin", Boolean, nullable=False, default=False),
+    Column("created_at", BigInteger, nullable=False),
 )
 
 data_sources = Table(

@@ -15,6 +15,7 @@ from meterhub.web import (
     billing_tasks,
     login,
     meter_detail,
+    meter_models,
     meters,
     overview,
     projects,
@@ -24,7 +25,17 @@ from meterhub.web import (
 from meterhub.web.templating import ENVIRONMENT
 
 STATIC = Path(__file__).parent / "static"
-PAGES = (login, overview, meters, meter_detail, sources, projects, task_form, billing_tasks)
+PAGES = (
+    login,
+    overview,
+    meters,
+    meter_detail,
+    meter_models,
+    sources,
+    projects,
+    task_form,
+    billing_tasks,
+)
 
 
 def install_dashboard(app: FastAPI) -> None:

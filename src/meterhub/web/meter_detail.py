@@ -22,9 +22,11 @@ from meterhub.api.smt_wire import time_param
 from meterhub.collector.meter_view import meter_view
 from meterhub.collector.poll_log import bucket_width, poll_history, recent_failures
 from meterhub.errors import InvalidInput
-from meterhub.registry.channels import CHANNELS, Channel, ChannelKind
+from meterhub.registry.channels import Channel, ChannelKind
 from meterhub.registry.devices import Device, channel_tags, get_device
+from meterhub.registry.meter_models import find_model
 from meterhub.registry.projects import HousePlace, house_places
+from meterhub.registry.register_maps import MeterModel, device_channels
 from meterhub.settings import Settings
 from meterhub.storage import History, HistoryQuery, read_history
 from meterhub.storage.daily import daily_consumption
@@ -64,10 +66,13 @@ class Meter:
     device: Device
     place: HousePlace | None
     zone: ZoneInfo
+    model: MeterModel | None = None
+    """A Modbus meter's model (``None``: an HTTP meter, or a model since deleted)."""
 
     @property
     def channels(self) -> tuple[Channel, ...]:
-        return CHANNELS[self.device.type]
+        """Every channel of the meter: its model's (extra ones too), or its type's."""
+        return device_channels(self.device.type, self.model)
 
     @property
     def register(self) -> Channel:
@@ -81,7 +86,8 @@ def visible_meter(
     check_meter(conn, viewer.user, device_id)
     device = get_device(conn, device_id)
     place = house_places(conn, [device.house_id]).get(device.house_id) if device.house_id else None
-    return Meter(device, place, place.project.zone if place else settings.zone)
+    model = find_model(conn, device.wiring.model) if device.wiring.model else None
+    return Meter(device, place, place.project.zone if place else settings.zone, model)
 
 
 MeterDep = Annotated[Meter, Depends(visible_meter)]
@@ -269,7 +275,7 @@ def _live_context(conn: Connection, meter: Meter) -> dict[str, Any]:
     return {
         "meter": meter,
         "view": view,
-        "readings": readings(view),
+        "readings": readings(view, meter.channels),
         "failures": recent_failures(conn, meter.device.pk, FAILURES_SHOWN),
         "meter_zone": meter.zone,
     }

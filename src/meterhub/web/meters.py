@@ -22,8 +22,9 @@ from meterhub.collector.health import Status
 from meterhub.collector.meter_view import MeterFilter, MeterView, list_meter_views
 from meterhub.errors import InvalidInput, NotFound, TooLarge
 from meterhub.registry.channels import CHANNELS, Channel, DeviceType
-from meterhub.registry.devices import WATER_KINDS, delete_device, set_enabled
+from meterhub.registry.devices import WATER_KINDS, MeterProtocol, delete_device, set_enabled
 from meterhub.registry.meter_csv import COLUMNS, export_csv
+from meterhub.registry.meter_models import list_models
 from meterhub.registry.projects import HousePlace, get_project, house_places
 from meterhub.web.forms import form_text, project_choices
 from meterhub.web.paging import PAGE_SIZES, paged
@@ -35,7 +36,16 @@ router = page_router()
 
 T = TypeVar("T")
 SEARCH_MAX = 64
-NEW_METER_FIELDS = ("device_id", "type", "water_kind", "host", "port")
+NEW_METER_FIELDS = (
+    "device_id",
+    "type",
+    "water_kind",
+    "host",
+    "port",
+    "protocol",
+    "unit_id",
+    "model",
+)
 IMPORT_ERRORS_SHOWN = 200
 """Problems an import page lists (the rest are counted)."""
 
@@ -86,9 +96,13 @@ class ImportProblems:
         return max(0, len(self.errors) - IMPORT_ERRORS_SHOWN)
 
 
-def readings(view: MeterView) -> list[tuple[Channel, float | None]]:
-    """Each channel of the meter with its value in the latest reading (``None``: none)."""
-    return [(channel, view.values.get(channel.name)) for channel in CHANNELS[view.device.type]]
+def readings(
+    view: MeterView, channels: tuple[Channel, ...] | None = None
+) -> list[tuple[Channel, float | None]]:
+    """Each of ``channels`` (default: the standard channels of the meter's type) with its
+    value in the meter's latest reading (``None``: none)."""
+    shown = CHANNELS[view.device.type] if channels is None else channels
+    return [(channel, view.values.get(channel.name)) for channel in shown]
 
 
 @router.get("/meters")
@@ -216,6 +230,8 @@ def _list_page(
         "statuses": list(Status),
         "types": list(DeviceType),
         "water_kinds": WATER_KINDS,
+        "protocols": list(MeterProtocol),
+        "models": list_models(conn) if viewer.user.is_admin else [],
         "page_sizes": PAGE_SIZES,
         "new": new,
         "problems": problems or ImportProblems(),
