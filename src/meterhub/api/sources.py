@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_valid
 from meterhub.api.deps import ConnDep, SettingsDep
 from meterhub.api.pagination import NumberedPage, Page, PageSize, offset, paging
 from meterhub.mqtt.config import split_secret
-from meterhub.mqtt.status import State, never_ran, statuses
+from meterhub.mqtt.status import State, statuses
 from meterhub.registry.sources import (
     DataSource,
     create_source,
@@ -276,14 +276,11 @@ def _mqtt_public(
     conn: ConnDep, found: list[DataSource], settings: Settings
 ) -> dict[str, dict[str, Any]]:
     """``MqttStatusPublic`` (as JSON values) of those of ``found`` with MQTT settings."""
-    mqtt = [source for source in found if "mqtt" in json.loads(source.config)]
-    known = statuses(conn, [source.id for source in mqtt])
     zone = settings.zone
     answers = {}
-    for source in mqtt:
-        status = known.get(source.id) or never_ran(source.created_at)
+    for source_id, status in statuses(conn, found).items():
         bad = status.last_bad
-        answers[source.id] = {
+        answers[source_id] = {
             "state": status.state.value,
             "connected": status.connected,
             "since": iso(status.since, zone),

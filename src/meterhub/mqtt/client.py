@@ -42,9 +42,11 @@ class AckingClient(aiomqtt.Client):
         self._client.ack(delivery.mid, delivery.qos)
 
 
-def open_client(config: MqttConfig, source_id: str, password: str | None) -> AckingClient:
-    """A client for ``config``'s broker, on the persistent session of a stable client id
-    (clean session off), not connected yet. Reads TLS files: call it off the event loop."""
+def open_client(
+    config: MqttConfig, source_id: str, password: str | None, tls: ssl.SSLContext | None
+) -> AckingClient:
+    """A client for ``config``'s broker (over ``tls`` for ``mqtts://``: ``tls_context``),
+    on the persistent session of a stable client id (clean session off), not connected."""
     return AckingClient(
         config.host,
         config.port,
@@ -54,14 +56,14 @@ def open_client(config: MqttConfig, source_id: str, password: str | None) -> Ack
         clean_session=False,
         keepalive=config.keepalive,
         timeout=10,
-        tls_context=tls_context(config.tls) if config.secure else None,
+        tls_context=tls,
         tls_insecure=config.tls.insecure if config.tls else None,
     )
 
 
 def tls_context(options: TlsOptions | None) -> ssl.SSLContext:
     """Verify the broker against the CA file (or the system's CAs) unless ``insecure``;
-    present the client certificate when one is given."""
+    present the client certificate when one is given. Reads files: call it off the loop."""
     tls = options or TlsOptions()
     context = ssl.create_default_context(cafile=tls.ca_file)
     if tls.cert_file:

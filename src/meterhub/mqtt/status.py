@@ -4,7 +4,8 @@ server of a cluster shows what the leader's subscriber reports."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+import json
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from meterhub.mqtt.tables import mqtt_status
+from meterhub.registry.sources import DataSource
 from meterhub.times import now_us
 
 STALE_US = 30_000_000
@@ -78,13 +80,21 @@ class MqttStatus:
         return self.state is State.CONNECTED
 
 
-def statuses(conn: Connection, source_ids: Collection[str]) -> dict[str, MqttStatus]:
-    """The status of those of ``source_ids`` a subscriber ever ran for, as it stands."""
-    if not source_ids:
+def statuses(conn: Connection, found: Sequence[DataSource]) -> dict[str, MqttStatus]:
+    """The status, as it stands, of each of ``found`` with MQTT settings (one no subscriber
+    ran for yet is stopped since its creation)."""
+    ids = [source.id for source in found if "mqtt" in json.loads(source.config)]
+    if not ids:
         return {}
-    rows = conn.execute(select(mqtt_status).where(mqtt_status.c.source_id.in_(source_ids)))
+    rows = conn.execute(select(mqtt_status).where(mqtt_status.c.source_id.in_(ids)))
     now = now_us()
-    return {row.source_id: MqttStatus.from_row(row).shown(now) for row in rows}
+    known = {row.source_id: MqttStatus.from_row(row).shown(now) for row in rows}
+    created = {source.id: source.created_at for source in found}
+    return {id_: known.get(id_) or _never_ran(created[id_]) for id_ in ids}
+
+
+def _never_ran(created_at: int) -> MqttStatus:
+    return MqttStatus(State.STOPPED, created_at, created_at, None, None, 0, None, 0, None)
 
 
 def set_state(engine: Engine, source_id: str, state: State, error: str | None = None) -> None:
@@ -123,8 +133,3 @@ def count(conn: Connection, source_id: str, stored: int, bad: int, last: Refusal
             "bad_at": last.at,
         }
     conn.execute(update(mqtt_status).where(c.source_id == source_id).values(**values))
-
-
-def never_ran(created_at: int) -> MqttStatus:
-    """The status of a source no subscriber ran for yet."""
-    return MqttStatus(State.STOPPED, created_at, created_at, None, None, 0, None, 0, None)

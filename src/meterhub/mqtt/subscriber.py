@@ -13,7 +13,7 @@ from aiomqtt.client import MessagesIterator
 from sqlalchemy import Engine
 
 from meterhub.aio import wait_for_event
-from meterhub.mqtt.client import AckingClient, Delivery, open_client
+from meterhub.mqtt.client import AckingClient, Delivery, open_client, tls_context
 from meterhub.mqtt.config import MqttConfig
 from meterhub.mqtt.ingest import store_batch
 from meterhub.mqtt.status import State, set_state
@@ -57,7 +57,8 @@ class Subscriber:
 
     async def _session(self, stop: asyncio.Event) -> None:
         """One connection: until ``stop`` (then a clean disconnect) or until it fails."""
-        client = await asyncio.to_thread(open_client, self.config, self.source_id, self.password)
+        tls = await asyncio.to_thread(tls_context, self.config.tls) if self.config.secure else None
+        client = open_client(self.config, self.source_id, self.password, tls)
         async with client:
             filters = list(dict.fromkeys(rule.subscription for rule in self.config.topics))
             await client.subscribe([(name, 1) for name in filters])
