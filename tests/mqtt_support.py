@@ -85,13 +85,15 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     found.stop()
 
 
-def publish(broker: Broker, messages: Sequence[tuple[str, bytes | str]]) -> None:
+def publish(
+    broker: Broker, messages: Sequence[tuple[str, bytes | str]], *, retain: bool = False
+) -> None:
     """Publish at QoS 1, each acknowledged by the broker, in order."""
 
     async def send() -> None:
         async with aiomqtt.Client("127.0.0.1", broker.port) as client:
             for topic, payload in messages:
-                await client.publish(topic, payload, qos=1)
+                await client.publish(topic, payload, qos=1, retain=retain)
 
     asyncio.run(send())
 

@@ -67,10 +67,15 @@ def test_a_meter_and_a_source_fed_in_every_payload_form(
 ) -> None:
     _meters(engine)
     mqtt_source(engine, "gw", broker, TOPICS)
+    retained = [  # sent on subscribing: kept with its time, refused without one
+        ("plant/boiler/temp", f'{{"ts": {T_US - 1_000_000}, "value": 59}}'),
+        ("site/r/meter/e-1/energy", "3"),
+    ]
+    publish(broker, retained, retain=True)
     with Ingest(engine, settings_for(database_url)):
         wait_for_status(engine, "gw", state="connected")
         publish(broker, [*GOOD[:3], *BAD[:4], *GOOD[3:], *BAD[4:]])
-        wait_for_status(engine, "gw", stored=len(GOOD), bad=len(BAD))
+        wait_for_status(engine, "gw", stored=len(GOOD) + 1, bad=len(BAD) + 1)
     assert status(engine, "gw")["state"] == "stopped"
 
     energy = stored(engine, "e-1.kW")
@@ -82,7 +87,7 @@ def test_a_meter_and_a_source_fed_in_every_payload_form(
     assert energy[2][0] > T_US + 2_000_000
     assert stored(engine, "e-1.A") == [(T_US, 5.5, 0), (T_US + 1_000_000, 6.0, 0)]  # upserted
     assert stored(engine, "w-1.V") == [(T_US, 7.5, 0)]
-    assert stored(engine, "gw.boiler") == [(T_US, 60.0, 0)]
+    assert stored(engine, "gw.boiler") == [(T_US - 1_000_000, 59.0, 0), (T_US, 60.0, 0)]
     last = status(engine, "gw")
     assert (last["bad_topic"], last["bad_payload"]) == ("plant/other/temp", '{"value": 1}')
     assert "gw.other is not a tag of data source gw" in last["bad_reason"]

@@ -30,7 +30,7 @@ from meterhub.collector.protocol import register_check
 from meterhub.errors import InvalidInput, MeterhubError, UnknownTag
 from meterhub.mqtt.client import Delivery
 from meterhub.mqtt.config import CHANNEL_NAMES, MqttConfig
-from meterhub.mqtt.payload import Reading, channels, excerpt, single
+from meterhub.mqtt.payload import channels, excerpt, single
 from meterhub.mqtt.status import Refusal, count
 from meterhub.mqtt.tables import mqtt_arrivals
 from meterhub.registry.channels import CHANNELS, ChannelKind
@@ -109,30 +109,26 @@ def store_batch(
 
 def _decoded(config: MqttConfig, delivery: Delivery, zone: tzinfo) -> _Message:
     """The tag keys and values of a message; ``InvalidInput`` when it binds to no
-    pattern or its payload cannot be read."""
-    topic = delivery.topic.value
-    binding = config.bind(topic)
+    pattern, its payload cannot be read, or it is a retained message without a time (the
+    broker sends those again on every subscription: their arrival is no reading time)."""
+    binding = config.bind(delivery.topic.value)
     if binding is None:
         raise InvalidInput.field("topic", "matches none of the source's topic patterns")
     rule = config.topics[binding.rule]
     template = rule.tag_key(binding.captures)
+    device = binding.captures.get("device", "")
     if template is not None:
         reading = single(delivery.payload, zone)
-        return _Message(
-            delivery, {checked_key(template, "tag"): reading.values[None]}, reading.ts, False
-        )
-    device = binding.captures["device"]
-    if rule.channel is not None:
+        keys = {checked_key(template, "tag"): reading.values[None]}
+    elif rule.channel is not None:
         reading = single(delivery.payload, zone)
-        return _Message(
-            delivery, {f"{device}.{rule.channel}": reading.values[None]}, reading.ts, True
-        )
-    reading = channels(delivery.payload, CHANNEL_NAMES, zone)
-    return _Message(delivery, _keyed(device, reading), reading.ts, True)
-
-
-def _keyed(device: str, reading: Reading) -> dict[str, float]:
-    return {f"{device}.{channel}": value for channel, value in reading.values.items()}
+        keys = {f"{device}.{rule.channel}": reading.values[None]}
+    else:
+        reading = channels(delivery.payload, CHANNEL_NAMES, zone)
+        keys = {f"{device}.{channel}": value for channel, value in reading.values.items()}
+    if reading.ts is None and delivery.retain:
+        raise InvalidInput.field("payload", "a retained message needs its time (ts)")
+    return _Message(delivery, keys, reading.ts, template is None)
 
 
 def _points(

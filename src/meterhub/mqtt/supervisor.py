@@ -48,12 +48,21 @@ class Supervisor:
 
     async def run(self, done: asyncio.Event) -> None:
         """Keep the subscribers in step with the registry until ``done``."""
+        interval, failing = self.settings.mqtt_check_interval, False
         try:
             while True:
-                wanted = await asyncio.to_thread(self._wanted)
-                await self._follow(wanted)
-                await asyncio.to_thread(mark_seen, self.engine, list(self._running))
-                if await wait_for_event(done, self.settings.mqtt_check_interval):
+                try:
+                    await self._follow(await asyncio.to_thread(self._wanted))
+                    await asyncio.to_thread(mark_seen, self.engine, list(self._running))
+                except Exception:  # the database is away: the subscribers keep what they have
+                    if not failing:
+                        log.exception("MQTT: reading the registry failed; retrying")
+                    failing = True
+                else:
+                    if failing:
+                        log.warning("MQTT: reading the registry again")
+                    failing = False
+                if await wait_for_event(done, interval):
                     return
         finally:
             await asyncio.gather(*(self._stop(source_id) for source_id in list(self._running)))
