@@ -143,6 +143,7 @@ class Settings(BaseSettings):
     mqtt_check_interval: float = Field(
         2.0,
         gt=0,
+        le=10,
         description="Seconds between two looks at the registry for MQTT sources added, "
         "changed, deactivated or removed.",
     )

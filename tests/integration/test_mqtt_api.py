@@ -96,6 +96,19 @@ def test_configured_by_api_shown_and_fed_while_meterhub_is_stopped(
         with engine.connect() as conn:
             secret = conn.execute(select(data_sources.c.secret)).scalar_one()
         assert secret == "s3cret"  # settings sent back without the password keep it
+        publish(broker, [("site/e-7/energy", "13")])  # to the restarted subscriber
+        _wait(http, state="connected", messages_stored=6)
+
+        twin = {"id": "gw2", "config": _mqtt(broker, client_id="meterhub-gw")}
+        assert http.post("/api/v1/data-sources/", json=twin).status_code == 201
+        wait_until(
+            lambda: (
+                http.get("/api/v1/data-sources/gw2/").json()["mqtt"]["last_error"]
+                == "client id meterhub-gw is gw's too"
+            ),
+            10,
+            0.1,
+        )
         answer = http.patch(
             "/api/v1/data-sources/gw/", json={"config": _mqtt(broker, url="tcp://x")}
         )

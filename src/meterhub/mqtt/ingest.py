@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import tzinfo
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, delete, insert, select
@@ -99,9 +100,11 @@ def store_batch(
         stored = len(deliveries) - len(refused)
         columns = PointColumns.of(_flagged(conn, points, tags))
 
+        last = max(refused, key=attrgetter("at"), default=None)
+
         def bookkeeping(conn: Connection) -> None:
             _record(conn, source_id, arrivals)
-            count(conn, source_id, stored, len(refused), refused[-1] if refused else None)
+            count(conn, source_id, stored, len(refused), last)
 
         commit_points(conn, columns, bookkeeping)
     return Outcome(stored, len(refused))

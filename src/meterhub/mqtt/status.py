@@ -17,7 +17,8 @@ from meterhub.registry.sources import DataSource
 from meterhub.times import now_us
 
 STALE_US = 30_000_000
-"""A running subscriber says it runs every few seconds; silent this long, it is not."""
+"""A running subscriber's state is confirmed every ``mqtt_check_interval`` seconds (10 at
+most); unconfirmed this long, no subscriber runs."""
 
 
 class State(StrEnum):

@@ -73,16 +73,24 @@ class Supervisor:
         query = select(c.id, c.active, c.config, c.secret).where(c.config.contains('"mqtt"'))
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        wanted = {}
+        wanted: dict[str, Wanted] = {}
+        sessions: dict[tuple[str, int, str], str] = {}
         for source_id, active, text, password in rows:
             try:
                 config = mqtt_section(text)
             except (InvalidInput, ValueError) as exc:
                 self._unusable_settings(source_id, f"unusable settings: {exc}")
                 continue
+            if config is None or not active:
+                continue
+            session = (config.host, config.port, config.session_id(source_id))
+            if session in sessions:  # two clients of one id would throw each other out
+                other = sessions[session]
+                self._unusable_settings(source_id, f"client id {session[2]} is {other}'s too")
+                continue
+            sessions[session] = source_id
             self._unusable.pop(source_id, None)
-            if config is not None and active:
-                wanted[source_id] = Wanted(config, text, password)
+            wanted[source_id] = Wanted(config, text, password)
         return wanted
 
     def _unusable_settings(self, source_id: str, error: str) -> None:
