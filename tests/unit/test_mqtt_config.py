@@ -121,6 +121,7 @@ def test_the_password_is_kept_apart() -> None:
     with pytest.raises(InvalidInput) as raised:
         split_secret(config(password=5), None)
     assert list(raised.value.errors) == ["mqtt.password"]
-    with pytest.raises(InvalidInput) as raised:
-        split_secret('{"mqtt": []}', None)
-    assert list(raised.value.errors) == ["mqtt"]
+    for bad in ('{"mqtt": []}', '{"mqtt": {"password": "\\ud800"}}'):
+        with pytest.raises(InvalidInput) as raised:
+            split_secret(bad, None)
+        assert list(raised.value.errors) == ["mqtt"]

@@ -278,6 +278,10 @@ def split_secret(config: str, kept: str | None) -> tuple[str, str | None]:
     section = doc["mqtt"]
     if not isinstance(section, dict):
         raise InvalidInput.field("mqtt", "must be an object")
+    try:
+        json.dumps(section, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        raise InvalidInput.field("mqtt", "must be UTF-8 text (a lone surrogate is not)") from None
     secret = kept
     if "password" in section:
         password = section.pop("password")
@@ -287,4 +291,4 @@ def split_secret(config: str, kept: str | None) -> tuple[str, str | None]:
     section.pop("password_set", None)
     _checked(section)
     section["password_set"] = secret is not None
-    return json.dumps(doc, ensure_ascii=False), secret
+    return json.dumps(doc), secret
