@@ -44,6 +44,7 @@ GOOD = [
     ("plant/boiler/temp", f'{{"ts": {T_US}, "value": 60}}'),
     ("site/a/meter/e-1/state", '{"ts": "2026-03-01T13:00:02+01:00", "kW": 90}'),
     ("site/a/meter/e-1/current", f'{{"ts": {T_US // 1_000_000}, "value": 5.5}}'),
+    ("site/a/meter/e-1/energy", f'{{"ts": {T_US + 500_000}, "value": 150}}'),  # late
 ]
 BAD = [
     ("site/a/meter/e-1/energy", "abc"),
@@ -79,12 +80,13 @@ def test_a_meter_and_a_source_fed_in_every_payload_form(
     assert status(engine, "gw")["state"] == "stopped"
 
     energy = stored(engine, "e-1.kW")
-    assert [value for _, value, _ in energy] == [101.0, 90.0, 100.5]  # the bare one: arrival
-    assert energy[:2] == [
-        (T_US + 1_000_000, 101.0, Quality.GOOD),
+    assert energy[:3] == [
+        (T_US + 500_000, 150.0, Quality.GOOD),
+        (T_US + 1_000_000, 101.0, Quality.REGISTER_DECREASED),  # flagged once 150 came
         (T_US + 2_000_000, 90.0, Quality.REGISTER_DECREASED),
     ]
-    assert energy[2][0] > T_US + 2_000_000
+    assert energy[3][1:] == (100.5, Quality.GOOD)  # the bare one, at its arrival
+    assert energy[3][0] > T_US + 2_000_000
     assert stored(engine, "e-1.A") == [(T_US, 5.5, 0), (T_US + 1_000_000, 6.0, 0)]  # upserted
     assert stored(engine, "w-1.V") == [(T_US, 7.5, 0)]
     assert stored(engine, "gw.boiler") == [(T_US - 1_000_000, 59.0, 0), (T_US, 60.0, 0)]

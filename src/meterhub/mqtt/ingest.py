@@ -37,12 +37,13 @@ from meterhub.mqtt.tables import mqtt_arrivals
 from meterhub.registry.channels import CHANNELS, ChannelKind
 from meterhub.registry.tags import ACTIVITY_COLUMNS, ACTIVITY_JOIN, refuse_inactive, rows_by_keys
 from meterhub.registry.tags import tag_key as checked_key
-from meterhub.storage import Point
+from meterhub.storage import Point, Quality
 from meterhub.storage.ingest import check_kept, commit_points
 from meterhub.storage.points import PointColumns
 from meterhub.storage.series import near
 
 _CHANNELS = {channel.name: channel for found in CHANNELS.values() for channel in found}
+REGISTER = ChannelKind.REGISTER
 _COLUMNS = f"t.key, t.id, t.device_pk, t.channel, {ACTIVITY_COLUMNS}"
 """What a message's tags are checked by: (key, pk, device pk, channel, then activity)."""
 
@@ -194,33 +195,41 @@ def _record(conn: Connection, source_id: str, arrivals: list[dict[str, Any]]) ->
 
 
 def _flagged(conn: Connection, points: list[Point], tags: dict[str, Any]) -> list[Point]:
-    """``points`` with each meter register value below the one before it flagged: before
-    it in the batch or, failing that, stored (as the poller compares readings)."""
+    """``points`` with each meter register value below the reading before it (in the batch
+    or stored) flagged ``REGISTER_DECREASED``, as the poller flags it; plus the stored
+    reading after each one, flagged again against it where that changes (a reading that
+    arrived late, between two others)."""
     channel_of = {row[1]: _CHANNELS[row[3]] for row in tags.values() if row[3] in _CHANNELS}
-    registers = sorted(
-        (
-            p
-            for p in points
-            if p.tag_id in channel_of and channel_of[p.tag_id].kind is ChannelKind.REGISTER
-        ),
-        key=lambda p: (p.tag_id, p.ts),
-    )
+    batch = {p[:2]: p for p in points if p.tag_id in channel_of}  # a (tag, time) once: the last
+    registers = sorted(p for p in batch.values() if channel_of[p.tag_id].kind is REGISTER)
     if not registers:
         return points
-    stored = near(conn, [(p.tag_id, p.ts - 1) for p in registers])
-    quality = {}
-    previous: Point | None = None
-    for point, (before, _) in zip(registers, stored, strict=True):
-        if (
-            previous is None
-            or previous.tag_id != point.tag_id
-            or (before and before.ts > previous.ts)
-        ):
-            previous = before
-        prior = None if previous is None else previous.value
-        quality[point[:2]] = register_check(channel_of[point.tag_id], prior, point.value)[0]
-        previous = point
-    return [p._replace(quality=quality.get(p[:2], p.quality)) for p in points]
+    n = len(registers)
+    found = near(
+        conn, [(p.tag_id, p.ts - 1) for p in registers] + [(p.tag_id, p.ts + 1) for p in registers]
+    )
+    quality, rewritten = {}, []
+    for i, point in enumerate(registers):
+        channel = channel_of[point.tag_id]
+        prior = registers[i - 1] if i and registers[i - 1].tag_id == point.tag_id else None
+        before = found[i][0]
+        if before is not None and (prior is None or before.ts > prior.ts):
+            prior = before
+        value = None if prior is None else prior.value
+        quality[point[:2]] = register_check(channel, value, point.value)[0]
+        following = (
+            registers[i + 1] if i + 1 < n and registers[i + 1].tag_id == point.tag_id else None
+        )
+        after = found[n + i][1]
+        if after is not None and (following is None or after.ts < following.ts):
+            again = register_check(channel, point.value, after.value)[0]
+            if after.quality in _REGISTER_QUALITIES and again != after.quality:
+                rewritten.append(after._replace(quality=again))
+    return [p._replace(quality=quality.get(p[:2], p.quality)) for p in points] + rewritten
+
+
+_REGISTER_QUALITIES = (Quality.GOOD, Quality.REGISTER_DECREASED)
+"""Qualities that register checks set, and may set again (any other was given)."""
 
 
 def _refusal(delivery: Delivery, exc: MeterhubError) -> Refusal:
