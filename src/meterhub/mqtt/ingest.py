@@ -48,11 +48,6 @@ _COLUMNS = f"t.key, t.id, t.device_pk, t.channel, {ACTIVITY_COLUMNS}"
 """What a message's tags are checked by: (key, pk, device pk, channel, then activity)."""
 
 
-class Outcome(NamedTuple):
-    stored: int
-    refused: int
-
-
 class _Message(NamedTuple):
     """A message bound and decoded: its tags' keys, each with its value."""
 
@@ -70,7 +65,7 @@ def store_batch(
     deliveries: Sequence[Delivery],
     zone: tzinfo,
     retention_days: float | None,
-) -> Outcome:
+) -> None:
     """Store what can be stored of ``deliveries`` and count the rest, in one transaction."""
     refused: list[Refusal] = []
     decoded: list[_Message] = []
@@ -81,34 +76,42 @@ def store_batch(
             refused.append(_refusal(delivery, exc))
     with engine.connect() as conn:
         conn.begin()  # rolled back on any error, when the connection is closed
-        keys = {key for message in decoded for key in message.values}
-        tags = {row[0]: row for row in rows_by_keys(conn, _COLUMNS, ACTIVITY_JOIN, keys)}
-        recorded = _recorded(conn, source_id, [m.delivery for m in decoded if m.ts is None])
-        points: list[Point] = []
-        arrivals: list[dict[str, Any]] = []
-        for message in decoded:
-            try:
-                found = _points(message, tags, source_id, recorded, retention_days)
-            except MeterhubError as exc:
-                refused.append(_refusal(message.delivery, exc))
-                continue
-            points.extend(found)
-            if message.ts is None:
-                delivery = message.delivery
-                arrivals.append(
-                    {"mid": delivery.mid, "digest": _digest(delivery), "ts": found[0].ts}
-                )
+        points, arrivals = _checked(conn, source_id, decoded, retention_days, refused)
         stored = len(deliveries) - len(refused)
-        columns = PointColumns.of(_flagged(conn, points, tags))
-
         last = max(refused, key=attrgetter("at"), default=None)
 
         def bookkeeping(conn: Connection) -> None:
             _record(conn, source_id, arrivals)
             count(conn, source_id, stored, len(refused), last)
 
-        commit_points(conn, columns, bookkeeping)
-    return Outcome(stored, len(refused))
+        commit_points(conn, PointColumns.of(points), bookkeeping)
+
+
+def _checked(
+    conn: Connection,
+    source_id: str,
+    decoded: list[_Message],
+    retention_days: float | None,
+    refused: list[Refusal],
+) -> tuple[list[Point], list[dict[str, Any]]]:
+    """The points of the messages that pass every check, register readings flagged, and
+    the arrival times to record; each message that fails one is added to ``refused``."""
+    keys = {key for message in decoded for key in message.values}
+    tags = {row[0]: row for row in rows_by_keys(conn, _COLUMNS, ACTIVITY_JOIN, keys)}
+    recorded = _recorded(conn, source_id, [m.delivery for m in decoded if m.ts is None])
+    points: list[Point] = []
+    arrivals: list[dict[str, Any]] = []
+    for message in decoded:
+        try:
+            found = _points(message, tags, source_id, recorded, retention_days)
+        except MeterhubError as exc:
+            refused.append(_refusal(message.delivery, exc))
+            continue
+        points.extend(found)
+        if message.ts is None:
+            delivery = message.delivery
+            arrivals.append({"mid": delivery.mid, "digest": _digest(delivery), "ts": found[0].ts})
+    return _flagged(conn, points, tags), arrivals
 
 
 def _decoded(config: MqttConfig, delivery: Delivery, zone: tzinfo) -> _Message:
