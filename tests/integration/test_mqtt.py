@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 
+from meterhub.db import metadata
 from meterhub.mqtt.client import Delivery, open_client
 from meterhub.mqtt.config import mqtt_section
 from meterhub.mqtt.ingest import store_batch
@@ -145,3 +148,10 @@ def test_a_redelivery_after_a_crash_between_commit_and_ack_is_stored_once(
     with Ingest(engine, settings):
         wait_for_status(engine, "gw", stored=2 * len(messages), bad=0)  # each delivery
     assert (stored(engine, "e-1.kW"), stored(engine, "e-1.A")) == first
+
+
+def test_migrations_create_the_tables_as_defined(engine: Engine) -> None:
+    with engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    ours = [d for d in differences if "mqtt_" in repr(d) or "secret" in repr(d)]
+    assert ours == []
