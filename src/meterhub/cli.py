@@ -296,16 +296,19 @@ def _add_source(commands: Any) -> None:
 
 
 def _source_create(args: argparse.Namespace) -> int:
+    from meterhub.mqtt.config import split_secret
     from meterhub.registry.sources import create_source
     from meterhub.registry.tags import TagSpec
 
     with _transaction(args) as conn:
+        config, secret = split_secret(args.config, None)
         create_source(
             conn,
             args.id,
             args.name or args.id,
             active=not args.inactive,
-            config=args.config,
+            config=config,
+            secret=secret,
             tag_specs=[TagSpec(tag) for tag in args.tags],
         )
     print(f"created data source {args.id} with {len(args.tags)} tags")

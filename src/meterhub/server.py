@@ -74,7 +74,12 @@ def _serve_workers(
 ) -> int:
     """``serve`` by ``settings.workers`` processes sharing one socket; each says on a pipe
     of its own when it is ready."""
-    http_only = {"collector_enabled": False, "scheduler_enabled": False, "compact_enabled": False}
+    http_only = {
+        "collector_enabled": False,
+        "scheduler_enabled": False,
+        "compact_enabled": False,
+        "mqtt_enabled": False,
+    }
     configs = [  # uvicorn logs through the root logger, so each line names its worker
         _config(
             settings if n == 0 else settings.model_copy(update=http_only), host, port, verbose, None

@@ -143,6 +143,16 @@ class Settings(BaseSettings):
     worker_heartbeat: float = Field(
         5.0, gt=0, description="Seconds between two heartbeats of a worker."
     )
+    mqtt_enabled: bool = Field(
+        True, description="Subscribe to the brokers of MQTT data sources inside `meterhub serve`."
+    )
+    mqtt_check_interval: float = Field(
+        2.0,
+        gt=0,
+        le=10,
+        description="Seconds between two looks at the registry for MQTT sources added, "
+        "changed, deactivated or removed.",
+    )
     leader_retry: float = Field(
         5.0,
         gt=0,

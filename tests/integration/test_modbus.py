@@ -33,9 +33,18 @@ TIMEOUT = 0.3
 def gateways(ports: int, units: int, **options: Any) -> Iterator[ModbusSimulator]:
     """Simulated gateways on a free block of ports, each with ``units`` units."""
     for _attempt in range(5):
-        config = ModbusSimulatorConfig(
-            ports=free_port_block(ports, first=25000), units=units, seed=3, **options
-        )
+        block = free_port_block(ports, first=25000)
+        config = ModbusSimulatorConfig(ports=block, units=units, seed=3, **options)
+        if "faults" in options:  # a seed giving these ports every kind of fault and none
+            config = next(
+                candidate
+                for seed in range(1000)
+                if _every_fault(
+                    candidate := ModbusSimulatorConfig(
+                        ports=block, units=units, seed=seed, **options
+                    )
+                )
+            )
         sim = ModbusSimulator(config)
         try:
             sim.start()
@@ -47,6 +56,13 @@ def gateways(ports: int, units: int, **options: Any) -> Iterator[ModbusSimulator
             sim.stop()
         return
     raise RuntimeError("could not start the Modbus simulator")
+
+
+def _every_fault(config: ModbusSimulatorConfig) -> bool:
+    kinds = {
+        config.fault(port, unit) for port in config.ports for unit in range(1, 1 + config.units)
+    }
+    return kinds == {None, "timeout", "garbage", "wrong_id", "reset"}
 
 
 def register(api: TestClient, sim: ModbusSimulator) -> None:

@@ -30,6 +30,7 @@ from meterhub.collector.publisher import Publisher
 from meterhub.collector.service import Collector
 from meterhub.db import REQUEST_CONNECTIONS, make_engine
 from meterhub.leadership import Duties, lead
+from meterhub.mqtt.supervisor import Supervisor
 from meterhub.registry.throttle import Throttle
 from meterhub.settings import Settings
 from meterhub.storage.cache import CACHE
@@ -99,11 +100,13 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _leader_duties(settings: Settings, engine: Engine) -> Duties | None:
-    """What the leading server does (``leadership``): fire billing tasks, compact, and with
-    a broker publish the polling tasks (and send billing runs out in chunks); ``None`` for
-    a server that does none of it (``--workers`` beyond the first), which never leads."""
+    """What the leading server does (``leadership``): fire billing tasks, compact, subscribe
+    to the brokers of MQTT sources, and with a Celery broker publish the polling tasks (and
+    send billing runs out in chunks); ``None`` for a server that does none of it
+    (``--workers`` beyond the first), which never leads."""
     publishing = settings.broker_url is not None and settings.collector_enabled
-    if not (settings.scheduler_enabled or settings.compact_enabled or publishing):
+    enabled = (settings.scheduler_enabled, settings.compact_enabled, settings.mqtt_enabled)
+    if not (any(enabled) or publishing):
         return None
 
     async def duties(done: asyncio.Event) -> None:
@@ -130,6 +133,8 @@ def _leader_duties(settings: Settings, engine: Engine) -> Duties | None:
                 retain_us=None if retain is None else round(retain * DAY_US),
             )
             jobs.append(compactor.run(done))
+        if settings.mqtt_enabled:
+            jobs.append(Supervisor(engine, settings).run(done))
         if send_shard is not None and publishing:
             jobs.append(Publisher(settings, engine, send_shard).run(done))
         await asyncio.gather(*jobs)

@@ -7,12 +7,8 @@ Every answer is HTTP 200 with ``"error": {"id": 0}``; failures answer
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import math
-import threading
-import weakref
-from contextlib import AbstractContextManager
 from datetime import tzinfo
 from operator import attrgetter
 from typing import Annotated, Any
@@ -21,34 +17,30 @@ import msgspec
 import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection, Engine
 from starlette.datastructures import QueryParams
 
 from meterhub.api.deps import ConnDep, EngineDep, ReadConnDep, SettingsDep, connection_slot
 from meterhub.api.encoding import json_number
 from meterhub.api.smt_wire import (
-    FIRST_US,
-    LAST_US,
     bool_param,
     common_records,
     int_param,
-    number_param,
     params_of,
     read_body,
     read_params,
     record_keys,
-    time_param,
 )
-from meterhub.errors import InvalidInput, NotKept, TooLarge, UnknownTag
+from meterhub.errors import InvalidInput, TooLarge, UnknownTag
+from meterhub.point_input import FIRST_US, LAST_US, number_param, time_param
 from meterhub.registry.sources import get_source, source_tags
 from meterhub.registry.tags import Tag, TagRef, ValueType, active_rows, refuse_inactive, tag_key
 from meterhub.settings import Settings
 from meterhub.storage import Point
 from meterhub.storage.history import HistoryQuery, read_histories
-from meterhub.storage.points import PointColumns, latest_by_keys, write_columns
-from meterhub.storage.retention import not_kept, retention_day
-from meterhub.times import DAY_US, iso
+from meterhub.storage.ingest import check_kept, commit_points
+from meterhub.storage.points import PointColumns, latest_by_keys
+from meterhub.times import iso
 
 router = APIRouter(prefix="/smt", tags=["platform"])
 
@@ -115,38 +107,12 @@ SlotDep = Annotated[None, Depends(connection_slot, scope="function")]
 def _set_points(engine: Engine, query: QueryParams, body: bytes | None, settings: Settings) -> int:
     """Decode, check and write one ``/smt/data/set`` call in a transaction of its own,
     committed before the answer (in a worker thread: the server reads the next call
-    meanwhile); the number of points written.
-
-    On SQLite the write and its commit hold the process's write lock (``_writing``). On
-    PostgreSQL the points are copied without a savepoint; a call rewriting stored points
-    (a unique violation) is rolled back and written again as an upsert."""
+    meanwhile); the number of points written."""
     with engine.connect() as conn:
         conn.begin()  # rolled back on any error, when the connection is closed
         batch, counts = _call_points(conn, query, body, settings.zone)
-        _check_kept(batch, counts, settings.raw_retention_days)
-        with _writing(engine):
-            try:
-                written = write_columns(conn, batch, rewrite=False)
-            except UniqueViolation:
-                conn.rollback()
-                conn.begin()
-                written = write_columns(conn, batch, rewrite=True)
-            conn.commit()
-    return written
-
-
-def _writing(engine: Engine) -> AbstractContextManager[object]:
-    """SQLite writes one transaction at a time: a writer waiting for another here starts as
-    soon as that one commits, where SQLite's own wait (``busy_timeout``) would poll in
-    sleeps of growing length. PostgreSQL writers run side by side."""
-    if engine.dialect.name != "sqlite":
-        return contextlib.nullcontext()
-    with _LOCKS_GUARD:
-        return _WRITE_LOCKS.setdefault(engine, threading.Lock())
-
-
-_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
-_LOCKS_GUARD = threading.Lock()
+        check_kept(batch, counts, settings.raw_retention_days)
+        return commit_points(conn, batch)
 
 
 def _call_points(
@@ -198,20 +164,6 @@ def _checked_points(
     if len(batch) > MAX_POINTS_PER_SET:
         raise TooLarge.field("data", f"over {MAX_POINTS_PER_SET} points in one call")
     return batch, [len(record["data"]) for record in records]
-
-
-def _check_kept(batch: PointColumns, counts: list[int], retention_days: float | None) -> None:
-    """``NotKept`` naming the first point (``data[i].data[j].x``) the raw retention would
-    drop unseen: one before the first UTC day it keeps."""
-    if retention_days is None or not len(batch.ts):
-        return
-    horizon = retention_day(round(retention_days * DAY_US)) * DAY_US
-    if batch.ts.min() >= horizon:
-        return
-    n = int(np.argmax(batch.ts < horizon))
-    i = int(np.searchsorted(np.cumsum(counts), n, "right"))
-    name = f"data[{i}].data[{n - sum(counts[:i])}].x"
-    raise NotKept.field(name, not_kept(horizon))
 
 
 def _record(record: Any, i: int) -> dict[str, Any]:

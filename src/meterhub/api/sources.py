@@ -14,14 +14,16 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_valid
 
 from meterhub.api.deps import ConnDep, SettingsDep
 from meterhub.api.pagination import NumberedPage, Page, PageSize, offset, paging
+from meterhub.mqtt.config import split_secret
+from meterhub.mqtt.status import State, statuses
 from meterhub.registry.sources import (
     DataSource,
     create_source,
     delete_source,
     get_source,
     list_sources,
+    source_secret,
     source_tag_rows,
-    source_tags,
     update_source,
 )
 from meterhub.registry.tags import (
@@ -128,12 +130,34 @@ class DataSourceUpdate(BaseModel):
         return None if value is None else _config_text(value)
 
 
+class RefusalPublic(BaseModel):
+    topic: str
+    payload: str = Field(description="Its start, as text.")
+    reason: str
+    at: str
+
+
+class MqttStatusPublic(BaseModel):
+    """The subscriber of an MQTT source, as the leading server last reported it."""
+
+    state: State = Field(description="connecting, connected, disconnected (retrying), stopped.")
+    connected: bool
+    since: str
+    last_error: str | None
+    last_error_at: str | None
+    messages_stored: int
+    last_stored_at: str | None
+    bad_messages: int = Field(description="Messages refused: unreadable, unknown device, ...")
+    last_bad: RefusalPublic | None
+
+
 class DataSourcePublic(BaseModel):
     id: str
     name: str
     active: bool
-    config: str
+    config: str = Field(description="As stored: an MQTT password is never included.")
     created_at: str
+    mqtt: MqttStatusPublic | None = Field(description="For a source with MQTT settings.")
     tags: list[TagPublic]
 
 
@@ -205,6 +229,7 @@ class _SourceOut(msgspec.Struct, gc=False):
     active: bool
     config: str
     created_at: str
+    mqtt: dict[str, Any] | None
     tags: list[_TagOut]
 
 
@@ -241,23 +266,60 @@ def _source_answer(conn: ConnDep, source: DataSource, settings: Settings) -> Res
         bool(source.active),
         source.config,
         iso(source.created_at, settings.zone),
+        _mqtt_public(conn, [source], settings).get(source.id),
         tags,
     )
     return Response(_ENCODER.encode(answer), media_type="application/json")
 
 
-def _source_public(
-    conn: ConnDep, source: DataSource, settings: Settings, *, with_tags: bool = True
-) -> DataSourcePublic:
-    found = source_tags(conn, source.id) if with_tags else []
-    return DataSourcePublic(
-        id=source.id,
-        name=source.name,
-        active=source.active,
-        config=source.config,
-        created_at=iso(source.created_at, settings.zone),
-        tags=_tags_public(conn, found, settings),
-    )
+def _mqtt_public(
+    conn: ConnDep, found: list[DataSource], settings: Settings
+) -> dict[str, dict[str, Any]]:
+    """``MqttStatusPublic`` (as JSON values) of those of ``found`` with MQTT settings."""
+    zone = settings.zone
+    answers = {}
+    for source_id, status in statuses(conn, found).items():
+        bad = status.last_bad
+        answers[source_id] = {
+            "state": status.state.value,
+            "connected": status.connected,
+            "since": iso(status.since, zone),
+            "last_error": status.last_error,
+            "last_error_at": None if status.error_at is None else iso(status.error_at, zone),
+            "messages_stored": status.stored,
+            "last_stored_at": None
+            if status.last_stored_at is None
+            else iso(status.last_stored_at, zone),
+            "bad_messages": status.bad,
+            "last_bad": None
+            if bad is None
+            else {
+                "topic": bad.topic,
+                "payload": bad.payload,
+                "reason": bad.reason,
+                "at": iso(bad.at, zone),
+            },
+        }
+    return answers
+
+
+def _sources_public(
+    conn: ConnDep, found: list[DataSource], settings: Settings
+) -> list[DataSourcePublic]:
+    """Sources without their tags."""
+    mqtt = _mqtt_public(conn, found, settings)
+    return [
+        DataSourcePublic(
+            id=source.id,
+            name=source.name,
+            active=source.active,
+            config=source.config,
+            created_at=iso(source.created_at, settings.zone),
+            mqtt=None if source.id not in mqtt else MqttStatusPublic(**mqtt[source.id]),
+            tags=[],
+        )
+        for source in found
+    ]
 
 
 def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
@@ -411,12 +473,14 @@ def _validated(content_type: str | None, body: bytes) -> DataSourceCreate:
 
 
 def _create(conn: ConnDep, creation: _Creation) -> DataSource:
+    config, secret = split_secret(creation.config, None)
     return create_source(
         conn,
         creation.id,
         creation.name,
         active=creation.active,
-        config=creation.config,
+        config=config,
+        secret=secret,
         tag_specs=creation.tags,
     )
 
@@ -427,7 +491,7 @@ def list_data_sources(
 ) -> DataSourcesPublic:
     """Data sources by id (their tags: ``/api/v1/tags/?source_id=``)."""
     total, found = list_sources(conn, offset=offset(page, page_size), limit=page_size)
-    results = [_source_public(conn, s, settings, with_tags=False) for s in found]
+    results = _sources_public(conn, found, settings)
     return DataSourcesPublic(**paging(total, page, page_size), results=results)
 
 
@@ -446,8 +510,13 @@ def update_data_source(
     source_id: str, body: DataSourceUpdate, conn: ConnDep, settings: SettingsDep
 ) -> Response:
     """Rename, (de)activate or reconfigure a source; a deactivated one refuses connections
-    and writes (its history stays readable)."""
-    source = update_source(conn, source_id, body.model_dump(exclude_none=True))
+    and writes (its history stays readable). MQTT settings without ``password`` keep the
+    stored one; ``"password": null`` drops it."""
+    changes = body.model_dump(exclude_none=True)
+    if "config" in changes:
+        kept = source_secret(conn, source_id)
+        changes["config"], changes["secret"] = split_secret(changes["config"], kept)
+    source = update_source(conn, source_id, changes)
     return _source_answer(conn, source, settings)
 
 

@@ -38,15 +38,22 @@ def create_source(
     *,
     active: bool = True,
     config: str = "{}",
+    secret: str | None = None,
     tag_specs: Sequence[TagSpec | NewTag] = (),
 ) -> DataSource:
-    """Create a source and its tags in one go; ``InvalidInput`` if the id or a tag id is taken."""
+    """Create a source and its tags in one go; ``InvalidInput`` if the id or a tag id is taken.
+    ``secret`` is a password its configuration needs, kept apart and never answered."""
     _check_config(config)
     if conn.execute(select(data_sources.c.id).where(data_sources.c.id == source_id)).first():
         raise InvalidInput.field("id", f"a data source with id {source_id} already exists")
     conn.execute(
         insert(data_sources).values(
-            id=source_id, name=name, active=active, config=config, created_at=now_us()
+            id=source_id,
+            name=name,
+            active=active,
+            config=config,
+            secret=secret,
+            created_at=now_us(),
         )
     )
     create_tags(conn, source_id, tag_specs)
@@ -65,6 +72,16 @@ def get_source(conn: Connection, source_id: str) -> DataSource:
     if row is None:
         raise UnknownSource(f"no data source with id {source_id}")
     return DataSource.from_row(row)
+
+
+def source_secret(conn: Connection, source_id: str) -> str | None:
+    """The password a source's configuration needs, if one is kept."""
+    query = select(data_sources.c.secret).where(data_sources.c.id == source_id)
+    row = conn.execute(query).first()
+    if row is None:
+        raise UnknownSource(f"no data source with id {source_id}")
+    secret: str | None = row.secret
+    return secret
 
 
 def source_tags(conn: Connection, source_id: str) -> list[Tag]:
@@ -105,7 +122,7 @@ def list_sources(conn: Connection, *, offset: int, limit: int) -> tuple[int, lis
 
 
 def update_source(conn: Connection, source_id: str, changes: Mapping[str, Any]) -> DataSource:
-    """Change ``name``, ``active`` or ``config``."""
+    """Change ``name``, ``active``, ``config`` or ``secret``."""
     get_source(conn, source_id)
     if "config" in changes:
         _check_config(changes["config"])

@@ -118,6 +118,7 @@ data_sources = Table(
     Column("active", Boolean, nullable=False, default=True),
     Column("config", Text, nullable=False, default="{}"),
     Column("created_at", BigInteger, nullable=False),
+    Column("secret", Text, nullable=True),  # a password its config needs; never answered
 )
 
 tags = Table(

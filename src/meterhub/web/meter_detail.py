@@ -18,10 +18,10 @@ from sqlalchemy import Connection
 
 from meterhub.api.deps import ReadConnDep, SettingsDep
 from meterhub.api.meters import check_meter
-from meterhub.api.smt_wire import time_param
 from meterhub.collector.meter_view import meter_view
 from meterhub.collector.poll_log import bucket_width, poll_history, recent_failures
 from meterhub.errors import InvalidInput
+from meterhub.point_input import time_param
 from meterhub.registry.channels import Channel, ChannelKind
 from meterhub.registry.devices import Device, channel_tags, get_device
 from meterhub.registry.meter_models import find_model

@@ -15,6 +15,7 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import FormData
 
 from meterhub.api.deps import ConnDep
+from meterhub.mqtt.status import statuses
 from meterhub.registry.sources import get_source, list_sources, tag_counts, update_source
 from meterhub.registry.tags import Tag, list_tags, update_tag
 from meterhub.storage import Point, latest
@@ -56,7 +57,12 @@ def sources_page(
     shown, found = paged(
         request.url, page, size, lambda at, n: list_sources(conn, offset=at, limit=n)
     )
-    context = {"pager": shown, "sources": found, "tags": tag_counts(conn, [s.id for s in found])}
+    context = {
+        "pager": shown,
+        "sources": found,
+        "tags": tag_counts(conn, [s.id for s in found]),
+        "mqtt": statuses(conn, found),
+    }
     return render(request, "sources.html", viewer, context)
 
 
@@ -82,6 +88,7 @@ def source_page(
     context = {
         "source": source,
         "config": json.dumps(json.loads(source.config), indent=2, ensure_ascii=False),
+        "mqtt": statuses(conn, [source]).get(source.id),
         "rows": [TagRow(tag, last.get(tag.pk)) for tag in found],
         "search": search,
         "pager": shown,
