@@ -42,7 +42,7 @@ async def lead(database_url: str, duties: Duties, stop: asyncio.Event, retry: fl
             if conn is None:
                 await wait_for_event(stop, retry)
                 continue
-            log.info("leading: publishing polls, firing billing tasks, compacting")
+            log.info("leading: polls published, billing fired, compaction, MQTT subscriptions")
             try:
                 await _while_held(conn, duties, stop, retry)
             finally:
