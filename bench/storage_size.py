@@ -11,6 +11,7 @@ row table, after compaction, and as a Parquet+zstd file of the same points (pyar
 reference), and the chunks' payload under zstd of scaled deltas (the codec pcodec was
 chosen over); compaction points/s.
 Usage: .venv/bin/python -m bench.storage_size [--meters 1000] [--days 30] [--postgres URL]
+[--only sqlite|postgresql] [--only-times collector|regular]
 """
 
 from __future__ import annotations
@@ -223,8 +224,12 @@ def main() -> None:
     parser.add_argument("--meters", type=int, default=1000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--postgres", default="postgresql://127.0.0.1:5432/test")
+    parser.add_argument("--only", choices=("sqlite", "postgresql"), help="one database")
+    parser.add_argument("--only-times", choices=("collector", "regular"), help="one data set")
     args = parser.parse_args()
     for jittered in (True, False):
+        if args.only_times and (args.only_times == "collector") != jittered:
+            continue
         data = Dataset(args.meters, args.days, jittered)
         parquet = parquet_bytes(data) / len(data)
         times = "collector times (µs, 0.5 s jitter)" if jittered else "regular times"
@@ -233,8 +238,11 @@ def main() -> None:
             f"  Parquet+zstd (pyarrow, the reference) {parquet:4.2f} B/point; the day chunks"
             f" under zstd of scaled deltas instead of pcodec {zstd_bytes(data) / len(data):4.2f}"
         )
-        with scratch_sqlite("size") as url, scratch_sqlite("plain") as plain:
-            measure(url, plain, data, parquet)
+        if args.only != "postgresql":
+            with scratch_sqlite("size") as url, scratch_sqlite("plain") as plain:
+                measure(url, plain, data, parquet)
+        if args.only == "sqlite":
+            continue
         with (
             scratch_postgres(args.postgres, "size") as url,
             scratch_postgres(args.postgres, "plain") as plain,
