@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from sqlalchemy import Engine, create_engine, insert, text
@@ -63,16 +64,30 @@ def free_port_block(size: int, first: int = 20000) -> range:
     raise RuntimeError("no free port block")
 
 
+SimulatorT = TypeVar("SimulatorT", bound=Simulator)
+
+
 @contextmanager
 def simulator(
     size: int, faults: Faults | None = None, record: Path | None = None
 ) -> Iterator[Simulator]:
     """Real simulated meters on a free block; ids equal ports."""
-    for _attempt in range(5):
-        config = SimulatorConfig(
-            ports=free_port_block(size), seed=7, faults=faults or Faults(), record=record
+    with started(
+        lambda: Simulator(
+            SimulatorConfig(
+                ports=free_port_block(size), seed=7, faults=faults or Faults(), record=record
+            )
         )
-        sim = Simulator(config)
+    ) as sim:
+        yield sim
+
+
+@contextmanager
+def started(make: Callable[[], SimulatorT]) -> Iterator[SimulatorT]:
+    """A simulator ``make`` gives, started; made again (on other free ports) when a port it
+    chose was taken meanwhile."""
+    for _attempt in range(5):
+        sim = make()
         try:
             sim.start()
         except RuntimeError:

@@ -24,7 +24,7 @@ from meterhub.db import make_engine
 from meterhub.registry.tables import devices
 from meterhub.settings import Settings
 from meterhub.storage.tables import points
-from tests.support import free_port_block
+from tests.support import free_port_block, started
 
 TIMEOUT = 0.3
 
@@ -32,30 +32,20 @@ TIMEOUT = 0.3
 @contextmanager
 def gateways(ports: int, units: int, **options: Any) -> Iterator[ModbusSimulator]:
     """Simulated gateways on a free block of ports, each with ``units`` units."""
-    for _attempt in range(5):
+
+    def make() -> ModbusSimulator:
         block = free_port_block(ports, first=25000)
-        config = ModbusSimulatorConfig(ports=block, units=units, seed=3, **options)
-        if "faults" in options:  # a seed giving these ports every kind of fault and none
-            config = next(
-                candidate
-                for seed in range(1000)
-                if _every_fault(
-                    candidate := ModbusSimulatorConfig(
-                        ports=block, units=units, seed=seed, **options
-                    )
-                )
-            )
-        sim = ModbusSimulator(config)
-        try:
-            sim.start()
-        except RuntimeError:
-            continue
-        try:
-            yield sim
-        finally:
-            sim.stop()
-        return
-    raise RuntimeError("could not start the Modbus simulator")
+        seeds = range(1000) if "faults" in options else [3]
+        configs = (
+            ModbusSimulatorConfig(ports=block, units=units, seed=seed, **options) for seed in seeds
+        )
+        # with faults, a seed giving these ports every kind of fault and none
+        return ModbusSimulator(
+            next(c for c in configs if "faults" not in options or _every_fault(c))
+        )
+
+    with started(make) as sim:
+        yield sim
 
 
 def _every_fault(config: ModbusSimulatorConfig) -> bool:

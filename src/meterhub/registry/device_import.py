@@ -362,18 +362,7 @@ def _address_holders(conn: Connection, addresses: Collection[Address]) -> dict[A
 
 # --- writing: set-based statements -------------------------------------------------------
 
-_NEW_DEVICE = (
-    "device_id",
-    "type",
-    "host",
-    "port",
-    "enabled",
-    "water_kind",
-    "house_id",
-    "protocol",
-    "unit_id",
-    "model",
-)
+_NEW_DEVICE = ("device_id", *ROW_FIELDS)
 _NEW_TAG = (
     "key",
     "device_pk",
