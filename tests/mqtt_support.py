@@ -34,13 +34,20 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 class Broker:
     """Mosquitto on a free port of 127.0.0.1, keeping sessions on disk across restarts."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(
+        self, tmp: Path, settings: str = "allow_anonymous true\n", *, scheme: str = "mqtt"
+    ) -> None:
+        """``settings``: configuration lines after the first listener's (``port``): its TLS
+        options, more listeners, who may connect. ``publisher``: ``aiomqtt.Client``
+        arguments ``publish`` connects with (credentials, ``tls_context``)."""
         self.port = free_port()
+        self.scheme = scheme
+        self.publisher: dict[str, Any] = {}
         self.config = tmp / "mosquitto.conf"
         store = tmp / "mosquitto-data"
         store.mkdir()
         self.config.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"listener {self.port} 127.0.0.1\n{settings}"
             f"persistence true\npersistence_location {store}/\n"
             f"user {getpass.getuser()}\n"  # as root, it would switch to user mosquitto
         )
@@ -48,7 +55,7 @@ class Broker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self._process = subprocess.Popen(
@@ -72,13 +79,18 @@ class Broker:
             self._process.wait(timeout=10)
 
 
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Broker]:
+def need_mosquitto() -> None:
+    """Skip the test without Mosquitto; fail it when CI=true."""
     if not os.access(MOSQUITTO, os.X_OK):
         problem = f"{MOSQUITTO} is missing (apt-get install mosquitto)"
         if IN_CI:
             pytest.fail(f"{problem} (CI=true requires it)")
         pytest.skip(f"{problem}; set CI=true to make this an error")
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[Broker]:
+    need_mosquitto()
     found = Broker(tmp_path)
     found.start()
     yield found
@@ -91,7 +103,7 @@ def publish(
     """Publish at QoS 1, each acknowledged by the broker, in order."""
 
     async def send() -> None:
-        async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+        async with aiomqtt.Client("127.0.0.1", broker.port, **broker.publisher) as client:
             for topic, payload in messages:
                 await client.publish(topic, payload, qos=1, retain=retain)
 
