@@ -37,7 +37,7 @@ from meterhub.collector.service import run_shard
 from meterhub.collector.simulated_values import meter_values
 from meterhub.settings import Settings
 from tests.mqtt_support import Broker, publish
-from tests.support import free_port_block, wait_until
+from tests.support import free_port_block, started, wait_until
 
 SECOND = 1_000_000
 HOUR = 3600 * SECOND
@@ -87,19 +87,12 @@ def charge(kwh: Decimal) -> Decimal:
 @pytest.fixture
 def gateway() -> Iterator[ModbusSimulator]:
     """One simulated SDM120 gateway with one unit, on a free port of 127.0.0.1."""
-    for _attempt in range(5):
-        config = ModbusSimulatorConfig(ports=free_port_block(1, first=27000), units=1, seed=SEED)
-        sim = ModbusSimulator(config)
-        try:
-            sim.start()
-        except RuntimeError:
-            continue
-        try:
-            yield sim
-        finally:
-            sim.stop()
-        return
-    raise RuntimeError("could not start the Modbus simulator")
+    with started(
+        lambda: ModbusSimulator(
+            ModbusSimulatorConfig(ports=free_port_block(1, first=27000), units=1, seed=SEED)
+        )
+    ) as sim:
+        yield sim
 
 
 def _estate(api: TestClient, sim: ModbusSimulator, broker: Broker) -> tuple[int, str]:
