@@ -82,6 +82,7 @@ def _build(engine: Engine) -> dict[str, Any]:
                 "natrual_key": task.key,
                 "source_id": "src-a",
                 "tag_id": "src-a.t",
+                "name": "SDM120",
                 "device_type": "electricity",
                 "start_date": "2026-1-1",
                 "end_date": "2026-12-31",
