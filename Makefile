@@ -55,7 +55,7 @@ test: lint types $(ASSETS) browser
 	$(BIN)/pytest -n 2
 
 # The API fuzzed from its OpenAPI schema, and compaction's property test, at length (the
-# test run tries 5 cases an operation and 12 histories).
+# test run tries 5 cases an operation and 8 histories).
 fuzz: $(STAMP)
 	METERHUB_FUZZ_EXAMPLES=$${METERHUB_FUZZ_EXAMPLES:-200} $(BIN)/pytest -p no:xdist -s -q tests/integration/test_fuzz.py
 	METERHUB_PROPERTY_EXAMPLES=$${METERHUB_PROPERTY_EXAMPLES:-100} $(BIN)/pytest -n 2 -q tests/integration/test_compaction.py

@@ -6,7 +6,7 @@ second and third pair, some days before the late writes and some after; the thir
 hourly rollups are then dropped, so its reads decode every chunk. Every read the product
 makes (history in all its forms, daily consumption, neighbours as billing reads them, flagged
 drops, channels side by side, latest values) must then answer the same for all three pairs.
-``make test`` tries 12 histories (``METERHUB_PROPERTY_EXAMPLES``); ``make fuzz`` 100.
+``make test`` tries 8 histories (``METERHUB_PROPERTY_EXAMPLES``); ``make fuzz`` 100.
 """
 
 from __future__ import annotations
@@ -132,7 +132,7 @@ def conn(engine: Engine) -> Iterator[Connection]:
 
 
 @settings(
-    max_examples=int(os.environ.get("METERHUB_PROPERTY_EXAMPLES", "12")),
+    max_examples=int(os.environ.get("METERHUB_PROPERTY_EXAMPLES", "8")),
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
