@@ -6,8 +6,9 @@ STAMP := $(VENV)/.installed
 VENDOR := src/meterhub/web/static/vendor
 ASSETS := $(VENDOR)/.installed
 CHROMIUM := /usr/bin/chromium
+MOSQUITTO := /usr/sbin/mosquitto
 
-.PHONY: run test fuzz lint types browser wrk bench clean
+.PHONY: run test fuzz lint types browser mosquitto wrk bench clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +35,14 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing (apt-get install chromium as root); browser tests will skip"; fi; }
 
+# Debian's Mosquitto for the MQTT tests, which start brokers of their own; they skip
+# without it (outside CI).
+mosquitto:
+	@test -x $(MOSQUITTO) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	  else echo "mosquitto missing (apt-get install mosquitto as root); MQTT tests will skip"; fi; }
+
 # Debian's wrk for bench/counter_read.py, which stops with the reason without it.
 wrk:
 	@command -v wrk >/dev/null || { \
@@ -51,7 +60,7 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
-test: lint types $(ASSETS) browser
+test: lint types $(ASSETS) browser mosquitto
 	$(BIN)/pytest -n 2
 
 # The API fuzzed from its OpenAPI schema, and compaction's property test, at length (the
