@@ -2,13 +2,15 @@
 
 Each gateway (host and port) has one ``Gateway``, kept between polls so its connection
 stays open. Past ``limit`` gateways, taking a new one first closes and forgets the least
-recently used gateway that no poll is using; one in use is never closed. When every kept
+recently used gateway that no poll is using (and lets the loop turn, so its socket is gone
+before a new one opens); one in use is never closed. When every kept
 gateway is in use (a limit below the polls in flight), the new one is kept beyond the
 limit until the next take finds an idle one to close.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,7 +42,7 @@ class GatewayPool:
     async def using(self, host: str, port: int) -> AsyncIterator[Gateway]:
         """The gateway of ``host:port``, not closed by the pool while the block runs."""
         address = (host, port)
-        gateway = self._take(address)
+        gateway = await self._take(address)
         self._in_use[address] += 1
         try:
             yield gateway
@@ -54,16 +56,23 @@ class GatewayPool:
             gateway.close()
         self._gateways.clear()
 
-    def _take(self, address: Address) -> Gateway:
-        gateway = self._gateways.get(address)
+    async def _take(self, address: Address) -> Gateway:
+        while address not in self._gateways and self._make_room():
+            await asyncio.sleep(0)  # a closed transport lets go of its socket a loop turn later
+        gateway = self._gateways.get(address)  # kept by another poll meanwhile, perhaps
         if gateway is not None:
             self._gateways.move_to_end(address)
             return gateway
-        while len(self._gateways) >= self.limit and self._close_idle():
-            pass
         gateway = Gateway(*address, self._timeout, self._source_address)
         self._gateways[address] = gateway
         return gateway
+
+    def _make_room(self) -> bool:
+        """Close idle gateways while the pool is full; whether any was closed."""
+        closed = False
+        while len(self._gateways) >= self.limit and self._close_idle():
+            closed = True
+        return closed
 
     def _close_idle(self) -> bool:
         """Close and forget the least recently used gateway not in use; whether there was one."""
