@@ -17,6 +17,7 @@ from meterhub.api.app import create_app
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
 from meterhub.settings import Settings
+from tests.postgres_pool import PostgresPool
 from tests.support import admin_token
 
 PG_ADMIN_URL = os.environ.get("METERHUB_TEST_PG", "postgresql://127.0.0.1:5432/test")
@@ -63,6 +64,14 @@ def postgres_template(postgres_admin: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def postgres_pool(postgres_admin: str, postgres_template: str) -> Iterator[PostgresPool]:
+    """This worker's migrated PostgreSQL databases, reused from test to test."""
+    pool = PostgresPool(postgres_admin, postgres_template)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file that each test's database is copied from."""
     path = tmp_path_factory.mktemp("template") / "meterhub.db"
@@ -72,14 +81,19 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, migrated, empty database of each kind (copied from a migrated template)."""
+    """A migrated, empty database of each kind (a copy of a migrated template; on PostgreSQL
+    one emptied after an earlier test, ``PostgresPool``)."""
     if request.param == "sqlite":
         path = tmp_path / "meterhub.db"
         shutil.copyfile(request.getfixturevalue("sqlite_template"), path)
         yield f"sqlite:///{path}"
         return
-    admin = request.getfixturevalue("postgres_admin")
-    yield from fresh_postgres(admin, request.getfixturevalue("postgres_template"))
+    pool: PostgresPool = request.getfixturevalue("postgres_pool")
+    name = pool.take()
+    try:
+        yield pool.url(name)
+    finally:
+        pool.give_back(name)
 
 
 @pytest.fixture
