@@ -246,20 +246,19 @@ def missing_before_billing(conn: Connection, rule: Rule, now: int, zone: ZoneInf
     billed_to = (
         select(func.max(bills.c.to_time)).where(bills.c.device_pk == w.c.device_pk)
     ).scalar_subquery()
+    last = latest_points.c.ts
     query = (
         select(
-            w.c.device_pk, w.c.device_id, w.c.type, latest_points.c.ts, billed_to.label("billed")
+            w.c.device_pk, w.c.device_id, w.c.type, last.label("last"), billed_to.label("billed")
         )
         .select_from(w.outerjoin(latest_points, latest_points.c.tag_id == w.c.tag_id))
-        .where(
-            or_(latest_points.c.ts.is_(None), latest_points.c.ts <= func.coalesce(billed_to, -1))
-        )
+        .where(or_(last.is_(None), last <= func.coalesce(billed_to, -1)))
     )
     holding = {}
     for row in conn.execute(query):
         task, fires_at = due[DeviceType(row.type)]
         detail = {"task": task.key, "task_name": task.name, "fires_at": fires_at}
-        detail |= {"last_reading_at": row.last, "billed_to": row.billed}
+        detail |= {"last_reading_at": row.last, "billed_to": row.to}
         holding[row.device_pk] = Finding(row.device_pk, row.device_id, detail)
     return Verdict(holding, now)
 

@@ -124,7 +124,7 @@ def open_counts(conn: Connection, project_ids: Collection[int] | None) -> dict[i
     """Open alerts per project (of ``project_ids``; ``None``: every project)."""
     where = AlertFilter(project_ids, state=AlertState.OPEN).clauses()
     query = select(alerts.c.project_id, func.count()).where(*where).group_by(alerts.c.project_id)
-    return dict(conn.execute(query).tuples().all())
+    return dict(conn.execute(query).all())
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ class Transitions:
 def apply(conn: Connection, rule: Rule, verdict: Verdict, now: int) -> Transitions:
     """Bring the rule's alerts in line with ``verdict`` and queue the notifications."""
     query = select(alerts.c.device_pk, alerts.c.id).where(alerts.c.rule_id == rule.id, OPEN)
-    open_now = conn.execute(query).tuples().all()
+    open_now = conn.execute(query).all()
     ended = [alert for pk, alert in open_now if pk not in verdict.holding]
     opened = {pk for pk, _ in open_now}
     started = [found for pk, found in verdict.holding.items() if pk not in opened]
