@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from meterhub.alerts.evaluator import AlertEvaluator
 from meterhub.alerts.notify import Deliverer
 from meterhub.api import (
+    alerts,
     auth,
     counter,
     meter_models,
@@ -87,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sources.router, dependencies=[Depends(admin_user)])
     # routers whose routes check the user (and its projects) themselves
     for router in (
+        alerts.router,
         auth.router,
         meters.router,
         meter_models.router,
