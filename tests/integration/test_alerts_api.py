@@ -4,6 +4,7 @@ each bad field, alerts listed open first, acknowledged by the caller, attempts l
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -57,7 +58,7 @@ def test_rules_are_created_changed_and_deleted(api: TestClient, site: Site) -> N
     assert api.get(url).status_code == 404
 
 
-BAD_RULES = [
+BAD_RULES: list[tuple[dict[str, Any], str]] = [
     ({"kind": "offline", "params": {"minutes": "soon"}}, "params.minutes"),
     ({"kind": "offline", "params": {}}, "params.minutes"),
     ({"kind": "offline", "params": {"minutes": 5, "hours": 1}}, "params.hours"),
@@ -85,7 +86,7 @@ BAD_RULES = [
     ),
     ({"kind": "offline", "name": "", "params": {"minutes": 5}}, "name"),
 ]
-BAD_CHANNELS = [
+BAD_CHANNELS: list[tuple[dict[str, Any], str]] = [
     ({"kind": "webhook", "url": "ftp://x", "secret": SECRET}, "url"),
     ({"kind": "webhook", "url": "http://127.0.0.1:9/", "secret": "short"}, "secret"),
     ({"kind": "email", "addresses": ["not-an-address"]}, "addresses"),
