@@ -14,6 +14,7 @@ from sqlalchemy import ColumnElement, Connection, Select, case, func, select, up
 from meterhub.alerts.tables import alert_channels, alert_rules, alerts, notification_attempts
 from meterhub.alerts.tables import notifications as outbox
 from meterhub.errors import NotFound
+from meterhub.registry.tables import projects
 
 
 class AlertState(StrEnum):
@@ -120,11 +121,25 @@ def acknowledge(conn: Connection, alert_id: int, username: str, now: int) -> Ale
     return get_alert(conn, alert_id)
 
 
-def open_counts(conn: Connection, project_ids: Collection[int] | None) -> dict[int, int]:
-    """Open alerts per project (of ``project_ids``; ``None``: every project)."""
-    where = AlertFilter(project_ids, state=AlertState.OPEN).clauses()
-    query = select(alerts.c.project_id, func.count()).where(*where).group_by(alerts.c.project_id)
-    return dict(conn.execute(query).all())
+@dataclass(frozen=True, slots=True)
+class OpenCount:
+    project_id: int
+    project_name: str
+    open: int
+
+
+def open_counts(conn: Connection, project_ids: Collection[int] | None) -> list[OpenCount]:
+    """Projects (of ``project_ids``; ``None``: every project) with open alerts, and how
+    many, most first."""
+    count = func.count().label("open")
+    query = (
+        select(alerts.c.project_id, projects.c.name, count)
+        .join(projects, projects.c.id == alerts.c.project_id)
+        .where(*AlertFilter(project_ids, state=AlertState.OPEN).clauses())
+        .group_by(alerts.c.project_id, projects.c.name)
+        .order_by(count.desc(), alerts.c.project_id)
+    )
+    return [OpenCount(*row) for row in conn.execute(query)]
 
 
 @dataclass(frozen=True, slots=True)
