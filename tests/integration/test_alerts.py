@@ -14,17 +14,19 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Engine, select
 
-from meterhub.alerts.conditions import SETTLE_US, last_night
+from meterhub.alerts.conditions import SETTLE_US, last_full_period, last_night
 from meterhub.alerts.evaluator import AlertEvaluator
 from meterhub.alerts.history import AlertFilter, AlertState, acknowledge, page_alerts
 from meterhub.alerts.notify import Deliverer
-from meterhub.alerts.rule_store import create_channel, create_rule, update_rule
+from meterhub.alerts.rule_store import create_channel, create_rule, get_rule, update_rule
+from meterhub.alerts.rules import Per
 from meterhub.alerts.tables import notification_attempts, notifications
 from meterhub.billing.tasks import create_task
 from meterhub.db import make_engine
 from meterhub.registry.channels import DeviceType
 from meterhub.settings import Settings
-from meterhub.times import HOUR_US, from_us
+from meterhub.storage.compactor import compact
+from meterhub.times import DAY_US, HOUR_US, from_us
 from tests.alerts_support import (
     MINUTE,
     Site,
@@ -130,6 +132,24 @@ def test_consumption_above_per_hour_counts_drops_as_billing(engine: Engine, site
     assert [event for _, event in queued(engine)] == ["fired", "fired", "resolved"]
 
 
+@pytest.mark.parametrize("compacted", [False, True])
+def test_consumption_per_day_from_rows_or_chunks(
+    engine: Engine, site: Site, compacted: bool
+) -> None:
+    zone = ZoneInfo("Europe/Berlin")
+    day_start, day_end = last_full_period(base_time() - 5 * DAY_US, Per.DAY, zone)
+    hours = range(day_start - 2 * HOUR_US, day_end + 2 * HOUR_US, HOUR_US)
+    read(engine, site, "W1", *((ts, 100.0 + 0.5 * n) for n, ts in enumerate(hours)))
+    read(engine, site, "W2", *((ts, 100.0 + 0.01 * n) for n, ts in enumerate(hours)))
+    if compacted:
+        assert compact(engine, settle_us=0, now=base_time()) > 0
+    rule(engine, site, "consumption_above", device_type="water", params={"limit": 5, "per": "day"})
+    AlertEvaluator(engine).tick(day_end + SETTLE_US)
+    with engine.connect() as conn:
+        [found] = page_alerts(conn, AlertFilter(), offset=0, limit=10)[1]
+    assert (found.device_id, found.detail["consumption"]) == ("W1", 12.0)
+
+
 def test_night_flow_finds_a_leak_once_the_window_ends(engine: Engine, site: Site) -> None:
     zone = ZoneInfo("Europe/Berlin")
     now = base_time()
@@ -189,8 +209,6 @@ def test_a_disabled_rule_resolves_its_open_alerts(engine: Engine, site: Site) ->
     evaluator.tick(now)
     assert alerts_of(engine) == {"E1": AlertState.OPEN}
     with engine.begin() as conn:
-        from meterhub.alerts.rule_store import get_rule
-
         update_rule(conn, get_rule(conn, rule_id), {"enabled": False})
     evaluator.tick(now + MINUTE)
     assert alerts_of(engine) == {"E1": AlertState.RESOLVED}

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Select, and_, case, func, or_, select
 
 from meterhub.alerts.rules import Per, Rule, RuleKind
-from meterhub.billing.consumption import register_at, register_value, usage
+from meterhub.alerts.usage import consumptions
 from meterhub.billing.cron import next_fire
 from meterhub.billing.runs import REGISTER_CHANNEL
 from meterhub.billing.tables import billing_tasks, bills
@@ -27,9 +27,7 @@ from meterhub.billing.tasks import Task
 from meterhub.collector.health_store import meter_status
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.tables import devices, houses, tags
-from meterhub.storage import TimeRange
 from meterhub.storage.daily import local_midnight
-from meterhub.storage.series import drops, near
 from meterhub.storage.tables import latest_points, points
 from meterhub.times import HOUR_US, from_us, to_us
 
@@ -155,17 +153,8 @@ def consumption_above(conn: Connection, rule: Rule, now: int, zone: ZoneInfo) ->
     start, end = last_full_period(now - SETTLE_US, per, zone)
     if rule.watermark is not None and rule.watermark >= end:
         return None
-    rows = conn.execute(watched(rule)).all()
-    tag_ids = [row.tag_id for row in rows]
-    sides = near(conn, [(tag, ts) for tag in tag_ids for ts in (start, end)])
-    resets = drops(conn, tag_ids, TimeRange(start + 1, end))
     holding: dict[int, Finding] = {}
-    for n, row in enumerate(rows):
-        first, last = register_at(*sides[2 * n], start), register_at(*sides[2 * n + 1], end)
-        if first is None or last is None:
-            continue
-        inside = [(register_value(b), register_value(a)) for _, b, a in resets.get(row.tag_id, [])]
-        used = float(usage(first, last, inside).consumption)
+    for row, used in consumptions(conn, watched(rule), start, end):
         if used > limit:
             detail = {"consumption": used, "limit": limit, "per": per.value}
             holding[row.device_pk] = Finding(
@@ -258,7 +247,7 @@ def missing_before_billing(conn: Connection, rule: Rule, now: int, zone: ZoneInf
     for row in conn.execute(query):
         task, fires_at = due[DeviceType(row.type)]
         detail = {"task": task.key, "task_name": task.name, "fires_at": fires_at}
-        detail |= {"last_reading_at": row.last, "billed_to": row.to}
+        detail |= {"last_reading_at": row.last, "billed_to": row.billed}
         holding[row.device_pk] = Finding(row.device_pk, row.device_id, detail)
     return Verdict(holding, now)
 
