@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -81,7 +81,7 @@ def last_night(now: int, start: str, end: str, zone: ZoneInfo) -> tuple[int, int
     return _local(start_day, start, zone), end_at
 
 
-def _local(day: Any, hh_mm: str, zone: ZoneInfo) -> int:
+def _local(day: date, hh_mm: str, zone: ZoneInfo) -> int:
     hour, minute = map(int, hh_mm.split(":"))
     return to_us(datetime(day.year, day.month, day.day, hour, minute), zone)
 

@@ -21,6 +21,7 @@ from meterhub.alerts.rules import (
     check_params,
     check_remind,
     check_scope,
+    printable,
 )
 from meterhub.alerts.tables import alert_channels, alert_rules
 from meterhub.errors import InvalidInput, NotFound
@@ -80,6 +81,8 @@ def _scope(
         kind = DeviceType(device_type)
     if not device_id:
         return None, kind
+    if not printable(device_id):
+        raise InvalidInput.field("device_id", "no control characters")
     try:
         device = get_device(conn, device_id)
     except NotFound:
@@ -186,14 +189,14 @@ def create_channel(
 
 def _webhook_url(url: str | None) -> str:
     text = (url or "").strip()
-    parts = urlsplit(text)
+    parts = urlsplit(text) if printable(text) else urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname or len(text) > URL_MAX:
         raise InvalidInput.field("url", f"an http:// or https:// URL of at most {URL_MAX}")
     return text
 
 
 def _secret(secret: str | None) -> str:
-    if secret is None or not SECRET_MIN <= len(secret) <= SECRET_MAX:
+    if secret is None or not SECRET_MIN <= len(secret) <= SECRET_MAX or not printable(secret):
         raise InvalidInput.field("secret", f"the signing key: {SECRET_MIN}-{SECRET_MAX} characters")
     return secret
 
@@ -202,7 +205,7 @@ def _addresses(addresses: Sequence[str]) -> list[str]:
     listed = [a.strip() for a in addresses if a.strip()]
     if not 1 <= len(listed) <= ADDRESSES_MAX:
         raise InvalidInput.field("addresses", f"1-{ADDRESSES_MAX} e-mail addresses")
-    bad = [a for a in listed if not ADDRESS.fullmatch(a) or len(a) > 254]
+    bad = [a for a in listed if not ADDRESS.fullmatch(a) or len(a) > 254 or not printable(a)]
     if bad:
         raise InvalidInput.field("addresses", f"not an e-mail address: {', '.join(bad)}")
     return listed

@@ -203,9 +203,14 @@ def check_scope(kind: RuleKind, device_type: DeviceType | None) -> DeviceType | 
 
 def check_name(name: str) -> str:
     name = name.strip()
-    if not 1 <= len(name) <= NAME_MAX:
-        raise InvalidInput.field("name", f"must be 1-{NAME_MAX} characters")
+    if not 1 <= len(name) <= NAME_MAX or not printable(name):
+        raise InvalidInput.field("name", f"must be 1-{NAME_MAX} characters, no control ones")
     return name
+
+
+def printable(text: str) -> bool:
+    """No control characters (PostgreSQL text cannot even hold NUL)."""
+    return not any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 def check_remind(minutes: object) -> int | None:

@@ -354,7 +354,7 @@ def list_alerts(
     conn: ConnDep,
     state: AlertState | None = None,
     rule_id: Annotated[int | None, Query(ge=1, le=2_147_483_647)] = None,
-    device_id: Annotated[str | None, Query(max_length=64)] = None,
+    device_id: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f]*$")] = None,
     page: Page = 1,
     page_size: PageSize = 100,
 ) -> AlertsPublic:
