@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
 from meterhub.alerts.evaluator import AlertEvaluator
 from meterhub.alerts.notify import Deliverer
-from meterhub.db import make_engine
 from meterhub.settings import Settings
 from tests.alerts_support import MINUTE, Site, base_time, make_site, read, webhook_receiver
 
@@ -19,12 +19,8 @@ SECRET = "0123456789abcdef0123"
 
 
 @pytest.fixture
-def site(database_url: str, api: TestClient) -> Site:
-    engine = make_engine(database_url)
-    try:
-        return make_site(engine)
-    finally:
-        engine.dispose()
+def site(engine: Engine, api: TestClient) -> Site:
+    return make_site(engine)
 
 
 def rules_url(site: Site) -> str:
@@ -109,10 +105,9 @@ def test_bad_input_is_400_naming_the_field(api: TestClient, site: Site) -> None:
 
 
 def test_alerts_open_first_acknowledged_and_their_attempts(
-    api: TestClient, database_url: str, site: Site
+    api: TestClient, database_url: str, engine: Engine, site: Site
 ) -> None:
     now = base_time()
-    engine = make_engine(database_url)
     rule = {"name": "Silent", "kind": "offline", "params": {"minutes": 5}}
     assert api.post(rules_url(site), json=rule).status_code == 201
     with webhook_receiver() as receiver:
@@ -126,8 +121,9 @@ def test_alerts_open_first_acknowledged_and_their_attempts(
             read(engine, site, meter, (now + MINUTE, 1.0))
         evaluator.tick(now + 2 * MINUTE)  # E1 and E2 back
         settings = Settings(database_url=database_url, alert_send_timeout=2.0)
-        assert asyncio.run(Deliverer(engine, settings).deliver(now + 3 * MINUTE)) == 6
-    engine.dispose()
+        deliverer = Deliverer(engine, settings)
+        assert asyncio.run(deliverer.deliver(now + 3 * MINUTE)) == 4  # fired
+        assert asyncio.run(deliverer.deliver(now + 3 * MINUTE)) == 2  # resolved, after them
     alerts_url = f"/api/v1/projects/{site.project_id}/alerts/"
     listed = api.get(alerts_url).json()
     assert listed["count"] == 4

@@ -31,7 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 import httpx
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, exists, insert, select, update
 
 from meterhub.aio import wait_for_event
 from meterhub.alerts.batches import in_batches
@@ -181,12 +181,21 @@ class Deliverer:
 
     def _claim(self, now: int) -> list[Due]:
         """The due notifications, each put off by the longest a try may take, so that no
-        other pass sends it meanwhile."""
+        other pass sends it meanwhile. Those of one alert and channel go out in order: one
+        waits while an earlier one is pending (a resolution never overtakes its firing)."""
         lease = now + round(3 * self._settings.alert_send_timeout * 1e6)
+        earlier = outbox.alias("earlier")
+        waiting = exists().where(
+            earlier.c.alert_id == outbox.c.alert_id,
+            earlier.c.channel_id == outbox.c.channel_id,
+            earlier.c.state == "pending",
+            earlier.c.id < outbox.c.id,
+        )
+        channel = alert_channels.c
         query = (
-            select(outbox, alert_channels)
-            .join(alert_channels, alert_channels.c.id == outbox.c.channel_id)
-            .where(outbox.c.state == "pending", outbox.c.next_attempt_at <= now)
+            select(outbox, channel.kind, channel.url, channel.secret, channel.addresses)
+            .join(alert_channels, channel.id == outbox.c.channel_id)
+            .where(outbox.c.state == "pending", outbox.c.next_attempt_at <= now, ~waiting)
             .order_by(outbox.c.next_attempt_at, outbox.c.id)
             .limit(DELIVERY_BATCH)
         )
