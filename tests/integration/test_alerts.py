@@ -251,9 +251,13 @@ def test_the_leading_server_evaluates_and_delivers(
             create_channel(conn, site.project_id, kind="webhook", url=receiver.url, secret=SECRET)
         now = now_us()
         read(engine, site, "E1", (now, 500.0), (now + 1, 3.0))
-        only_alerts = {"scheduler_enabled": False, "compact_enabled": False, "mqtt_enabled": False}
         settings = Settings(
-            database_url=database_url, collector_enabled=False, alert_interval=0.2, **only_alerts
+            database_url=database_url,
+            collector_enabled=False,
+            scheduler_enabled=False,
+            compact_enabled=False,
+            mqtt_enabled=False,
+            alert_interval=0.2,
         )
         with TestClient(create_app(settings)):
             wait_until(lambda: len(receiver.requests) == 2, timeout=10)
