@@ -137,17 +137,13 @@ def test_consumption_above_per_hour_counts_drops_as_billing(engine: Engine, site
     assert [event for _, event in queued(engine)] == ["fired", "fired", "resolved"]
 
 
-@pytest.mark.parametrize("compacted", [False, True])
-def test_consumption_per_day_from_rows_or_chunks(
-    engine: Engine, site: Site, compacted: bool
-) -> None:
+def test_consumption_per_day_from_compacted_days(engine: Engine, site: Site) -> None:
     zone = ZoneInfo("Europe/Berlin")
     day_start, day_end = last_full_period(base_time() - 5 * DAY_US, Per.DAY, zone)
     hours = range(day_start - 2 * HOUR_US, day_end + 2 * HOUR_US, HOUR_US)
     read(engine, site, "W1", *((ts, 100.0 + 0.5 * n) for n, ts in enumerate(hours)))
     read(engine, site, "W2", *((ts, 100.0 + 0.01 * n) for n, ts in enumerate(hours)))
-    if compacted:
-        assert compact(engine, settle_us=0, now=base_time()) > 0
+    assert compact(engine, settle_us=0, now=base_time()) > 0  # read through storage.series
     rule(engine, site, "consumption_above", device_type="water", params={"limit": 5, "per": "day"})
     AlertEvaluator(engine).tick(day_end + SETTLE_US)
     with engine.connect() as conn:

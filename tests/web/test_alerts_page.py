@@ -62,8 +62,5 @@ def test_alerts_page_rules_channels_and_acknowledgement(
     gone = dashboard.form(f"{page}/rules/{rule_id[1]}/delete")
     assert shown_notice(dashboard, gone) == "Rule deleted"
     assert "No rules yet." in dashboard.get(page).text
-
-
-def test_another_projects_alerts_are_hidden(dashboard: Dashboard, engine: Engine) -> None:
     assert dashboard.get("/projects/999/alerts").status_code == 404
     assert dashboard.form("/alerts/999/ack").status_code == 404
