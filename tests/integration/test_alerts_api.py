@@ -145,3 +145,5 @@ def test_alerts_open_first_acknowledged_and_their_attempts(
     assert attempts["count"] == 6
     assert {(a["ok"], a["status_code"]) for a in attempts["results"]} == {(True, 200)}
     assert len(receiver.requests) == 6
+    assert api.delete(f"/api/v1/projects/{site.project_id}/").status_code == 204  # all with it
+    assert api.get(f"/api/v1/alerts/{open_one['id']}/").status_code == 404

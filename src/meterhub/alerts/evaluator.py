@@ -18,7 +18,7 @@ from meterhub.aio import wait_for_event
 from meterhub.alerts.conditions import EVALUATE, Verdict
 from meterhub.alerts.rule_store import RULES
 from meterhub.alerts.rules import Rule
-from meterhub.alerts.state import Transitions, apply
+from meterhub.alerts.state import OPEN, Transitions, apply
 from meterhub.alerts.tables import alert_rules, alerts
 from meterhub.registry.tables import projects
 from meterhub.times import now_us
@@ -53,14 +53,15 @@ class AlertEvaluator:
 
     def _evaluate(self, rule: Rule, zone: ZoneInfo, now: int) -> Transitions | None:
         with self._engine.begin() as conn:
-            verdict = EVALUATE[rule.kind](conn, rule, now, zone) if rule.enabled else None
-            if verdict is None and rule.enabled:
-                return None
-            verdict = verdict or Verdict({}, now)
-            done = apply(conn, rule, verdict, now)
             if rule.enabled:
+                verdict = EVALUATE[rule.kind](conn, rule, now, zone)
+                if verdict is None:
+                    return None
                 mark = update(alert_rules).where(alert_rules.c.id == rule.id)
                 conn.execute(mark.values(watermark=verdict.watermark))
+            else:
+                verdict = Verdict({}, now)  # switched off: holds for no meter
+            done = apply(conn, rule, verdict, now)
         if done.fired or done.resolved:
             log.info(
                 "alert rule %d: %d fired, %d resolved", rule.id, len(done.fired), len(done.resolved)
@@ -69,9 +70,7 @@ class AlertEvaluator:
 
     def _rules(self) -> list[tuple[Rule, ZoneInfo]]:
         """Enabled rules, and disabled ones that still have open alerts."""
-        has_open = exists().where(
-            alerts.c.rule_id == alert_rules.c.id, alerts.c.resolved_at.is_(None)
-        )
+        has_open = exists().where(alerts.c.rule_id == alert_rules.c.id, OPEN)
         query = (
             RULES.add_columns(projects.c.timezone)
             .join(projects, projects.c.id == alert_rules.c.project_id)

@@ -54,6 +54,14 @@ class Event(StrEnum):
     RESOLVED = "resolved"
 
 
+class Delivery(StrEnum):
+    """A notification's state in the outbox."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
 class ChannelKind(StrEnum):
     WEBHOOK = "webhook"
     EMAIL = "email"
@@ -89,7 +97,7 @@ def enqueue(conn: Connection, alert_ids: Sequence[int], event: Event, now: int) 
                 "channel_id": row.ch,
                 "event": event.value,
                 "body": json.dumps(alert_body(row, event), ensure_ascii=False),
-                "state": "pending",
+                "state": Delivery.PENDING.value,
                 "attempts": 0,
                 "next_attempt_at": now,
                 "created_at": now,
@@ -112,16 +120,16 @@ def alert_body(row: Any, event: Event) -> dict[str, Any]:
         "alert": {
             "id": row.id,
             "device_id": row.device_id,
-            "fired_at": when(row.fired_at),
-            "acknowledged_at": when(row.acknowledged_at),
+            "fired_at": _utc(row.fired_at),
+            "acknowledged_at": _utc(row.acknowledged_at),
             "acknowledged_by": row.acknowledged_by,
-            "resolved_at": when(row.resolved_at),
+            "resolved_at": _utc(row.resolved_at),
             "detail": json.loads(row.detail),
         },
     }
 
 
-def when(us: int | None) -> str | None:
+def _utc(us: int | None) -> str | None:
     return None if us is None else iso(us, UTC)
 
 
@@ -188,14 +196,15 @@ class Deliverer:
         waiting = exists().where(
             earlier.c.alert_id == outbox.c.alert_id,
             earlier.c.channel_id == outbox.c.channel_id,
-            earlier.c.state == "pending",
+            earlier.c.state == Delivery.PENDING.value,
             earlier.c.id < outbox.c.id,
         )
         channel = alert_channels.c
         query = (
             select(outbox, channel.kind, channel.url, channel.secret, channel.addresses)
             .join(alert_channels, channel.id == outbox.c.channel_id)
-            .where(outbox.c.state == "pending", outbox.c.next_attempt_at <= now, ~waiting)
+            .where(outbox.c.state == Delivery.PENDING.value, outbox.c.next_attempt_at <= now)
+            .where(~waiting)
             .order_by(outbox.c.next_attempt_at, outbox.c.id)
             .limit(DELIVERY_BATCH)
         )
@@ -269,9 +278,9 @@ class Deliverer:
                 attempts = item.attempts + 1
                 values: dict[str, Any] = {"attempts": attempts}
                 if outcome.ok:
-                    values |= {"state": "delivered", "delivered_at": now}
+                    values |= {"state": Delivery.DELIVERED.value, "delivered_at": now}
                 elif attempts >= settings.alert_max_attempts:
-                    values |= {"state": "failed"}
+                    values |= {"state": Delivery.FAILED.value}
                     log.warning("notification %d given up after %d tries", item.id, attempts)
                 else:
                     wait = retry_delay(
