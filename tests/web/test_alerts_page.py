@@ -59,6 +59,10 @@ def test_alerts_page_rules_channels_and_acknowledgement(
 
     rule_id = re.search(r"/alerts/rules/(\d+)/delete", dashboard.get(page).text)
     assert rule_id is not None
+    off = dashboard.form(f"{page}/rules/{rule_id[1]}/disable")
+    assert shown_notice(dashboard, off) == "Rule “Power silent” disabled"
+    evaluator.tick(now + 3 * MINUTE)  # switched off: its open alert resolves
+    assert 'id="open-count">0<' in dashboard.get(page).text
     gone = dashboard.form(f"{page}/rules/{rule_id[1]}/delete")
     assert shown_notice(dashboard, gone) == "Rule deleted"
     assert "No rules yet." in dashboard.get(page).text

@@ -129,6 +129,7 @@ CASES = {
         Access.OBJECT, name="Silent", kind="offline", minutes="30"
     ),
     "POST /projects/{project_id}/alerts/rules/{rule_id}/delete": post(Access.OBJECT),
+    "POST /projects/{project_id}/alerts/rules/{rule_id}/{switch}": post(Access.OBJECT),
     "POST /projects/{project_id}/alerts/channels": post(
         Access.OBJECT, kind="email", addresses="ops@example.org"
     ),
@@ -208,6 +209,7 @@ def _project(engine: Engine, name: str, meter: str, port: int) -> dict[str, str]
         "rule_id": str(rule.id),
         "channel_id": str(channel.id),
         "alert_id": str(alert),
+        "switch": "disable",
     }
 
 

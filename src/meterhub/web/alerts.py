@@ -1,25 +1,26 @@
 """Alerts of a project: open alerts first, then the history, the rules with a form to add
-one, the notification channels and the latest delivery attempts; acknowledging an alert
-(here, on the overview or on its meter's page)."""
+one (and to switch one off or on, or delete it), the notification channels and the latest
+delivery attempts; acknowledging an alert (here or on its meter's page)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any, Literal
 
-from fastapi import Depends, Request, Response
+from fastapi import Request, Response
 from sqlalchemy import Connection
 
 from meterhub.alerts import history, rule_store
 from meterhub.alerts.history import AlertFilter, AlertState
 from meterhub.alerts.notify import ChannelKind
 from meterhub.alerts.rules import PARAMS, RuleKind
-from meterhub.api.deps import ConnDep, check_project, visible_project
+from meterhub.api.deps import ConnDep, check_project
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import Project
 from meterhub.times import now_us
 from meterhub.web.forms import form_text
 from meterhub.web.paging import paged
+from meterhub.web.projects import ProjectPage
 from meterhub.web.routing import notice_redirect, page_router
 from meterhub.web.session import FormDep, Viewer, ViewerDep
 from meterhub.web.templating import render
@@ -31,13 +32,6 @@ OPEN_SHOWN = 500
 ATTEMPTS_SHOWN = 20
 RULE_FIELDS = ("name", "kind", "device_id", "device_type", "remind_after_minutes")
 PARAM_FIELDS = sorted({name for spec in PARAMS.values() for name in spec})
-
-
-def _project(project_id: int, viewer: ViewerDep, conn: ConnDep) -> Project:
-    return visible_project(project_id, viewer.user, conn)
-
-
-ProjectPage = Annotated[Project, Depends(_project)]
 
 
 @router.get("/projects/{project_id}/alerts")
@@ -120,6 +114,22 @@ def delete_rule(
     rule = _own(rule_store.get_rule(conn, rule_id).project_id, project, rule_id, "rule")
     rule_store.delete_rule(conn, rule)
     return notice_redirect(f"/projects/{project.id}/alerts", "Rule deleted")
+
+
+@router.post("/projects/{project_id}/alerts/rules/{rule_id}/{switch}")
+def switch_rule(
+    viewer: ViewerDep,
+    posted: FormDep,
+    project: ProjectPage,
+    rule_id: int,
+    switch: Literal["enable", "disable"],
+    conn: ConnDep,
+) -> Response:
+    """Switch a rule on or off (off: its open alerts resolve at the next evaluation)."""
+    rule = rule_store.get_rule(conn, rule_id)
+    _own(rule.project_id, project, rule_id, "rule")
+    rule_store.update_rule(conn, rule, {"enabled": switch == "enable"})
+    return notice_redirect(f"/projects/{project.id}/alerts", f"Rule “{rule.name}” {switch}d")
 
 
 @router.post("/projects/{project_id}/alerts/channels")
