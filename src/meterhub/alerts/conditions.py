@@ -34,6 +34,8 @@ from meterhub.times import HOUR_US, from_us, to_us
 MINUTE_US = 60_000_000
 SETTLE_US = 5 * MINUTE_US
 """How long after a period's end it is evaluated: time for the reading after it to arrive."""
+LATE_US = MINUTE_US
+"""How late a reading may be stored after its time and still be seen by an evaluation."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,8 +207,10 @@ def night_flow(conn: Connection, rule: Rule, now: int, zone: ZoneInfo) -> Verdic
 
 
 def register_backwards(conn: Connection, rule: Rule, now: int, zone: ZoneInfo) -> Verdict:
-    """Meters with a reading flagged ``REGISTER_DECREASED`` since the last evaluation."""
-    since = rule.created_at if rule.watermark is None else rule.watermark
+    """Meters with a reading flagged ``REGISTER_DECREASED`` since the last evaluation (and
+    ``LATE_US`` before it: a reading stored late is still seen; one already seen keeps its
+    open alert open, so it is not notified again)."""
+    since = rule.created_at if rule.watermark is None else rule.watermark - LATE_US
     w = watched(rule).subquery()
     query = (
         select(
