@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, Select, and_, case, func, or_, select
 
 from meterhub.alerts.rules import Per, Rule, RuleKind
-from meterhub.alerts.usage import consumptions
+from meterhub.alerts.usage import consumptions_above
 from meterhub.billing.cron import next_fire
 from meterhub.billing.runs import REGISTER_CHANNEL
 from meterhub.billing.tables import billing_tasks, bills
@@ -155,13 +155,11 @@ def consumption_above(conn: Connection, rule: Rule, now: int, zone: ZoneInfo) ->
     start, end = last_full_period(now - SETTLE_US, per, zone)
     if rule.watermark is not None and rule.watermark >= end:
         return None
-    holding: dict[int, Finding] = {}
-    for row, used in consumptions(conn, watched(rule), start, end):
-        if used > limit:
-            detail = {"consumption": used, "limit": limit, "per": per.value}
-            holding[row.device_pk] = Finding(
-                row.device_pk, row.device_id, {**detail, "from": start, "to": end}
-            )
+    detail = {"limit": limit, "per": per.value, "from": start, "to": end}
+    holding = {
+        row.device_pk: Finding(row.device_pk, row.device_id, {"consumption": used, **detail})
+        for row, used in consumptions_above(conn, watched(rule), start, end, limit)
+    }
     return Verdict(holding, end)
 
 

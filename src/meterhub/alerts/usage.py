@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Select, and_, exists, func, select
+from sqlalchemy import Connection, Select, and_, case, exists, func, or_, select
 
 from meterhub.billing.consumption import register_at, register_value, usage
 from meterhub.storage import Point, TimeRange
@@ -25,20 +25,17 @@ SIDES = ("b0", "a0", "b1", "a1")
 """The reading at or before the start, at or after it, and the same of the end."""
 
 
-def consumptions(
-    conn: Connection, watched: Select[Any], start: int, end: int
+def consumptions_above(
+    conn: Connection, watched: Select[Any], start: int, end: int, limit: float
 ) -> list[tuple[Any, float]]:
-    """(watched row, consumption) of every meter of ``watched`` (rows with ``tag_id``) that
-    has a register value at both ends of ``start``-``end``."""
-    rows = conn.execute(_neighbours(watched, start, end)).all()
+    """(watched row, consumption) of the meters of ``watched`` (rows with ``tag_id``) that
+    used more than ``limit`` from ``start`` to ``end``. The statement leaves out, by their
+    neighbours' values alone, the meters that cannot have (no drop inside: the rise is at
+    most the highest neighbour of the end less the lowest of the start)."""
+    rows = conn.execute(_neighbours(watched, start, end, limit)).all()
     merged = [row.tag_id for row in rows if row.chunked]
-    nears = dict(
-        zip(
-            merged,
-            _pairs(near(conn, [(t, ts) for t in merged for ts in (start, end)])),
-            strict=True,
-        )
-    )
+    sides = near(conn, [(tag, ts) for tag in merged for ts in (start, end)])
+    nears = dict(zip(merged, _pairs(sides), strict=True))
     flagged = [row.tag_id for row in rows if row.chunked or row.flagged]
     resets = drops(conn, flagged, TimeRange(start + 1, end)) if flagged else {}
     found = []
@@ -50,7 +47,9 @@ def consumptions(
         if first is None or last is None:
             continue
         inside = [(register_value(b), register_value(a)) for _, b, a in resets.get(row.tag_id, [])]
-        found.append((row, float(usage(first, last, inside).consumption)))
+        used = float(usage(first, last, inside).consumption)
+        if used > limit:
+            found.append((row, used))
     return found
 
 
@@ -69,7 +68,7 @@ def _point(row: Any, side: str) -> Point | None:
     return Point(row.tag_id, ts, getattr(row, f"{side}_value"), getattr(row, f"{side}_quality"))
 
 
-def _neighbours(watched: Select[Any], start: int, end: int) -> Select[Any]:
+def _neighbours(watched: Select[Any], start: int, end: int, limit: float) -> Select[Any]:
     w = watched.subquery()
     p = points.c
 
@@ -90,9 +89,17 @@ def _neighbours(watched: Select[Any], start: int, end: int) -> Select[Any]:
     since_day = func.coalesce(s.c.b0, 0) / DAY_US
     chunked = exists().where(chunks.c.tag_id == s.c.tag_id, chunks.c.day >= since_day)
     query = select(s, chunked.label("chunked"))
-    for side in SIDES:
-        at = points.alias(side)
+    at = {side: points.alias(side) for side in SIDES}
+    for side, found in at.items():
         query = query.add_columns(
-            at.c.value.label(f"{side}_value"), at.c.quality.label(f"{side}_quality")
-        ).outerjoin(at, and_(at.c.tag_id == s.c.tag_id, at.c.ts == s.c[side]))
-    return query
+            found.c.value.label(f"{side}_value"), found.c.quality.label(f"{side}_quality")
+        ).outerjoin(found, and_(found.c.tag_id == s.c.tag_id, found.c.ts == s.c[side]))
+    highest = _pick(at["b1"].c.value, at["a1"].c.value, higher=True)
+    lowest = _pick(at["b0"].c.value, at["a0"].c.value, higher=False)
+    return query.where(or_(s.c.flagged, chunked, highest - lowest > limit))
+
+
+def _pick(one: Any, other: Any, *, higher: bool) -> Any:
+    """The higher (or lower) of two values either of which may be NULL (the other then)."""
+    better = other > one if higher else other < one
+    return case((one.is_(None), other), (other.is_(None), one), (better, other), else_=one)
