@@ -382,7 +382,9 @@ def acknowledge(alert: AlertDep, user: CurrentUser, conn: ConnDep) -> AlertPubli
     return _alert_public(acked, _check(user, conn, alert.project_id))
 
 
-@router.get("/projects/{project_id}/notification-attempts/", operation_id="listAttempts")
+@router.get(
+    "/projects/{project_id}/notification-attempts/", operation_id="listNotificationAttempts"
+)
 def list_attempts(
     project: ProjectDep,
     conn: ConnDep,
