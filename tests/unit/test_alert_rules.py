@@ -17,7 +17,7 @@ from meterhub.alerts.notify import ChannelKind, Due, email_message, retry_delay,
 from meterhub.alerts.rules import Per, RuleKind, check_params, check_remind, check_scope
 from meterhub.errors import InvalidInput
 from meterhub.registry.channels import DeviceType
-from meterhub.times import to_us
+from meterhub.times import from_us, to_us
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -97,6 +97,14 @@ def test_scope_and_reminders() -> None:
 )
 def test_last_full_period(now: str, per: Per, start: str, end: str) -> None:
     assert last_full_period(at(now), per, BERLIN) == (at(start), at(end))
+
+
+def test_hours_are_local_hours() -> None:
+    kolkata = ZoneInfo("Asia/Kolkata")  # UTC+05:30
+    now = to_us(datetime.fromisoformat("2026-11-20T12:04"), kolkata)
+    start, end = last_full_period(now, Per.HOUR, kolkata)
+    assert from_us(end, kolkata).isoformat() == "2026-11-20T12:00:00+05:30"
+    assert end - start == 3_600_000_000
 
 
 @pytest.mark.parametrize(

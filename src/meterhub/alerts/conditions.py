@@ -63,11 +63,13 @@ Evaluate = Callable[[Connection, Rule, int, ZoneInfo], Verdict | None]
 
 
 def last_full_period(now: int, per: Per, zone: ZoneInfo) -> tuple[int, int]:
-    """The last hour (UTC hours) or local day in ``zone`` ended by ``now``, as µs bounds."""
+    """The last local hour or day in ``zone`` ended by ``now``, as µs bounds (an hour is 60
+    minutes from a full local hour, which need not be a full UTC hour: Asia/Kolkata)."""
+    local = from_us(now, zone)
     if per is Per.HOUR:
-        end = now - now % HOUR_US
+        end = to_us(local.replace(minute=0, second=0, microsecond=0), zone)
         return end - HOUR_US, end
-    today = from_us(now, zone).date()
+    today = local.date()
     return local_midnight(today - timedelta(days=1), zone), local_midnight(today, zone)
 
 

@@ -5,8 +5,8 @@ project. Its parameters, by kind (defaults in brackets):
 
 - ``offline``: ``minutes`` — no reading (stored or polled) for longer than that;
 - ``consumption_above``: ``limit`` (register units), ``per`` (``hour`` | ``day``
-  [hour]) — the register rose by more than ``limit`` over the last full hour (UTC) or
-  local day; needs a meter type (or one meter);
+  [hour]) — the register rose by more than ``limit`` over the last full local hour or
+  day; needs a meter type (or one meter);
 - ``night_flow``: ``from`` ["01:00"], ``to`` ["05:00"] (local times of the project),
   ``min_flow`` [0] (units per hour) — a water meter whose register rose faster than
   ``min_flow`` in every step between two readings of the night window: a leak;
