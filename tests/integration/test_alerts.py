@@ -316,6 +316,40 @@ def test_webhook_is_signed_and_retried_with_backoff(engine: Engine, site: Site) 
     assert state == ["delivered"]
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_delivery_gives_up_after_the_last_try(engine: Engine, site: Site) -> None:
+    now = base_time()
+    with webhook_receiver([500, 503, 500]) as receiver:
+        with engine.begin() as conn:
+            create_rule(
+                conn,
+                site.project_id,
+                name="gone",
+                kind="offline",
+                device_id="E1",
+                params={"minutes": 5},
+            )
+            create_channel(conn, site.project_id, kind="webhook", url=receiver.url, secret=SECRET)
+            create_channel(conn, site.project_id, kind="email", addresses=["ops@example.org"])
+        AlertEvaluator(engine).tick(now)
+        deliverer = Deliverer(engine, settings_for(engine, alert_max_attempts=2))
+        for seconds in (0, 2, 60):
+            asyncio.run(deliverer.deliver(now + seconds * 1_000_000))
+    with engine.connect() as conn:
+        states = conn.execute(select(notifications.c.state)).scalars().all()
+        errors = conn.execute(select(notification_attempts.c.error)).scalars().all()
+    assert states == ["failed", "failed"]
+    assert len(receiver.requests) == 2
+    assert sorted(errors, key=str) == sorted(
+        [
+            "HTTP 500",
+            "HTTP 503",
+            *["SMTPException: no SMTP server configured (METERHUB_SMTP_HOST)"] * 2,
+        ],
+        key=str,
+    )
+
+
 def test_a_receiver_that_hangs_does_not_hold_up_evaluation(engine: Engine, site: Site) -> None:
     now = base_time()
     import socket
