@@ -52,7 +52,8 @@ def create_rule(
     remind_after_minutes: object = None,
     enabled: bool = True,
 ) -> Rule:
-    """A new rule of a project; ``InvalidInput`` naming every field that does not fit."""
+    """A new rule of a project; ``InvalidInput`` naming the first field that does not fit
+    (all of its parameters that do not, as ``params.<name>``)."""
     checked_kind = check_kind(kind)
     device_pk, watched_type = _scope(conn, project_id, device_id, device_type)
     values = {
@@ -174,7 +175,7 @@ def create_channel(
     enabled: bool = True,
 ) -> Channel:
     """A new channel: a webhook (``url`` and its signing ``secret``) or e-mail
-    (``addresses``); ``InvalidInput`` naming each field that does not fit."""
+    (``addresses``); ``InvalidInput`` naming the first field that does not fit."""
     if kind not in tuple(ChannelKind):
         raise InvalidInput.field("kind", f"one of {', '.join(ChannelKind)}")
     values: dict[str, Any] = {"project_id": project_id, "kind": kind, "enabled": enabled}
