@@ -41,6 +41,8 @@ def test_alerts_page_rules_channels_and_acknowledgement(
     assert "ops@example.org, night@example.org" in shown
     assert "every electricity meter" in shown
 
+    listed = dashboard.get("/projects").text
+    assert f'<a href="{page}"><span class="badge offline">1</span></a>' in listed
     overview = dashboard.get("/").text
     assert re.search(
         r"1 open alert</strong>:\s*<a href=\"" + page + r"\">Estate \(1\)</a>", overview
