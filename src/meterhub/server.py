@@ -79,6 +79,7 @@ def _serve_workers(
         "scheduler_enabled": False,
         "compact_enabled": False,
         "mqtt_enabled": False,
+        "alerts_enabled": False,
     }
     configs = [  # uvicorn logs through the root logger, so each line names its worker
         _config(

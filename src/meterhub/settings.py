@@ -160,6 +160,40 @@ class Settings(BaseSettings):
         "publishing polls, firing billing tasks and compacting).",
     )
 
+    alerts_enabled: bool = Field(
+        True,
+        description="Evaluate alert rules and deliver their notifications inside "
+        "`meterhub serve` (the leading server).",
+    )
+    alert_interval: float = Field(
+        60.0, gt=0, description="Seconds between two evaluations of every alert rule."
+    )
+    alert_retry_base: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds before the first retry of a failed notification; each further "
+        "retry waits twice as long (up to alert_retry_max).",
+    )
+    alert_retry_max: float = Field(
+        3600.0, gt=0, description="Longest wait, in seconds, between two notification tries."
+    )
+    alert_max_attempts: int = Field(
+        10, ge=1, le=100, description="Tries of a notification before it is given up."
+    )
+    alert_send_timeout: float = Field(
+        10.0, gt=0, description="Seconds a webhook or SMTP server may take for one try."
+    )
+    smtp_host: str | None = Field(
+        None, description="SMTP server of alert e-mails. Unset: e-mail channels fail (logged)."
+    )
+    smtp_port: int = Field(25, ge=1, le=65535, description="Port of the SMTP server.")
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS.")
+    smtp_username: str | None = Field(None, description="SMTP login; unset: no login.")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password.")
+    smtp_from: str = Field(
+        "meterhub@localhost", min_length=3, description="Sender address of alert e-mails."
+    )
+
     @field_validator("database_url")
     @classmethod
     def _normalise_database_url(cls, url: str) -> str:

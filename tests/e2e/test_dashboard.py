@@ -240,7 +240,8 @@ def test_pages_and_the_api_docs_run_under_their_content_security_policy(
     refusals: list[str] = []
     page.on("console", lambda m: refusals.append(m.text) if "Security Policy" in m.text else None)
     meter = site.meters[0]
-    for path in ("/", "/meters", "/projects", "/billing/tasks/new", "/sources", "/nowhere"):
+    alerts = f"/projects/{site.project_id}/alerts"
+    for path in ("/", "/meters", "/projects", alerts, "/billing/tasks/new", "/sources", "/nowhere"):
         page.goto(path)
         page.wait_for_load_state("networkidle")
     page.goto(f"/meters/{meter}")

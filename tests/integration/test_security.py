@@ -18,6 +18,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from meterhub.alerts.evaluator import AlertEvaluator
+from meterhub.alerts.rule_store import create_channel, create_rule
 from meterhub.api.app import create_app
 from meterhub.billing.tariff_store import set_tariff
 from meterhub.billing.tariffs import Tariff
@@ -29,6 +31,7 @@ from meterhub.registry.sources import create_source
 from meterhub.registry.tags import TagSpec
 from meterhub.registry.users import create_user, issue_token, revoke_token
 from meterhub.settings import Settings
+from meterhub.times import now_us
 
 MONTHLY = {"month": "*", "day": "1", "hour": "0", "minute": "0"}
 PUBLIC = {"login", "workers_health"}
@@ -70,6 +73,14 @@ def _build(engine: Engine) -> dict[str, Any]:
         outsider = create_user(conn, "bob", "battery staple", project_ids=[b.id])
         revoked = issue_token(conn, outsider.id)
         revoke_token(conn, revoked)
+        alert_rule = create_rule(
+            conn, a.id, name="A rule", kind="offline", device_id="5001", params={"minutes": 1}
+        )
+        channel = create_channel(
+            conn, a.id, kind="webhook", url="http://127.0.0.1:9/", secret="0123456789abcdef"
+        )
+    AlertEvaluator(engine).tick(now_us() + 5 * 60_000_000)  # 5001, never read: an alert
+    with engine.begin() as conn:
         return {
             "admin": issue_token(conn, admin.id),
             "outsider": issue_token(conn, outsider.id),
@@ -86,8 +97,11 @@ def _build(engine: Engine) -> dict[str, Any]:
                 "device_type": "electricity",
                 "start_date": "2026-1-1",
                 "end_date": "2026-12-31",
+                "rule_id": alert_rule.id,
+                "channel_id": channel.id,
+                "alert_id": 1,
             },
-            "secrets": ["A-estate", "Project A", task.key, "src-a", '"5001"'],
+            "secrets": ["A-estate", "Project A", task.key, "src-a", '"5001"', "A rule"],
         }
 
 
@@ -122,6 +136,9 @@ def _bodies(values: dict[str, Any]) -> dict[str, Any]:
         "createMeter": {"device_id": "x1"},
         "updateMeter": {"enabled": False},
         "createDataSource": {"id": "x"},
+        "createAlertRule": {"name": "x", "kind": "offline", "params": {"minutes": 5}},
+        "updateAlertRule": {"enabled": False},
+        "createAlertChannel": {"kind": "email", "addresses": ["ops@example.org"]},
         "updateDataSource": {"active": False},
         "createTag": {"source_id": "src-a", "id": "src-a.u"},
         "updateTag": {"active": False},

@@ -202,8 +202,8 @@ def test_the_list_shows_each_project_with_its_houses_and_meters(
     assert page.status_code == 200
     assert 'aria-current="page">Projects' in page.text
     assert table(page.text, "projects") == [
-        ["Estate", "Europe/Berlin", "CNY", "2", "4", "Bills Billing tasks"],
-        ["Elsewhere", "Asia/Shanghai", "USD", "1", "1", "Bills Billing tasks"],
+        ["Estate", "Europe/Berlin", "CNY", "2", "4", "0", "Bills Billing tasks"],
+        ["Elsewhere", "Asia/Shanghai", "USD", "1", "1", "0", "Bills Billing tasks"],
     ]
     assert f'href="/projects/{estate.project}/bills"' in page.text
 

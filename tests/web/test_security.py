@@ -24,6 +24,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, MetaData, select
 
+from meterhub.alerts.evaluator import AlertEvaluator
+from meterhub.alerts.rule_store import create_channel, create_rule
+from meterhub.alerts.tables import alerts
 from meterhub.api.app import create_app
 from meterhub.billing.runs import run_task
 from meterhub.billing.tariff_store import set_tariff
@@ -121,6 +124,17 @@ CASES = {
     "GET /sources/{source_id}": Case(Access.ADMIN),
     "POST /sources/{source_id}/{action}": post(Access.ADMIN),
     "POST /sources/tags/{tag_key}/{action}": post(Access.ADMIN),
+    "GET /projects/{project_id}/alerts": Case(Access.OBJECT),
+    "POST /projects/{project_id}/alerts/rules": post(
+        Access.OBJECT, name="Silent", kind="offline", minutes="30"
+    ),
+    "POST /projects/{project_id}/alerts/rules/{rule_id}/delete": post(Access.OBJECT),
+    "POST /projects/{project_id}/alerts/rules/{rule_id}/{switch}": post(Access.OBJECT),
+    "POST /projects/{project_id}/alerts/channels": post(
+        Access.OBJECT, kind="email", addresses="ops@example.org"
+    ),
+    "POST /projects/{project_id}/alerts/channels/{channel_id}/delete": post(Access.OBJECT),
+    "POST /alerts/{alert_id}/ack": post(Access.OBJECT),
 }
 EXCLUDED = {"GET /login", "POST /login"}
 """The login form is where the other routes send visitors (``tests/web/test_login.py``)."""
@@ -181,7 +195,22 @@ def _project(engine: Engine, name: str, meter: str, port: int) -> dict[str, str]
         set_tariff(conn, project.id, DeviceType.ELECTRICITY, Tariff.flat(Decimal("0.5")))
         task = create_task(conn, project.id, f"{name} monthly", DeviceType.ELECTRICITY, MONTHLY)
         run_task(conn, task.key, now - 2 * HOUR)
-    return {"project_id": str(project.id), "device_id": meter, "key": task.key}
+        rule = create_rule(
+            conn, project.id, name=f"{name} rule", kind="offline", params={"minutes": 30}
+        )
+        channel = create_channel(conn, project.id, kind="email", addresses=["ops@example.org"])
+    AlertEvaluator(engine).tick(now)  # the meter, offline for an hour: an alert
+    with engine.connect() as conn:
+        alert = conn.execute(select(alerts.c.id).where(alerts.c.rule_id == rule.id)).scalar_one()
+    return {
+        "project_id": str(project.id),
+        "device_id": meter,
+        "key": task.key,
+        "rule_id": str(rule.id),
+        "channel_id": str(channel.id),
+        "alert_id": str(alert),
+        "switch": "disable",
+    }
 
 
 def _site(engine: Engine) -> Site:
@@ -191,7 +220,14 @@ def _site(engine: Engine) -> Site:
         create_source(conn, "src-b", "Source B", tag_specs=[TagSpec("src-b.t")])
         create_model(conn, {**tomllib.loads(MODEL_FILE), "name": "spare"})
     source = {"source_id": "src-b", "tag_key": "src-b.t", "action": "deactivate", "name": "spare"}
-    secrets = ("Project Bravo", "Bravo-street", "77002", "Bravo monthly", theirs["key"])
+    secrets = (
+        "Project Bravo",
+        "Bravo-street",
+        "77002",
+        "Bravo monthly",
+        theirs["key"],
+        "Bravo rule",
+    )
     return Site({**ours, **source}, {**theirs, **source}, secrets)
 
 
@@ -243,7 +279,10 @@ def world(shared_database: str) -> Iterator[World]:
     tables = MetaData()
     tables.reflect(engine)
     settings = Settings(
-        database_url=shared_database, collector_enabled=False, scheduler_enabled=False
+        database_url=shared_database,
+        collector_enabled=False,
+        scheduler_enabled=False,
+        alerts_enabled=False,  # refused requests change nothing: no evaluator writing either
     )
     with Dashboard(create_app(settings), follow_redirects=False) as admin:
         log_in(admin, "root", "correct horse")

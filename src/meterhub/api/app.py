@@ -10,7 +10,10 @@ from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from meterhub.alerts.evaluator import AlertEvaluator
+from meterhub.alerts.notify import Deliverer
 from meterhub.api import (
+    alerts,
     auth,
     counter,
     meter_models,
@@ -85,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sources.router, dependencies=[Depends(admin_user)])
     # routers whose routes check the user (and its projects) themselves
     for router in (
+        alerts.router,
         auth.router,
         meters.router,
         meter_models.router,
@@ -101,11 +105,17 @@ def create_app(settings: Settings) -> FastAPI:
 
 def _leader_duties(settings: Settings, engine: Engine) -> Duties | None:
     """What the leading server does (``leadership``): fire billing tasks, compact, subscribe
-    to the brokers of MQTT sources, and with a Celery broker publish the polling tasks (and
-    send billing runs out in chunks); ``None`` for a server that does none of it
-    (``--workers`` beyond the first), which never leads."""
+    to the brokers of MQTT sources, evaluate alert rules and deliver their notifications,
+    and with a Celery broker publish the polling tasks (and send billing runs out in
+    chunks); ``None`` for a server that does none of it (``--workers`` beyond the first),
+    which never leads."""
     publishing = settings.broker_url is not None and settings.collector_enabled
-    enabled = (settings.scheduler_enabled, settings.compact_enabled, settings.mqtt_enabled)
+    enabled = (
+        settings.scheduler_enabled,
+        settings.compact_enabled,
+        settings.mqtt_enabled,
+        settings.alerts_enabled,
+    )
     if not (any(enabled) or publishing):
         return None
 
@@ -135,6 +145,9 @@ def _leader_duties(settings: Settings, engine: Engine) -> Duties | None:
             jobs.append(compactor.run(done))
         if settings.mqtt_enabled:
             jobs.append(Supervisor(engine, settings).run(done))
+        if settings.alerts_enabled:
+            jobs.append(AlertEvaluator(engine, interval=settings.alert_interval).run(done))
+            jobs.append(Deliverer(engine, settings).run(done))
         if send_shard is not None and publishing:
             jobs.append(Publisher(settings, engine, send_shard).run(done))
         await asyncio.gather(*jobs)

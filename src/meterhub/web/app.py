@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meterhub.web import (
+    alerts,
     billing_tasks,
     login,
     meter_detail,
@@ -35,6 +36,7 @@ PAGES = (
     projects,
     task_form,
     billing_tasks,
+    alerts,
 )
 
 

@@ -1,6 +1,6 @@
-"""One meter: its facts and current values, and charts of its channels' history, its daily
-consumption and its poll health, fed by JSON endpoints that the page polls by itself (feeds:
-their errors, a lost session too, answer JSON; see ``web.routing``).
+"""One meter: its open alerts, its facts and current values, and charts of its channels'
+history, its daily consumption and its poll health, fed by JSON endpoints that the page
+polls by itself (feeds: their errors, a lost session too, answer JSON; see ``web.routing``).
 
 Times are shown in the zone of the meter's project (when it is in a house), else the
 server's. ``from`` and ``to`` take µs since the epoch or ISO 8601 (naive: in that zone).
@@ -16,6 +16,7 @@ from fastapi import Depends, Query, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import Connection
 
+from meterhub.alerts.history import AlertFilter, AlertRecord, AlertState, page_alerts
 from meterhub.api.deps import ReadConnDep, SettingsDep
 from meterhub.api.meters import check_meter
 from meterhub.collector.meter_view import meter_view
@@ -50,6 +51,7 @@ DEFAULT_RANGE = "day"
 SERIES_POINTS = 1000
 HEALTH_BUCKETS = 120
 FAILURES_SHOWN = 20
+ALERTS_SHOWN = 100
 LOCAL_MINUTE = "%Y-%m-%dT%H:%M"
 """The value format of ``<input type="datetime-local">``."""
 
@@ -175,6 +177,7 @@ def meter_page(
         "preset": None if custom else preset,
         "custom": _range_inputs(period, meter.zone),
         "config": _chart_config(request, meter, None if custom else RANGES[preset][1], period),
+        "alerts": _open_alerts(conn, viewer.user.visible_projects, meter),
     }
     return render(request, "meter.html", viewer, context)
 
@@ -259,6 +262,14 @@ def meter_health(
         mean_ms=[b.mean_ms for b in buckets],
         max_ms=[b.max_ms for b in buckets],
     )
+
+
+def _open_alerts(
+    conn: Connection, projects: frozenset[int] | None, meter: Meter
+) -> list[AlertRecord]:
+    """The meter's open alerts (of the projects the viewer sees)."""
+    where = AlertFilter(projects, device_pk=meter.device.pk, state=AlertState.OPEN)
+    return page_alerts(conn, where, offset=0, limit=ALERTS_SHOWN)[1]
 
 
 def _range_inputs(period: Span | None, zone: ZoneInfo) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""Project pages: the projects list, one project (houses, residents, meters, tariffs) and its
-bills (filtered, paginated, totalled per period, downloadable as CSV)."""
+"""Project pages: the projects list (with open alerts), one project (houses, residents,
+meters, tariffs) and its bills (filtered, paginated, totalled per period, downloadable as
+CSV)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import Engine
 
+from meterhub.alerts.history import open_counts
 from meterhub.api.deps import ConnDep, EngineDep, visible_project
 from meterhub.api.scheduler import WM_TYPES
 from meterhub.billing.history import (
@@ -98,7 +100,8 @@ BillQueryDep = Annotated[BillQuery, Depends()]
 def projects_page(
     request: Request, viewer: ViewerDep, conn: ConnDep, page: int = 1, size: int = 25
 ) -> Response:
-    """The projects the viewer may see, with how many houses and meters each has."""
+    """The projects the viewer may see, with how many houses, meters and open alerts each
+    has."""
     only = viewer.user.visible_projects
     pager, found = paged(
         request.url,
@@ -106,8 +109,14 @@ def projects_page(
         size,
         lambda offset, limit: list_projects(conn, only, offset=offset, limit=limit),
     )
-    sizes = project_sizes(conn, [project.id for project in found])
-    context = {"projects": found, "sizes": sizes, "pager": pager}
+    ids = [project.id for project in found]
+    alerting = {row.project_id: row.open for row in open_counts(conn, ids)}
+    context = {
+        "projects": found,
+        "sizes": project_sizes(conn, ids),
+        "alerting": alerting,
+        "pager": pager,
+    }
     return render(request, "projects.html", viewer, context)
 
 

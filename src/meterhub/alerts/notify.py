@@ -1,0 +1,326 @@
+"""Notifications: an outbox that evaluation fills, and the worker that delivers it.
+
+Evaluation only inserts ``notifications`` rows (in its own transaction), so a receiver
+that is slow or down never holds it up. The delivery worker takes the due rows, sends each
+(webhooks concurrently, e-mails through the standard library's ``smtplib`` in threads:
+no extra dependency, and a blocking send is confined to its thread), logs every attempt
+with its outcome, and retries a failure after ``alert_retry_base`` seconds, doubling each
+time (up to ``alert_retry_max``), until a 2xx / an accepted e-mail or
+``alert_max_attempts`` tries.
+
+A webhook is a ``POST`` of the JSON body with ``X-Meterhub-Signature: sha256=<hex>``, the
+HMAC-SHA256 of the exact body bytes under the channel's secret, plus
+``X-Meterhub-Timestamp`` (Unix seconds of the try), ``X-Meterhub-Event`` and
+``X-Meterhub-Delivery`` (the notification's id, the same on each retry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import smtplib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC
+from email.message import EmailMessage
+from enum import StrEnum
+from typing import Any
+
+import httpx
+from sqlalchemy import Connection, Engine, exists, insert, select, update
+
+from meterhub.aio import wait_for_event
+from meterhub.alerts.batches import in_batches
+from meterhub.alerts.tables import alert_channels, alert_rules, alerts, notification_attempts
+from meterhub.alerts.tables import notifications as outbox
+from meterhub.settings import Settings
+from meterhub.times import iso, now_us
+
+log = logging.getLogger("meterhub.alerts")
+
+SIGNATURE_HEADER = "X-Meterhub-Signature"
+TIMESTAMP_HEADER = "X-Meterhub-Timestamp"
+DELIVERY_BATCH = 200
+"""Notifications one delivery pass sends at most."""
+
+
+class Event(StrEnum):
+    FIRED = "fired"
+    REMINDER = "reminder"
+    RESOLVED = "resolved"
+
+
+class Delivery(StrEnum):
+    """A notification's state in the outbox."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class ChannelKind(StrEnum):
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header's value: ``sha256=`` and the hex HMAC-SHA256 of ``body``."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def retry_delay(attempts: int, base: float, cap: float) -> float:
+    """Seconds before the next try after ``attempts`` failed ones: base, 2 x base, ..."""
+    return float(min(cap, base * 2 ** min(attempts - 1, 60)))
+
+
+# --- the outbox ---------------------------------------------------------------------------
+
+
+def enqueue(conn: Connection, alert_ids: Sequence[int], event: Event, now: int) -> int:
+    """Queue ``event`` of each alert for every enabled channel of its project; the number
+    of notifications queued."""
+    queued = 0
+    for batch in in_batches(alert_ids):
+        query = (
+            select(alerts, alert_rules.c.name, alert_rules.c.kind, alert_channels.c.id.label("ch"))
+            .join(alert_rules, alert_rules.c.id == alerts.c.rule_id)
+            .join(alert_channels, alert_channels.c.project_id == alerts.c.project_id)
+            .where(alerts.c.id.in_(batch), alert_channels.c.enabled.is_(True))
+        )
+        rows = [
+            {
+                "alert_id": row.id,
+                "channel_id": row.ch,
+                "event": event.value,
+                "body": json.dumps(alert_body(row, event), ensure_ascii=False),
+                "state": Delivery.PENDING.value,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "created_at": now,
+            }
+            for row in conn.execute(query)
+        ]
+        if rows:
+            conn.execute(insert(outbox), rows)
+        queued += len(rows)
+    return queued
+
+
+def alert_body(row: Any, event: Event) -> dict[str, Any]:
+    """What a notification says of an alert row (joined to its rule's name and kind);
+    times as ISO 8601 in UTC, the condition's ``detail`` as found (its times in µs)."""
+    return {
+        "event": event.value,
+        "project_id": row.project_id,
+        "rule": {"id": row.rule_id, "name": row.name, "kind": row.kind},
+        "alert": {
+            "id": row.id,
+            "device_id": row.device_id,
+            "fired_at": _utc(row.fired_at),
+            "acknowledged_at": _utc(row.acknowledged_at),
+            "acknowledged_by": row.acknowledged_by,
+            "resolved_at": _utc(row.resolved_at),
+            "detail": json.loads(row.detail),
+        },
+    }
+
+
+def _utc(us: int | None) -> str | None:
+    return None if us is None else iso(us, UTC)
+
+
+# --- delivery -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    ok: bool
+    duration_ms: float
+    status_code: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A notification to send, with its channel."""
+
+    id: int
+    event: str
+    body: str
+    attempts: int
+    kind: ChannelKind
+    url: str | None
+    secret: str | None
+    addresses: list[str]
+
+
+class Deliverer:
+    """Sends due notifications; ``deliver`` is one pass, ``run`` repeats it until stopped."""
+
+    def __init__(self, engine: Engine, settings: Settings, *, interval: float = 1.0) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._interval = interval
+
+    async def deliver(self, now: int | None = None) -> int:
+        """Send every notification due by ``now`` (at most ``DELIVERY_BATCH``); how many."""
+        now = now_us() if now is None else now
+        due = await asyncio.to_thread(self._claim, now)
+        if not due:
+            return 0
+        timeout = self._settings.alert_send_timeout
+        async with httpx.AsyncClient(timeout=timeout, trust_env=False) as client:
+            outcomes = await asyncio.gather(*(self._send(client, item) for item in due))
+        await asyncio.to_thread(self._record, now, due, outcomes)
+        return len(due)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver every ``interval`` seconds until ``stop``; a failing pass is logged."""
+        while not stop.is_set():
+            try:
+                await self.deliver()
+            except Exception:
+                log.exception("notification delivery failed; retrying")
+            await wait_for_event(stop, self._interval)
+
+    def _claim(self, now: int) -> list[Due]:
+        """The due notifications, each put off by the longest a try may take, so that no
+        other pass sends it meanwhile. Those of one alert and channel go out in order: one
+        waits while an earlier one is pending (a resolution never overtakes its firing)."""
+        lease = now + round(3 * self._settings.alert_send_timeout * 1e6)
+        earlier = outbox.alias("earlier")
+        waiting = exists().where(
+            earlier.c.alert_id == outbox.c.alert_id,
+            earlier.c.channel_id == outbox.c.channel_id,
+            earlier.c.state == Delivery.PENDING.value,
+            earlier.c.id < outbox.c.id,
+        )
+        channel = alert_channels.c
+        query = (
+            select(outbox, channel.kind, channel.url, channel.secret, channel.addresses)
+            .join(alert_channels, channel.id == outbox.c.channel_id)
+            .where(outbox.c.state == Delivery.PENDING.value, outbox.c.next_attempt_at <= now)
+            .where(~waiting)
+            .order_by(outbox.c.next_attempt_at, outbox.c.id)
+            .limit(DELIVERY_BATCH)
+        )
+        with self._engine.begin() as conn:
+            rows = conn.execute(query).all()
+            taken = [row.id for row in rows]
+            if taken:
+                claim = update(outbox).where(outbox.c.id.in_(taken)).values(next_attempt_at=lease)
+                conn.execute(claim)
+        return [
+            Due(
+                row.id,
+                row.event,
+                row.body,
+                row.attempts,
+                ChannelKind(row.kind),
+                row.url,
+                row.secret,
+                json.loads(row.addresses or "[]"),
+            )
+            for row in rows
+        ]
+
+    async def _send(self, client: httpx.AsyncClient, item: Due) -> Outcome:
+        started = time.perf_counter()
+        try:
+            if item.kind is ChannelKind.WEBHOOK:
+                status = await _post(client, item)
+            else:
+                status = None
+                await asyncio.to_thread(self._mail, item)
+        except (httpx.HTTPError, OSError, smtplib.SMTPException) as exc:
+            took = (time.perf_counter() - started) * 1000
+            return Outcome(False, took, error=f"{type(exc).__name__}: {exc}"[:1000])
+        took = (time.perf_counter() - started) * 1000
+        if status is not None and not 200 <= status < 300:
+            return Outcome(False, took, status, f"HTTP {status}")
+        return Outcome(True, took, status)
+
+    def _mail(self, item: Due) -> None:
+        settings = self._settings
+        if settings.smtp_host is None:
+            raise smtplib.SMTPException("no SMTP server configured (METERHUB_SMTP_HOST)")
+        message = email_message(item, settings.smtp_from)
+        timeout = settings.alert_send_timeout
+        with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout) as smtp:
+            if settings.smtp_starttls:
+                smtp.starttls()
+            if settings.smtp_username is not None and settings.smtp_password is not None:
+                smtp.login(settings.smtp_username, settings.smtp_password.get_secret_value())
+            smtp.send_message(message)
+
+    def _record(self, now: int, due: list[Due], outcomes: Sequence[Outcome]) -> None:
+        settings = self._settings
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(notification_attempts),
+                [
+                    {
+                        "notification_id": item.id,
+                        "attempted_at": now,
+                        "duration_ms": outcome.duration_ms,
+                        "ok": outcome.ok,
+                        "status_code": outcome.status_code,
+                        "error": outcome.error,
+                    }
+                    for item, outcome in zip(due, outcomes, strict=True)
+                ],
+            )
+            for item, outcome in zip(due, outcomes, strict=True):
+                attempts = item.attempts + 1
+                values: dict[str, Any] = {"attempts": attempts}
+                if outcome.ok:
+                    values |= {"state": Delivery.DELIVERED.value, "delivered_at": now}
+                elif attempts >= settings.alert_max_attempts:
+                    values |= {"state": Delivery.FAILED.value}
+                    log.warning("notification %d given up after %d tries", item.id, attempts)
+                else:
+                    wait = retry_delay(
+                        attempts, settings.alert_retry_base, settings.alert_retry_max
+                    )
+                    values |= {"next_attempt_at": now + round(wait * 1e6)}
+                conn.execute(update(outbox).where(outbox.c.id == item.id).values(**values))
+
+
+async def _post(client: httpx.AsyncClient, item: Due) -> int:
+    body = item.body.encode()
+    headers = {
+        "Content-Type": "application/json",
+        SIGNATURE_HEADER: sign(item.secret or "", body),
+        TIMESTAMP_HEADER: str(int(time.time())),
+        "X-Meterhub-Event": item.event,
+        "X-Meterhub-Delivery": str(item.id),
+    }
+    answer = await client.post(item.url or "", content=body, headers=headers)
+    return answer.status_code
+
+
+def email_message(item: Due, sender: str) -> EmailMessage:
+    """The e-mail of a notification: a subject saying what happened, the facts as text,
+    and the JSON body."""
+    body = json.loads(item.body)
+    alert, rule = body["alert"], body["rule"]
+    message = EmailMessage()
+    message["Subject"] = (
+        f"[meterhub] {item.event.upper()}: {rule['name']} on meter {alert['device_id']}"
+    )
+    message["From"] = sender
+    message["To"] = ", ".join(item.addresses)
+    lines = [
+        f"Rule: {rule['name']} ({rule['kind']})",
+        f"Meter: {alert['device_id']}",
+        f"Fired at: {alert['fired_at']}",
+        *([f"Resolved at: {alert['resolved_at']}"] if alert["resolved_at"] else []),
+        "",
+        json.dumps(body, indent=2, ensure_ascii=False),
+    ]
+    message.set_content("\n".join(lines))
+    return message
