@@ -57,9 +57,10 @@ class GatewayPool:
         self._gateways.clear()
 
     async def _take(self, address: Address) -> Gateway:
-        while address not in self._gateways and self._make_room():
+        if address not in self._gateways and self._make_room():
             await asyncio.sleep(0)  # a closed transport lets go of its socket a loop turn later
-        gateway = self._gateways.get(address)  # kept by another poll meanwhile, perhaps
+            return await self._take(address)  # other polls may have taken gateways meanwhile
+        gateway = self._gateways.get(address)
         if gateway is not None:
             self._gateways.move_to_end(address)
             return gateway
