@@ -76,6 +76,13 @@ class Window:
             "to": _clock(self.end),
         }
 
+    @property
+    def label(self) -> str:
+        """``weekdays 22:00-08:00``, ``Mon, Sat 00:00-24:00``."""
+        named = [name for name, days in DAY_SETS.items() if days == self.days]
+        days = named[0] if named else ", ".join(WEEKDAY_NAMES[d - 1][:3] for d in self.days)
+        return f"{days} {_clock(self.start)}-{_clock(self.end)}"
+
 
 @dataclass(frozen=True, slots=True)
 class Period:
