@@ -39,6 +39,9 @@ from meterhub.storage.series import drops, near
 from meterhub.times import now_us, parse_iso
 
 REGISTER_CHANNEL = {DeviceType.ELECTRICITY: "kW", DeviceType.WATER: "V"}
+NEAR_PAIRS = 200_000
+"""Instants one ``near`` reads: a flat run's 100,000 devices in one, a monthly time-of-use
+run's (~50 boundaries per device) in a few, so what one holds stays bounded."""
 
 _TARGETS = text("""
 WITH d AS (
@@ -233,7 +236,7 @@ def _add_stretches(
 
 def _add_neighbours(conn: Connection, targets: list[dict[str, Any]], end: int) -> None:
     """Give each target with readings the readings around each boundary of its period: its
-    start, each stretch's end (time-of-use), its end; all in one ``near``."""
+    start, each stretch's end (time-of-use), its end; ``NEAR_PAIRS`` at a time."""
     billable = [t for t in targets if t["start_ts"] is not None]
     instants = [
         [t["start_ts"], *(s.end for s in t["stretches"])]
@@ -241,8 +244,13 @@ def _add_neighbours(conn: Connection, targets: list[dict[str, Any]], end: int) -
         else [t["start_ts"], end]
         for t in billable
     ]
-    pairs = zip(billable, instants, strict=True)
-    sides = near(conn, [(t["tag_id"], ts) for t, at in pairs for ts in at])
+    at_instants = zip(billable, instants, strict=True)
+    pairs = [(t["tag_id"], ts) for t, at in at_instants for ts in at]
+    sides = [
+        side
+        for first in range(0, len(pairs), NEAR_PAIRS)
+        for side in near(conn, pairs[first : first + NEAR_PAIRS])
+    ]
     first = 0
     for target, at in zip(billable, instants, strict=True):
         target["sides"] = sides[first : first + len(at)]
