@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
+from meterhub.billing.chunked import run_chunk, start_run
 from meterhub.billing.history import BillFilter, csv_text, iter_bills
 from meterhub.billing.runs import bill_devices, run_task
 from meterhub.billing.tables import bill_items, billing_runs, bills
@@ -361,3 +362,57 @@ def test_api_takes_a_tou_tariff_and_names_bad_fields(api: TestClient) -> None:
     assert set(answer.json()["errors"]) == {"periods"}  # 22:00-23:00 is in no period
     answer = put(api, {**tariff_json(), "price": "1"})
     assert set(answer.json()["errors"]) == {"price"}
+
+
+def test_chunked_runs_bill_time_of_use_alike(engine: Engine) -> None:
+    readings = day(("00:00", 100.0, GOOD), ("08:00", 108.0, GOOD), ("22:00", 150.0, GOOD))
+    rest = [*readings, (MARCH_3, 151.5, GOOD)]
+    key = estate(engine, {"E1": rest, "E2": rest})
+    with engine.begin() as conn:
+        started = start_run(conn, key, us(MARCH_3), 1)
+    assert started is not None
+    run_id, chunks = started
+    for chunk in [*chunks, chunks[0]]:  # the first chunk sent twice
+        with engine.begin() as conn:
+            run_chunk(conn, run_id, chunk)
+    for device_id in ("E1", "E2"):
+        bill, items = bill_of(engine, device_id)
+        assert bill["charge"] == Decimal("42.40")
+        assert [i["period"] for i in items] == ["peak", "valley"]
+
+
+def test_bills_api_shows_items(api: TestClient, engine: Engine) -> None:
+    readings = day(("00:00", 100.0, GOOD), ("08:00", 108.0, GOOD), ("22:00", 150.0, GOOD))
+    key = estate(engine, {"E1": [*readings, (MARCH_3, 151.5, GOOD)]})
+    with engine.begin() as conn:
+        run_task(conn, key, us(MARCH_3))
+        project_id = conn.execute(select(bills.c.project_id)).scalar_one()
+    page = api.get("/api/v1/scheduler/history/", params={"project_id": project_id})
+    assert page.status_code == 200, page.text
+    [bill] = page.json()["data"]["results"]
+    assert bill["charge"] == "42.40"
+    assert bill["items"] == [
+        {
+            "period": "peak",
+            "start_reading": "108.000",
+            "end_reading": "150.000",
+            "consumption": "42.000",
+            "price": "0.80",
+            "charge": "33.60",
+            "estimated": False,
+            "note": None,
+        },
+        {
+            "period": "valley",
+            "start_reading": "100.000",
+            "end_reading": "151.500",
+            "consumption": "9.500",
+            "price": "0.40",
+            "charge": "3.80",
+            "estimated": False,
+            "note": None,
+        },
+    ]
+    dates = {"project_id": project_id, "start_date": "2026-3-1", "end_date": "2026-3-3"}
+    [dated] = api.get("/api/v1/scheduler/history/time/", params=dates).json()["data"]
+    assert dated["items"] == bill["items"]
