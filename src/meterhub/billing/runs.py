@@ -2,7 +2,9 @@
 
 The period of a device runs from its previous bill's end (or its first reading) to the
 run's scheduled time. Registers at both ends are interpolated between neighbouring
-readings; the tariff prices the consumption. Everything is read with a few set-based
+readings; the tariff prices the consumption. A time-of-use tariff also reads the register
+at each period boundary inside the period, and its bill's items (``tou_items``) are written
+beside the bill, keyed by (bill, period). Everything is read with a few set-based
 queries (index seeks per device, no query per device) and written in the caller's
 transaction. Exactly once: a run is claimed by a unique (task, scheduled time) row and a
 bill by a unique (task, device, period end), so a repeated run, a second scheduler or a

@@ -130,15 +130,8 @@ class TouTariff:
         """The stretches of ``[start, end)`` (µs) in each period, in order, in ``zone``."""
         if not self.changes:
             return [Stretch(start, end, 0)]
-        first = from_us(start, zone).date() - timedelta(days=7)
-        last = from_us(end, zone).date()
-        instants = [
-            (local_instant(day, minute % DAY_MINUTES, zone), period)
-            for offset in range((last - first).days + 1)
-            for day in [first + timedelta(days=offset)]
-            for minute, period in self.changes
-            if minute // DAY_MINUTES == day.weekday()
-        ]
+        week_before = from_us(start, zone).date() - timedelta(days=7)  # holds a change
+        instants = self._instants(week_before, from_us(end, zone).date(), zone)
         found: list[Stretch] = []
         at, current = start, instants[0][1]
         for instant, period in instants:
@@ -148,6 +141,16 @@ class TouTariff:
                 found.append(Stretch(at, instant, current))
                 at, current = instant, period
         found.append(Stretch(at, end, current))
+        return found
+
+    def _instants(self, first: date, last: date, zone: tzinfo) -> list[tuple[int, int]]:
+        """(µs, period) of each change of period on the days ``first`` to ``last``."""
+        found = []
+        for offset in range((last - first).days + 1):
+            day = first + timedelta(days=offset)
+            for minute, period in self.changes:
+                if minute // DAY_MINUTES == day.weekday():
+                    found.append((local_instant(day, minute % DAY_MINUTES, zone), period))
         return found
 
     def amounts(self, consumption: Sequence[Decimal]) -> tuple[list[Decimal], Decimal, Decimal]:
