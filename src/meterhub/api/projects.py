@@ -160,8 +160,6 @@ class WindowSet(Strict):
     """From ``from`` to ``to`` (HH:MM, project time) on each of ``days``; ``to <= from``
     wraps past midnight into the next day."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
     days: DaysText = "all"
     start: str = Field(alias="from", examples=["08:00"])
     end: str = Field(alias="to", examples=["22:00"])
