@@ -10,8 +10,10 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from meterhub.billing.tariffs import Tariff
-from meterhub.billing.tou import TouTariff, local_instant, parse_tariff
+from meterhub.billing.tou import Stretch, TouTariff, local_instant, parse_tariff
+from meterhub.billing.tou_items import tou_bill
 from meterhub.errors import InvalidInput
+from meterhub.storage import Point
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR = 3_600_000_000
@@ -188,3 +190,29 @@ def test_amounts_add_period_prices_tier_surcharges_and_fixed_charge_rounded_once
     assert each == [Decimal("120.10000"), Decimal("40.00160")]
     assert surcharge == Decimal("2.50645")
     assert charge == Decimal("167.61")  # 167.60805 + 5 -> half-up once
+
+
+def test_a_boundary_before_the_first_reading_is_held_from_the_next() -> None:
+    utc = ZoneInfo("UTC")
+    stretches = [Stretch(0, 10 * HOUR, 1), Stretch(10 * HOUR, 20 * HOUR, 0)]
+    sides = [
+        (None, Point(1, 5 * HOUR, 105.0)),
+        (Point(1, 5 * HOUR, 105.0), Point(1, 15 * HOUR, 115.0)),
+        (Point(1, 15 * HOUR, 115.0), Point(1, 25 * HOUR, 125.0)),
+    ]
+    bill = tou_bill(all_days(), stretches, sides, [], utc)
+    # valley 105 (held) -> 110 = 5 * 0.40; peak 110 -> 120 = 10 * 0.80
+    assert [(i.period, i.consumption, i.charge, i.estimated) for i in bill.items] == [
+        ("peak", Decimal("10.000"), Decimal("8.00"), False),
+        ("valley", Decimal("5.000"), Decimal("2.00"), True),
+    ]
+    assert bill.items[1].note == (
+        "no reading before 1970-01-01T00:00:00+00:00: held from the next, at "
+        "1970-01-01T05:00:00+00:00"
+    )
+    assert (bill.start, bill.end, bill.charge, bill.estimated) == (
+        Decimal("105.000"),
+        Decimal("120.000"),
+        Decimal("10.00"),
+        True,
+    )
