@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, delete, insert, update
 
-from meterhub.billing.history import BillFilter, csv_text, iter_bills
+from meterhub.billing.history import ITEM_COLUMNS, BillFilter, csv_text, iter_bills
 from meterhub.billing.tariff_store import set_tariff
 from meterhub.billing.tariffs import Tariff
 from meterhub.registry.channels import DeviceType
@@ -605,6 +605,7 @@ def test_csv_export_equals_history_by_date(api: TestClient, billed: dict[str, in
         "currency",
         "estimated",
         "created_at",
+        *ITEM_COLUMNS,
     ]
     exported = list(reader)
     kinds = {0: "electricity", 1: "water"}

@@ -20,6 +20,7 @@ from meterhub.api.deps import AdminUser, ConnDep, CurrentUser, ProjectDep
 from meterhub.api.pagination import NumberedPage, Page, PageSize, offset, paging
 from meterhub.billing import project_removal, tariff_store
 from meterhub.billing.tariffs import Tariff
+from meterhub.billing.tou import DAY_SETS, MAX_PERIODS, AnyTariff, TouTariff
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry import projects as registry
 from meterhub.registry.channels import DeviceType
@@ -141,8 +142,39 @@ class TierSet(Strict):
     price: DecimalText
 
 
+DaysText = Annotated[
+    object,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"enum": list(DAY_SETS)},
+                {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": 7}},
+            ],
+            "description": "all, weekdays, weekends, or ISO weekdays (1 Monday .. 7 Sunday).",
+        }
+    ),
+]
+
+
+class WindowSet(Strict):
+    """From ``from`` to ``to`` (HH:MM, project time) on each of ``days``; ``to <= from``
+    wraps past midnight into the next day."""
+
+    days: DaysText = "all"
+    start: str = Field(alias="from", examples=["08:00"])
+    end: str = Field(alias="to", examples=["22:00"])
+
+
+class PeriodSet(Strict):
+    name: str = Field(examples=["peak"])
+    price: DecimalText
+    windows: list[WindowSet] = Field(max_length=50)
+
+
 class TariffSet(Strict):
-    """Either ``price`` (flat) or ``tiers`` (阶梯), plus an optional fixed charge per bill."""
+    """Either ``price`` (flat) or ``tiers`` (阶梯), plus an optional fixed charge per bill; or a
+    time-of-use tariff (峰谷, ``kind`` ``tou``): ``periods`` priced apart, optional ``tiers``
+    adding a surcharge per unit of the bill's total above each bound, and a fixed charge."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -152,16 +184,44 @@ class TariffSet(Strict):
                     "fixed_charge": "5.00",
                 },
                 {"price": "3.20"},
+                {
+                    "kind": "tou",
+                    "periods": [
+                        {
+                            "name": "peak",
+                            "price": "0.80",
+                            "windows": [{"days": "weekdays", "from": "08:00", "to": "22:00"}],
+                        },
+                        {
+                            "name": "valley",
+                            "price": "0.40",
+                            "windows": [
+                                {"days": "weekdays", "from": "22:00", "to": "08:00"},
+                                {"days": "weekends", "from": "08:00", "to": "22:00"},
+                                {"days": "weekends", "from": "22:00", "to": "08:00"},
+                            ],
+                        },
+                    ],
+                    "tiers": [{"up_to": "200", "price": "0"}, {"up_to": None, "price": "0.05"}],
+                    "fixed_charge": "5.00",
+                },
             ]
         }
     )
 
+    kind: Literal["tiered", "tou"] = "tiered"
     tiers: list[TierSet] | None = Field(None, max_length=100)
     price: DecimalText | None = None
+    periods: list[PeriodSet] | None = Field(None, max_length=MAX_PERIODS)
     fixed_charge: DecimalText = "0"
 
-    def tariff(self) -> Tariff:
-        """The tariff; ``InvalidInput`` naming ``price``, ``tiers[i].*`` or ``fixed_charge``."""
+    def tariff(self) -> AnyTariff:
+        """The tariff; ``InvalidInput`` naming the bad field (``price``, ``tiers[i].*``,
+        ``periods[i].windows[j].from``, ``fixed_charge``, ...)."""
+        if self.kind == "tou":
+            return self._tou()
+        if self.periods is not None:
+            raise InvalidInput.field("periods", 'only time-of-use tariffs (kind "tou") have them')
         if self.tiers is not None and self.price is not None:
             raise InvalidInput.field("price", "give either a flat price or tiers, not both")
         if self.tiers is not None:
@@ -176,16 +236,49 @@ class TariffSet(Strict):
             errors = exc.errors.items()
             raise InvalidInput({"price" if "tiers" in f else f: m for f, m in errors}) from None
 
+    def _tou(self) -> TouTariff:
+        if self.price is not None:
+            raise InvalidInput.field("price", "a time-of-use tariff prices each period instead")
+        if self.periods is None:
+            raise InvalidInput.field("periods", "a time-of-use tariff needs its periods")
+        return TouTariff.from_json(
+            {
+                "periods": [period.model_dump(by_alias=True) for period in self.periods],
+                "tiers": [tier.model_dump() for tier in self.tiers or []],
+                "fixed_charge": self.fixed_charge,
+            }
+        )
+
 
 class TierPublic(BaseModel):
     up_to: str | None
     price: str
 
 
+class WindowPublic(BaseModel):
+    days: str | list[int]
+    start: str = Field(serialization_alias="from")
+    end: str = Field(serialization_alias="to")
+
+
+class PeriodPublic(BaseModel):
+    name: str
+    price: str
+    windows: list[WindowPublic]
+
+
 class TariffPublic(BaseModel):
     device_type: DeviceType
     water_kind: str | None = Field(description="tap or purified; null for electricity.")
-    tiers: list[TierPublic]
+    kind: Literal["tiered", "tou"] = Field(
+        "tiered", exclude_if=lambda kind: kind == "tiered", description="Shown for tou only."
+    )
+    tiers: list[TierPublic] = Field(
+        description="Tiered: the prices. Time-of-use: surcharges on the total (maybe none)."
+    )
+    periods: list[PeriodPublic] | None = Field(
+        None, exclude_if=lambda periods: periods is None, description="Time-of-use only."
+    )
     fixed_charge: str
 
 
@@ -230,12 +323,26 @@ def _device_public(device: registry.HouseDevice) -> HouseDevicePublic:
     )
 
 
-def _tariff_public(device_type: DeviceType, water_kind: str, tariff: Tariff) -> TariffPublic:
+def _tariff_public(device_type: DeviceType, water_kind: str, tariff: AnyTariff) -> TariffPublic:
     data = tariff.to_json()
+    periods = data.get("periods")
     return TariffPublic(
         device_type=device_type,
         water_kind=water_kind or None,
+        kind=data.get("kind", "tiered"),
         tiers=[TierPublic(**tier) for tier in data["tiers"]],
+        periods=None
+        if periods is None
+        else [
+            PeriodPublic(
+                name=p["name"],
+                price=p["price"],
+                windows=[
+                    WindowPublic(days=w["days"], start=w["from"], end=w["to"]) for w in p["windows"]
+                ],
+            )
+            for p in periods
+        ],
         fixed_charge=data["fixed_charge"],
     )
 

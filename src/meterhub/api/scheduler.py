@@ -202,6 +202,19 @@ class TaskPreview(BaseModel):
     fires: list[str] = Field(description=f"The next {PREVIEW_FIRES} fire times.")
 
 
+class BillItemPublic(BaseModel):
+    """One period of a time-of-use bill."""
+
+    period: str
+    start_reading: str = Field(description="The register at the period's first instant.")
+    end_reading: str = Field(description="The register at the period's last instant.")
+    consumption: str = Field(description="Over all the period's stretches in the bill.")
+    price: str
+    charge: str = Field(description="consumption x price, shown rounded half-up to cents.")
+    estimated: bool
+    note: str | None = Field(description="Which boundary is estimated, and how.")
+
+
 class BillPublic(BaseModel):
     id: str
     device_id: str
@@ -211,6 +224,11 @@ class BillPublic(BaseModel):
     from_time: str
     to_time: str
     created_at: str
+    items: list[BillItemPublic] = Field(
+        default_factory=list,
+        exclude_if=lambda items: not items,
+        description="Time-of-use bills only: one per period, in the tariff's order.",
+    )
 
 
 class BillsPublic(Paged):
@@ -236,6 +254,11 @@ class BillPeriodPublic(BaseModel):
     from_time: str
     to_time: str
     created_at: str
+    items: list[BillItemPublic] = Field(
+        default_factory=list,
+        exclude_if=lambda items: not items,
+        description="Time-of-use bills only: one per period, in the tariff's order.",
+    )
 
 
 class TaskEnvelope(Envelope[TaskPublic]):
@@ -296,7 +319,24 @@ def _bill_public(bill: Bill, project: Project) -> BillPublic:
         from_time=iso(bill.from_time, zone),
         to_time=iso(bill.to_time, zone),
         created_at=iso(bill.created_at, zone),
+        items=_items_public(bill),
     )
+
+
+def _items_public(bill: Bill) -> list[BillItemPublic]:
+    return [
+        BillItemPublic(
+            period=item.period,
+            start_reading=str(item.start_register),
+            end_reading=str(item.end_register),
+            consumption=str(item.consumption),
+            price=format(item.price, "f"),
+            charge=str(item.charge),
+            estimated=item.estimated,
+            note=item.note,
+        )
+        for item in bill.items
+    ]
 
 
 def _bill_period_public(bill: Bill, project: Project) -> BillPeriodPublic:
@@ -313,6 +353,7 @@ def _bill_period_public(bill: Bill, project: Project) -> BillPeriodPublic:
         from_time=iso(bill.from_time, zone),
         to_time=iso(bill.to_time, zone),
         created_at=iso(bill.created_at, zone),
+        items=_items_public(bill),
     )
 
 

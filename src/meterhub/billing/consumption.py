@@ -57,6 +57,15 @@ def register_value(value: float) -> Decimal:
     return Decimal(repr(value)).quantize(REGISTER_STEP, rounding=ROUND_HALF_UP)
 
 
+def plain(before: Point | None, after: Point | None) -> tuple[Point | None, Point | None]:
+    """The readings around a bill's end as bills weigh them: times and values, no flags (a
+    bill end between a reading and a drop is interpolated; the drop is counted by ``usage``)."""
+    return (
+        None if before is None else Point(before.tag_id, before.ts, before.value),
+        None if after is None else Point(after.tag_id, after.ts, after.value),
+    )
+
+
 def register_at(before: Point | None, after: Point | None, ts: int) -> RegisterEnd | None:
     """The register at ``ts`` from the last reading at or before it and the first at or after
     it; ``None`` when there is neither."""

@@ -13,7 +13,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from decimal import Decimal
@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
 
-from meterhub.billing.tables import bills
+from meterhub.billing.tables import bill_items, bills
 from meterhub.errors import InvalidInput
 from meterhub.registry.channels import DeviceType
 from meterhub.times import iso, to_us
@@ -65,6 +65,33 @@ class BillFilter:
 
 
 @dataclass(frozen=True, slots=True)
+class BillItem:
+    """One period of a time-of-use bill (see ``tou_items.Item``)."""
+
+    period: str
+    start_register: Decimal
+    end_register: Decimal
+    consumption: Decimal
+    price: Decimal
+    charge: Decimal
+    estimated: bool
+    note: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> BillItem:
+        return cls(
+            period=row.period,
+            start_register=Decimal(row.start_register).quantize(MILLI),
+            end_register=Decimal(row.end_register).quantize(MILLI),
+            consumption=Decimal(row.consumption).quantize(MILLI),
+            price=Decimal(row.price),
+            charge=Decimal(row.charge).quantize(CENT),
+            estimated=bool(row.estimated),
+            note=row.note,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Bill:
     id: int
     device_id: str
@@ -81,9 +108,11 @@ class Bill:
     house_address: list[str]
     residents: list[dict[str, str]]
     created_at: int
+    items: tuple[BillItem, ...] = ()
+    """The periods of a time-of-use bill, in the tariff's order; none for other bills."""
 
     @classmethod
-    def from_row(cls, row: Any) -> Bill:
+    def from_row(cls, row: Any, items: tuple[BillItem, ...] = ()) -> Bill:
         return cls(
             id=row.id,
             device_id=row.device_id,
@@ -100,7 +129,19 @@ class Bill:
             house_address=json.loads(row.house_address),
             residents=json.loads(row.residents),
             created_at=row.created_at,
+            items=items,
         )
+
+
+def _with_items(conn: Connection, rows: Sequence[Any]) -> list[Bill]:
+    """The bills of ``rows`` with their items (one query for all of them)."""
+    found: dict[int, list[BillItem]] = {}
+    ids = [row.id for row in rows]
+    if ids:
+        query = select(bill_items).where(bill_items.c.bill_id.in_(ids))
+        for item in conn.execute(query.order_by(bill_items.c.bill_id, bill_items.c.seq)):
+            found.setdefault(item.bill_id, []).append(BillItem.from_row(item))
+    return [Bill.from_row(row, tuple(found.get(row.id, ()))) for row in rows]
 
 
 def _newest_first(where: BillFilter) -> Select[Any]:
@@ -113,7 +154,7 @@ def page_bills(
     """How many bills match, and one page of them, newest first."""
     total = conn.execute(select(func.count()).select_from(bills).where(*where.clauses()))
     page = conn.execute(_newest_first(where).offset(offset).limit(limit))
-    return total.scalar_one(), [Bill.from_row(row) for row in page]
+    return total.scalar_one(), _with_items(conn, page.all())
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +226,7 @@ def iter_bills(conn: Connection, where: BillFilter, *, chunk: int = 1000) -> Ite
                 )
             )
         rows = conn.execute(page).all()
-        yield from (Bill.from_row(row) for row in rows)
+        yield from _with_items(conn, rows)
         if len(rows) < chunk:
             return
         after = (rows[-1].to_time, rows[-1].id)
@@ -228,24 +269,59 @@ CSV_COLUMNS = (
     "estimated",
     "created_at",
 )
+ITEM_COLUMNS = (
+    "item_period",
+    "item_start_reading",
+    "item_end_reading",
+    "item_consumption",
+    "item_price",
+    "item_charge",
+    "item_estimated",
+    "item_note",
+)
 
 
 def csv_text(found: Iterable[Bill], zone: tzinfo, *, flush_at: int = 64 * 1024) -> Iterator[str]:
     """The header and one CSV line per bill, in pieces of about ``flush_at`` characters.
 
-    Address and residents are JSON (lossless, UTF-8), times ISO 8601 in ``zone``.
+    Address and residents are JSON (lossless, UTF-8), times ISO 8601 in ``zone``. The
+    ``item_*`` columns are empty on a bill's line; a time-of-use bill's line is followed by
+    one line per item, which repeats the bill's id, device and period and fills only the
+    ``item_*`` columns (so sums of ``consumption`` and ``charge`` count each bill once).
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(CSV_COLUMNS + ITEM_COLUMNS)
+    blank = ("",) * len(ITEM_COLUMNS)
     for bill in found:
-        writer.writerow(_csv_row(bill, zone))
+        row = _csv_row(bill, zone)
+        writer.writerow(row + blank)
+        writer.writerows(_item_row(row, item) for item in bill.items)
         if buffer.tell() >= flush_at:
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
     if buffer.tell():
         yield buffer.getvalue()
+
+
+def _item_row(bill_row: tuple[object, ...], item: BillItem) -> tuple[object, ...]:
+    """An item's CSV line: the bill's id, device and period, then the item."""
+    return (
+        *bill_row[:4],
+        "",
+        "",
+        *bill_row[6:8],
+        *[""] * (len(CSV_COLUMNS) - 8),
+        item.period,
+        item.start_register,
+        item.end_register,
+        item.consumption,
+        format(item.price, "f"),
+        item.charge,
+        "true" if item.estimated else "false",
+        item.note or "",
+    )
 
 
 def _csv_row(bill: Bill, zone: tzinfo) -> tuple[object, ...]:

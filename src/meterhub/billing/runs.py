@@ -2,7 +2,9 @@
 
 The period of a device runs from its previous bill's end (or its first reading) to the
 run's scheduled time. Registers at both ends are interpolated between neighbouring
-readings; the tariff prices the consumption. Everything is read with a few set-based
+readings; the tariff prices the consumption. A time-of-use tariff also reads the register
+at each period boundary inside the period, and its bill's items (``tou_items``) are written
+beside the bill, keyed by (bill, period). Everything is read with a few set-based
 queries (index seeks per device, no query per device) and written in the caller's
 transaction. Exactly once: a run is claimed by a unique (task, scheduled time) row and a
 bill by a unique (task, device, period end), so a repeated run, a second scheduler or a
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import tzinfo
 from decimal import Decimal
 from typing import Any
@@ -22,21 +24,26 @@ from typing import Any
 from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from meterhub.billing.consumption import register_at, register_value, usage
-from meterhub.billing.tables import billing_runs, billing_tasks, bills
+from meterhub.billing.consumption import plain, register_at, register_value, usage
+from meterhub.billing.tables import bill_items, billing_runs, billing_tasks, bills
 from meterhub.billing.tariff_store import project_tariffs
-from meterhub.billing.tariffs import Tariff
+from meterhub.billing.tariffs import text as text_of
 from meterhub.billing.tasks import Task, get_task
+from meterhub.billing.tou import AnyTariff, Stretch, TouTariff
+from meterhub.billing.tou_items import Item, tou_bill
 from meterhub.errors import InvalidInput
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import Project, get_project
 from meterhub.registry.tables import houses, residents
-from meterhub.storage import Point, TimeRange
+from meterhub.storage import TimeRange
 from meterhub.storage.retention import horizon_us
-from meterhub.storage.series import Near, drops, near
+from meterhub.storage.series import drops, near
 from meterhub.times import now_us, parse_iso
 
 REGISTER_CHANNEL = {DeviceType.ELECTRICITY: "kW", DeviceType.WATER: "V"}
+NEAR_PAIRS = 200_000
+"""Instants one ``near`` reads: a flat run's 100,000 devices in one, a monthly time-of-use
+run's (~50 boundaries per device) in a few, so what one holds stays bounded."""
 
 _TARGETS = text("""
 WITH d AS (
@@ -152,10 +159,11 @@ def bill_devices(
         "last": pks[1],
     }
     targets = [dict(row) for row in conn.execute(_TARGETS, params).mappings()]
+    tariffs = project_tariffs(conn, project.id)
+    _add_stretches(targets, task, tariffs, scheduled_at, project.zone)
     _add_neighbours(conn, targets, scheduled_at)
     resets = drops(conn, [t["tag_id"] for t in targets], TimeRange(None, scheduled_at))
     people = _residents(conn, project.id)
-    tariffs = project_tariffs(conn, project.id)
     kept = horizon_us(conn)
     rows, skipped = _bills(task, project, tariffs, targets, resets, scheduled_at, kept)
     created = now_us()
@@ -163,7 +171,9 @@ def bill_devices(
         row.update(
             run_id=run_id, created_at=created, residents=people.get(row.pop("house_id"), "[]")
         )
+    items = {row["device_pk"]: row.pop("items") for row in rows if "items" in row}
     _insert_bills(conn, rows)
+    _insert_items(conn, task.key, scheduled_at, items)
     return len(rows), skipped
 
 
@@ -204,13 +214,49 @@ def claim_run(conn: Connection, task: Task, scheduled_at: int) -> int | None:
     return run_id
 
 
+def _add_stretches(
+    targets: list[dict[str, Any]],
+    task: Task,
+    tariffs: Mapping[tuple[DeviceType, str], AnyTariff],
+    end: int,
+    zone: tzinfo,
+) -> None:
+    """Give each target billed by a time-of-use tariff the stretches of its period in each
+    of the tariff's periods (``None`` for other targets)."""
+    cache: dict[tuple[str, int], list[Stretch]] = {}
+    for target in targets:
+        scope = target["water_kind"] or ""
+        tariff = tariffs.get((task.device_type, scope))
+        start = target["start_ts"]
+        if not isinstance(tariff, TouTariff) or start is None or start >= end:
+            target["stretches"] = None
+            continue
+        if (scope, start) not in cache:
+            cache[scope, start] = tariff.stretches(start, end, zone)
+        target["stretches"] = cache[scope, start]
+
+
 def _add_neighbours(conn: Connection, targets: list[dict[str, Any]], end: int) -> None:
-    """Give each target with readings the readings around its period start and end."""
+    """Give each target with readings the readings around each boundary of its period: its
+    start, each stretch's end (time-of-use), its end; ``NEAR_PAIRS`` at a time."""
     billable = [t for t in targets if t["start_ts"] is not None]
-    pairs = [(t["tag_id"], ts) for t in billable for ts in (t["start_ts"], end)]
-    sides = near(conn, pairs)
-    for n, target in enumerate(billable):
-        target["near_start"], target["near_end"] = sides[2 * n], sides[2 * n + 1]
+    instants = [
+        [t["start_ts"], *(s.end for s in t["stretches"])]
+        if t["stretches"]
+        else [t["start_ts"], end]
+        for t in billable
+    ]
+    at_instants = zip(billable, instants, strict=True)
+    pairs = [(t["tag_id"], ts) for t, at in at_instants for ts in at]
+    sides = [
+        side
+        for first in range(0, len(pairs), NEAR_PAIRS)
+        for side in near(conn, pairs[first : first + NEAR_PAIRS])
+    ]
+    first = 0
+    for target, at in zip(billable, instants, strict=True):
+        target["sides"] = sides[first : first + len(at)]
+        first += len(at)
 
 
 def _residents(conn: Connection, project_id: int) -> dict[int, str]:
@@ -227,19 +273,10 @@ def _residents(conn: Connection, project_id: int) -> dict[int, str]:
     return {house: json.dumps(found) for house, found in people.items()}
 
 
-def _readings(sides: Near) -> Near:
-    """The readings around a period end as billing weighs them: their times and values."""
-    before, after = sides
-    return (
-        None if before is None else Point(before.tag_id, before.ts, before.value),
-        None if after is None else Point(after.tag_id, after.ts, after.value),
-    )
-
-
 def _bills(
     task: Task,
     project: Project,
-    tariffs: Mapping[tuple[DeviceType, str], Tariff],
+    tariffs: Mapping[tuple[DeviceType, str], AnyTariff],
     targets: Sequence[Mapping[str, Any]],
     resets: Mapping[int, list[tuple[int, float, float]]],
     end: int,
@@ -261,7 +298,7 @@ def _bills(
 
 
 def _unbillable(
-    target: Mapping[str, Any], tariff: Tariff | None, end: int, kept: int | None
+    target: Mapping[str, Any], tariff: AnyTariff | None, end: int, kept: int | None
 ) -> str | None:
     if target["start_ts"] is None:
         return "no readings"
@@ -279,19 +316,17 @@ def _unbillable(
 def _bill(
     task: Task,
     project: Project,
-    tariff: Tariff,
+    tariff: AnyTariff,
     t: Mapping[str, Any],
     drops: list[tuple[int, float, float]],
     end: int,
 ) -> dict[str, Any]:
     start_ts = t["start_ts"]
-    start = register_at(*_readings(t["near_start"]), start_ts)
-    stop = register_at(*_readings(t["near_end"]), end)
-    assert start is not None
-    assert stop is not None
-    inside = [(register_value(b), register_value(a)) for ts, b, a in drops if start_ts < ts <= end]
-    used = usage(start, stop, inside)
-    return {
+    sides = t["sides"]
+    inside = [
+        (ts, register_value(b), register_value(a)) for ts, b, a in drops if start_ts < ts <= end
+    ]
+    row = {
         "task_key": task.key,
         "project_id": project.id,
         "device_pk": t["device_pk"],
@@ -302,21 +337,68 @@ def _bill(
         "house_address": t["house_address"],
         "from_time": start_ts,
         "to_time": end,
+        "currency": project.currency,
+    }
+    if isinstance(tariff, TouTariff):
+        priced = tou_bill(tariff, t["stretches"], sides, inside, project.zone)
+        return row | {
+            "previous_reading": priced.start,
+            "reading": priced.end,
+            "consumption": priced.consumption,
+            "charge": priced.charge,
+            "estimated": priced.estimated,
+            "rule": priced.rule,
+            "items": priced.items,
+        }
+    start = register_at(*plain(*sides[0]), start_ts)
+    stop = register_at(*plain(*sides[-1]), end)
+    assert start is not None
+    assert stop is not None
+    used = usage(start, stop, [(b, a) for _, b, a in inside])
+    return row | {
         "previous_reading": start.value,
         "reading": stop.value,
         "consumption": used.consumption,
         "charge": tariff.charge(used.consumption),
-        "currency": project.currency,
         "estimated": start.estimated or stop.estimated,
         "rule": used.rule,
     }
 
 
 BILL_COLUMNS = tuple(c.name for c in bills.columns if c.name != "id")
+ITEM_COLUMNS = tuple(c.name for c in bill_items.columns)
 
 
 def _insert_bills(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert bills; one already there for (task, device, period end) is left as it is.
+    """Insert bills; one already there for (task, device, period end) is left as it is."""
+    _insert(conn, "bills", BILL_COLUMNS, "task_key, device_pk, to_time", rows)
+
+
+def _insert_items(
+    conn: Connection, task_key: str, end: int, items: Mapping[int, list[Item]]
+) -> None:
+    """Insert the items of the bills (of ``task_key`` ending at ``end``) of each device pk;
+    a bill's items already there are left as they are (key: bill, seq)."""
+    if not items:
+        return
+    query = select(bills.c.id, bills.c.device_pk).where(
+        bills.c.task_key == task_key,
+        bills.c.to_time == end,
+        bills.c.device_pk.between(min(items), max(items)),
+    )
+    rows = [
+        asdict(item) | {"bill_id": bill_id, "price": text_of(item.price)}
+        for bill_id, device_pk in conn.execute(query)
+        if device_pk in items
+        for item in items[device_pk]
+    ]
+    _insert(conn, "bill_items", ITEM_COLUMNS, "bill_id, seq", rows)
+
+
+def _insert(
+    conn: Connection, table: str, columns: Sequence[str], key: str, rows: list[dict[str, Any]]
+) -> None:
+    """Insert ``rows`` into ``table``, leaving a row whose ``key`` is there already as it is.
 
     Straight through the driver's executemany: the rows are plain values already.
     """
@@ -324,17 +406,15 @@ def _insert_bills(conn: Connection, rows: list[dict[str, Any]]) -> None:
         return
     marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     sql = (
-        f"INSERT INTO bills ({', '.join(BILL_COLUMNS)}) "
-        f"VALUES ({', '.join([marker] * len(BILL_COLUMNS))}) "
-        "ON CONFLICT (task_key, device_pk, to_time) DO NOTHING"
+        f"INSERT INTO {table} ({', '.join(columns)}) "
+        f"VALUES ({', '.join([marker] * len(columns))}) ON CONFLICT ({key}) DO NOTHING"
     )
     as_text = conn.dialect.name == "sqlite"  # sqlite3 cannot bind Decimal
     conn.exec_driver_sql(
         sql,
         [
             tuple(
-                str(v) if as_text and isinstance(v, Decimal) else v
-                for v in map(row.get, BILL_COLUMNS)
+                str(v) if as_text and isinstance(v, Decimal) else v for v in map(row.get, columns)
             )
             for row in rows
         ],

@@ -1,4 +1,5 @@
-"""Billing tables: tariffs, tasks, runs (one per task and fire time) and bills."""
+"""Billing tables: tariffs, tasks, runs (one per task and fire time), bills and the items of
+time-of-use bills."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -90,3 +92,21 @@ bills = Table(
 )
 Index("ix_bills_device_to_time", bills.c.device_pk, bills.c.to_time)
 Index("ix_bills_project_to_time", bills.c.project_id, bills.c.to_time)
+
+bill_items = Table(
+    "bill_items",
+    metadata,
+    Column("bill_id", Integer, ForeignKey("bills.id", ondelete="CASCADE"), nullable=False),
+    Column("seq", Integer, nullable=False),  # the period's place in the tariff
+    Column("period", String(32), nullable=False),
+    Column("start_register", Numeric(18, 3), nullable=False),
+    Column("end_register", Numeric(18, 3), nullable=False),
+    Column("consumption", Numeric(18, 3), nullable=False),
+    Column("price", Text, nullable=False),  # exact decimal text
+    Column("charge", Numeric(14, 2), nullable=False),
+    Column("estimated", Boolean, nullable=False),
+    Column("note", Text, nullable=True),
+    PrimaryKeyConstraint("bill_id", "seq", name="pk_bill_items"),
+)
+"""One row per period of a time-of-use bill (``tou_items.Item``); flat and tiered bills have
+none."""

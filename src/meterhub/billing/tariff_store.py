@@ -8,7 +8,7 @@ from sqlalchemy import ColumnElement, Connection, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from meterhub.billing.tables import tariffs
-from meterhub.billing.tariffs import Tariff
+from meterhub.billing.tou import AnyTariff, parse_tariff
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import WATER_KINDS
@@ -22,9 +22,9 @@ def set_tariff(
     conn: Connection,
     project_id: int,
     device_type: DeviceType,
-    tariff: Tariff,
+    tariff: AnyTariff,
     water_kind: str | None = None,
-) -> Tariff:
+) -> AnyTariff:
     """Set (or replace) the tariff of one device type (and water kind) of a project.
 
     Water tariffs name their kind (``tap`` or ``purified``), electricity ones none.
@@ -48,12 +48,12 @@ def set_tariff(
 
 def get_tariff(
     conn: Connection, project_id: int, device_type: DeviceType, water_kind: str | None = None
-) -> Tariff:
+) -> AnyTariff:
     query = select(tariffs.c.definition).where(*_scope(project_id, device_type, water_kind))
     definition = conn.execute(query).scalar_one_or_none()
     if definition is None:
         raise NotFound(f"project {project_id} has no {_label(device_type, water_kind)} tariff")
-    return Tariff.from_json(json.loads(definition))
+    return parse_tariff(json.loads(definition))
 
 
 def delete_tariff(
@@ -65,11 +65,11 @@ def delete_tariff(
         raise NotFound(f"project {project_id} has no {_label(device_type, water_kind)} tariff")
 
 
-def project_tariffs(conn: Connection, project_id: int) -> dict[TariffScope, Tariff]:
+def project_tariffs(conn: Connection, project_id: int) -> dict[TariffScope, AnyTariff]:
     query = select(tariffs).where(tariffs.c.project_id == project_id)
     rows = conn.execute(query.order_by(tariffs.c.device_type, tariffs.c.water_kind))
     return {
-        (DeviceType(row.device_type), row.water_kind): Tariff.from_json(json.loads(row.definition))
+        (DeviceType(row.device_type), row.water_kind): parse_tariff(json.loads(row.definition))
         for row in rows
     }
 

@@ -39,8 +39,8 @@ class Tariff:
     fixed_charge: Decimal = Decimal(0)
 
     def __post_init__(self) -> None:
-        errors = _tier_errors(self.tiers)
-        if not _is_non_negative(self.fixed_charge):
+        errors = tier_errors(self.tiers)
+        if not is_non_negative(self.fixed_charge):
             errors["fixed_charge"] = "must be a finite decimal >= 0"
         if errors:
             raise InvalidInput(errors)
@@ -59,26 +59,18 @@ class Tariff:
 
     def charge(self, consumption: Decimal) -> Decimal:
         """Amount billed for ``consumption`` units, rounded half-up to cents once."""
-        if not _is_non_negative(consumption):
+        if not is_non_negative(consumption):
             raise ValueError(f"consumption must be a finite decimal >= 0, not {consumption}")
-        total = self.fixed_charge
-        lower = Decimal(0)
-        for tier in self.tiers:
-            upper = consumption if tier.up_to is None else min(consumption, tier.up_to)
-            if upper <= lower:
-                break
-            total += (upper - lower) * tier.price
-            lower = upper
-        return total.quantize(CENT, rounding=ROUND_HALF_UP)
+        return cents(self.fixed_charge + tiered_amount(self.tiers, consumption))
 
     def to_json(self) -> dict[str, Any]:
         """``{"tiers": [{"up_to": "100" | None, "price": "0.55"}], "fixed_charge": "5.00"}``."""
         return {
             "tiers": [
-                {"up_to": None if t.up_to is None else _text(t.up_to), "price": _text(t.price)}
+                {"up_to": None if t.up_to is None else text(t.up_to), "price": text(t.price)}
                 for t in self.tiers
             ],
-            "fixed_charge": _text(self.fixed_charge),
+            "fixed_charge": text(self.fixed_charge),
         }
 
     @classmethod
@@ -90,14 +82,32 @@ class Tariff:
         if not isinstance(raw_tiers, list) or not raw_tiers:
             raise InvalidInput.field("tiers", "must be a non-empty list")
         errors: dict[str, str] = {}
-        tiers = [_parse_tier(raw, f"tiers[{i}]", errors) for i, raw in enumerate(raw_tiers)]
-        fixed = _parse_decimal(data.get("fixed_charge", "0"), "fixed_charge", errors)
+        tiers = [parse_tier(raw, f"tiers[{i}]", errors) for i, raw in enumerate(raw_tiers)]
+        fixed = parse_decimal(data.get("fixed_charge", "0"), "fixed_charge", errors)
         if errors:
             raise InvalidInput(errors)
         return cls(tuple(tiers), fixed)
 
 
-def _tier_errors(tiers: tuple[Tier, ...]) -> dict[str, str]:
+def tiered_amount(tiers: Sequence[Tier], consumption: Decimal) -> Decimal:
+    """The exact amount of ``consumption`` units over ``tiers`` (no fixed charge, unrounded)."""
+    total = Decimal(0)
+    lower = Decimal(0)
+    for tier in tiers:
+        upper = consumption if tier.up_to is None else min(consumption, tier.up_to)
+        if upper <= lower:
+            break
+        total += (upper - lower) * tier.price
+        lower = upper
+    return total
+
+
+def cents(amount: Decimal) -> Decimal:
+    """``amount`` rounded half-up to cents."""
+    return amount.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def tier_errors(tiers: tuple[Tier, ...]) -> dict[str, str]:
     """Bad fields of ``tiers``: bounds > 0 and increasing, only the last (and it) unbounded."""
     if not tiers:
         return {"tiers": "at least one tier is required"}
@@ -105,7 +115,7 @@ def _tier_errors(tiers: tuple[Tier, ...]) -> dict[str, str]:
     last = len(tiers) - 1
     previous = Decimal(0)
     for i, tier in enumerate(tiers):
-        if not _is_non_negative(tier.price):
+        if not is_non_negative(tier.price):
             errors[f"tiers[{i}].price"] = "must be a finite decimal >= 0"
         if tier.up_to is None:
             if i != last:
@@ -119,26 +129,26 @@ def _tier_errors(tiers: tuple[Tier, ...]) -> dict[str, str]:
     return errors
 
 
-def _is_non_negative(value: Decimal) -> bool:
+def is_non_negative(value: Decimal) -> bool:
     return value.is_finite() and value >= 0
 
 
-def _text(value: Decimal) -> str:
+def text(value: Decimal) -> str:
     """Fixed-point text, never exponent notation."""
     return format(value, "f")
 
 
-def _parse_tier(raw: object, name: str, errors: dict[str, str]) -> Tier:
+def parse_tier(raw: object, name: str, errors: dict[str, str]) -> Tier:
     """The tier in ``raw``; a bad field is recorded in ``errors`` and parsed as 0."""
     if not isinstance(raw, Mapping):
         errors[name] = "must be an object"
         return Tier(None, Decimal(0))
     up_to = raw.get("up_to")
-    bound = None if up_to is None else _parse_decimal(up_to, f"{name}.up_to", errors)
-    return Tier(bound, _parse_decimal(raw.get("price"), f"{name}.price", errors))
+    bound = None if up_to is None else parse_decimal(up_to, f"{name}.up_to", errors)
+    return Tier(bound, parse_decimal(raw.get("price"), f"{name}.price", errors))
 
 
-def _parse_decimal(raw: object, name: str, errors: dict[str, str]) -> Decimal:
+def parse_decimal(raw: object, name: str, errors: dict[str, str]) -> Decimal:
     """A decimal from its JSON string (floats are refused: they are not exact); 0 if bad."""
     if isinstance(raw, str):
         try:
