@@ -10,15 +10,22 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from meterhub.api.app import create_app
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
+from meterhub.registry import users
 from meterhub.settings import Settings
 from tests.postgres_pool import PostgresPool
 from tests.support import admin_token
+
+# Argon2 at its production cost takes about 0.1 s a hash, and most tests make an
+# administrator (and many log in): tests hash at argon2's lowest cost. A hash names its own
+# parameters, so servers started by tests verify these as they are.
+users._hasher = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 PG_ADMIN_URL = os.environ.get("METERHUB_TEST_PG", "postgresql://127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
