@@ -21,13 +21,14 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Select, and_, func, or_, select
 
+from meterhub.billing.consumption import REGISTER_STEP
 from meterhub.billing.tables import bill_items, bills
+from meterhub.billing.tariffs import CENT
+from meterhub.billing.tou_items import Item
 from meterhub.errors import InvalidInput
 from meterhub.registry.channels import DeviceType
 from meterhub.times import iso, to_us
 
-CENT = Decimal("0.01")
-MILLI = Decimal("0.001")
 _DAY = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})", re.ASCII)
 
 
@@ -65,33 +66,6 @@ class BillFilter:
 
 
 @dataclass(frozen=True, slots=True)
-class BillItem:
-    """One period of a time-of-use bill (see ``tou_items.Item``)."""
-
-    period: str
-    start_register: Decimal
-    end_register: Decimal
-    consumption: Decimal
-    price: Decimal
-    charge: Decimal
-    estimated: bool
-    note: str | None
-
-    @classmethod
-    def from_row(cls, row: Any) -> BillItem:
-        return cls(
-            period=row.period,
-            start_register=Decimal(row.start_register).quantize(MILLI),
-            end_register=Decimal(row.end_register).quantize(MILLI),
-            consumption=Decimal(row.consumption).quantize(MILLI),
-            price=Decimal(row.price),
-            charge=Decimal(row.charge).quantize(CENT),
-            estimated=bool(row.estimated),
-            note=row.note,
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class Bill:
     id: int
     device_id: str
@@ -108,11 +82,11 @@ class Bill:
     house_address: list[str]
     residents: list[dict[str, str]]
     created_at: int
-    items: tuple[BillItem, ...] = ()
+    items: tuple[Item, ...] = ()
     """The periods of a time-of-use bill, in the tariff's order; none for other bills."""
 
     @classmethod
-    def from_row(cls, row: Any, items: tuple[BillItem, ...] = ()) -> Bill:
+    def from_row(cls, row: Any, items: tuple[Item, ...] = ()) -> Bill:
         return cls(
             id=row.id,
             device_id=row.device_id,
@@ -120,9 +94,9 @@ class Bill:
             water_kind=row.water_kind,
             from_time=row.from_time,
             to_time=row.to_time,
-            previous_reading=Decimal(row.previous_reading).quantize(MILLI),
-            reading=Decimal(row.reading).quantize(MILLI),
-            consumption=Decimal(row.consumption).quantize(MILLI),
+            previous_reading=Decimal(row.previous_reading).quantize(REGISTER_STEP),
+            reading=Decimal(row.reading).quantize(REGISTER_STEP),
+            consumption=Decimal(row.consumption).quantize(REGISTER_STEP),
             charge=Decimal(row.charge).quantize(CENT),
             currency=row.currency,
             estimated=bool(row.estimated),
@@ -135,12 +109,12 @@ class Bill:
 
 def _with_items(conn: Connection, rows: Sequence[Any]) -> list[Bill]:
     """The bills of ``rows`` with their items (one query for all of them)."""
-    found: dict[int, list[BillItem]] = {}
+    found: dict[int, list[Item]] = {}
     ids = [row.id for row in rows]
     if ids:
         query = select(bill_items).where(bill_items.c.bill_id.in_(ids))
         for item in conn.execute(query.order_by(bill_items.c.bill_id, bill_items.c.seq)):
-            found.setdefault(item.bill_id, []).append(BillItem.from_row(item))
+            found.setdefault(item.bill_id, []).append(Item.from_row(item))
     return [Bill.from_row(row, tuple(found.get(row.id, ()))) for row in rows]
 
 
@@ -176,7 +150,7 @@ class BillTotal:
             device_type=DeviceType(row.device_type),
             currency=row.currency,
             bills=row.bills,
-            consumption=Decimal(row.consumption).quantize(MILLI),
+            consumption=Decimal(row.consumption).quantize(REGISTER_STEP),
             charge=Decimal(row.charge).quantize(CENT),
         )
 
@@ -305,7 +279,7 @@ def csv_text(found: Iterable[Bill], zone: tzinfo, *, flush_at: int = 64 * 1024) 
         yield buffer.getvalue()
 
 
-def _item_row(bill_row: tuple[object, ...], item: BillItem) -> tuple[object, ...]:
+def _item_row(bill_row: tuple[object, ...], item: Item) -> tuple[object, ...]:
     """An item's CSV line: the bill's id, device and period, then the item."""
     return (
         *bill_row[:4],

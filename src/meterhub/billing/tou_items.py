@@ -21,16 +21,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from decimal import Decimal
+from typing import Any
 
 from meterhub.billing.consumption import (
     REGISTER_DECREASED_UNEXPLAINED,
     REGISTER_RESET,
+    REGISTER_STEP,
     RegisterEnd,
     plain,
     register_at,
     usage,
 )
-from meterhub.billing.tariffs import cents
+from meterhub.billing.tariffs import CENT, cents
 from meterhub.billing.tou import Stretch, TouTariff
 from meterhub.storage.series import Near
 from meterhub.times import iso
@@ -50,6 +52,21 @@ class Item:
     charge: Decimal
     estimated: bool
     note: str | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> Item:
+        """An item as ``bill_items`` keeps it: registers to 0.001, the charge to cents."""
+        return cls(
+            period=row.period,
+            seq=row.seq,
+            start_register=Decimal(row.start_register).quantize(REGISTER_STEP),
+            end_register=Decimal(row.end_register).quantize(REGISTER_STEP),
+            consumption=Decimal(row.consumption).quantize(REGISTER_STEP),
+            price=Decimal(row.price),
+            charge=Decimal(row.charge).quantize(CENT),
+            estimated=bool(row.estimated),
+            note=row.note,
+        )
 
 
 @dataclass(frozen=True, slots=True)
