@@ -39,3 +39,22 @@ def test_a_gateway_in_use_is_never_closed() -> None:
         assert len(pool) == 0
 
     asyncio.run(run())
+
+
+def test_a_take_looks_again_after_letting_closed_sockets_go() -> None:
+    async def run() -> None:
+        pool = GatewayPool(1, 1.0, None)
+        async with pool.using("127.0.0.1", 1):
+            pass
+
+        async def meanwhile() -> None:  # runs while the take of 2 lets the loop turn
+            async with pool.using("127.0.0.1", 3):
+                pass
+
+        async def take() -> None:
+            async with pool.using("127.0.0.1", 2):
+                assert kept(pool) == [2]  # 3, kept meanwhile and idle, was closed too
+
+        await asyncio.gather(take(), meanwhile())
+
+    asyncio.run(run())
