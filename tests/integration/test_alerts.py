@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from zoneinfo import ZoneInfo
@@ -15,7 +16,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 
 from meterhub.alerts.conditions import SETTLE_US, last_full_period, last_night
 from meterhub.alerts.evaluator import AlertEvaluator
@@ -277,18 +278,18 @@ def settings_for(engine: Engine, **fields: object) -> Settings:
     return Settings(database_url=url, **chosen)  # type: ignore[arg-type]
 
 
+def offline_rule(conn: Connection, site: Site) -> None:
+    """A rule that fires for meter E1 (never read) at the first tick."""
+    create_rule(
+        conn, site.project_id, name="gone", kind="offline", device_id="E1", params={"minutes": 5}
+    )
+
+
 def test_webhook_is_signed_and_retried_with_backoff(engine: Engine, site: Site) -> None:
     now = base_time()
     with webhook_receiver([500]) as receiver:
         with engine.begin() as conn:
-            create_rule(
-                conn,
-                site.project_id,
-                name="gone",
-                kind="offline",
-                device_id="E1",
-                params={"minutes": 5},
-            )
+            offline_rule(conn, site)
             create_channel(conn, site.project_id, kind="webhook", url=receiver.url, secret=SECRET)
         AlertEvaluator(engine).tick(now)
         deliverer = Deliverer(engine, settings_for(engine))
@@ -321,14 +322,7 @@ def test_delivery_gives_up_after_the_last_try(engine: Engine, site: Site) -> Non
     now = base_time()
     with webhook_receiver([500, 503, 500]) as receiver:
         with engine.begin() as conn:
-            create_rule(
-                conn,
-                site.project_id,
-                name="gone",
-                kind="offline",
-                device_id="E1",
-                params={"minutes": 5},
-            )
+            offline_rule(conn, site)
             create_channel(conn, site.project_id, kind="webhook", url=receiver.url, secret=SECRET)
             create_channel(conn, site.project_id, kind="email", addresses=["ops@example.org"])
         AlertEvaluator(engine).tick(now)
@@ -352,8 +346,6 @@ def test_delivery_gives_up_after_the_last_try(engine: Engine, site: Site) -> Non
 
 def test_a_receiver_that_hangs_does_not_hold_up_evaluation(engine: Engine, site: Site) -> None:
     now = base_time()
-    import socket
-
     with socket.socket() as silent:  # listens, never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen()
