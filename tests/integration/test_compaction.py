@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from datetime import date
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -28,6 +29,7 @@ from meterhub.storage.compactor import compact, compact_day
 from meterhub.storage.daily import daily_consumption
 from meterhub.storage.history import History, HistoryQuery, read_history
 from meterhub.storage.series import drops, near
+from meterhub.storage.sides import NO_POINT, sides
 from meterhub.storage.tables import chunks, points, rollups
 from meterhub.times import DAY_US
 
@@ -115,6 +117,18 @@ def answers(
         [
             tuple(None if p is None else p[1:] for p in sides)
             for sides in near(conn, [(register, ts) for ts in instants])
+        ]
+    )
+    many = sides(conn, np.full(len(instants), register), np.array(instants, np.int64))
+    found.append(
+        [
+            tuple(
+                None
+                if side.ts[n] == NO_POINT
+                else (int(side.ts[n]), float(side.value[n]), int(side.quality[n]))
+                for side in many
+            )
+            for n in range(len(instants))
         ]
     )
     found.append(drops(conn, [register], TimeRange()).get(register))

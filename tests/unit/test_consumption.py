@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import numpy as np
 import pytest
 
 from meterhub.billing.consumption import (
@@ -11,6 +12,7 @@ from meterhub.billing.consumption import (
     REGISTER_RESET,
     RegisterEnd,
     register_at,
+    register_milli,
     register_value,
     usage,
 )
@@ -126,3 +128,17 @@ def test_usage(
 def test_usage_is_never_negative(start: str, stop: str, resets: list[tuple[str, str]]) -> None:
     result = usage(end(start), end(stop), [(Decimal(b), Decimal(a)) for b, a in resets])
     assert result.consumption >= 0
+
+
+def test_register_milli_is_register_value_in_thousandths() -> None:
+    rng = np.random.default_rng(7)
+    values = np.concatenate(
+        [
+            rng.uniform(0, 100_000, 20_000),
+            np.round(rng.uniform(0, 100_000, 20_000), 4),  # half-thousandths and near them
+            np.round(rng.uniform(0, 1_000, 5_000), 3) + 0.0005,
+            [0.0, -0.0, -0.0005, -12.3456, 1.0005, 2.0004999, 0.1 + 0.2, 123456789.9876, 5e14],
+        ]
+    )
+    expected = [int(register_value(v).scaleb(3)) for v in values.tolist()]
+    assert register_milli(values).tolist() == expected

@@ -7,13 +7,16 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 
+from meterhub.billing.consumption import registers
 from meterhub.billing.tariffs import Tariff
 from meterhub.billing.tou import Stretch, TouTariff, local_instant, parse_tariff
-from meterhub.billing.tou_items import tou_bill
+from meterhub.billing.tou_items import Plan, tou_bill
 from meterhub.errors import InvalidInput
 from meterhub.storage import Point
+from meterhub.storage.sides import Sides
 
 BERLIN = ZoneInfo("Europe/Berlin")
 HOUR = 3_600_000_000
@@ -195,12 +198,15 @@ def test_amounts_add_period_prices_tier_surcharges_and_fixed_charge_rounded_once
 def test_a_boundary_before_the_first_reading_is_held_from_the_next() -> None:
     utc = ZoneInfo("UTC")
     stretches = [Stretch(0, 10 * HOUR, 1), Stretch(10 * HOUR, 20 * HOUR, 0)]
-    sides = [
-        (None, Point(1, 5 * HOUR, 105.0)),
-        (Point(1, 5 * HOUR, 105.0), Point(1, 15 * HOUR, 115.0)),
-        (Point(1, 15 * HOUR, 115.0), Point(1, 25 * HOUR, 125.0)),
-    ]
-    bill = tou_bill(all_days(), stretches, sides, [], utc)
+    sides = Sides.of(
+        [
+            (None, Point(1, 5 * HOUR, 105.0)),
+            (Point(1, 5 * HOUR, 105.0), Point(1, 15 * HOUR, 115.0)),
+            (Point(1, 15 * HOUR, 115.0), Point(1, 25 * HOUR, 125.0)),
+        ]
+    )
+    ends = registers(sides, np.array([0, 10 * HOUR, 20 * HOUR]), across_drops=True)
+    bill = tou_bill(all_days(), Plan(stretches), ends, sides, [], utc)
     # valley 105 (held) -> 110 = 5 * 0.40; peak 110 -> 120 = 10 * 0.80
     assert [(i.period, i.consumption, i.charge, i.estimated) for i in bill.items] == [
         ("peak", Decimal("10.000"), Decimal("8.00"), False),

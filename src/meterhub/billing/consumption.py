@@ -25,9 +25,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import NamedTuple
 
-from meterhub.storage.interpolate import Method, interpolate
+import numpy as np
+import numpy.typing as npt
+
 from meterhub.storage.points import Point, Quality
+from meterhub.storage.sides import NO_POINT, Sides
+
+Ints = npt.NDArray[np.int64]
+Floats = npt.NDArray[np.float64]
 
 REGISTER_RESET = "register-reset"
 REGISTER_DECREASED_UNEXPLAINED = "register-decreased-unexplained"
@@ -57,28 +64,81 @@ def register_value(value: float) -> Decimal:
     return Decimal(repr(value)).quantize(REGISTER_STEP, rounding=ROUND_HALF_UP)
 
 
-def plain(before: Point | None, after: Point | None) -> tuple[Point | None, Point | None]:
-    """The readings around a bill's end as bills weigh them: times and values, no flags (a
-    bill end between a reading and a drop is interpolated; the drop is counted by ``usage``)."""
-    return (
-        None if before is None else Point(before.tag_id, before.ts, before.value),
-        None if after is None else Point(after.tag_id, after.ts, after.value),
+class Registers(NamedTuple):
+    """The register at each of many instants, as columns: its value in thousandths (half-up
+    from the stored float's shortest repr) and how it was held (``READ`` when not)."""
+
+    milli: Ints
+    held: npt.NDArray[np.int8]
+
+    def end(self, n: int) -> RegisterEnd:
+        return RegisterEnd(Decimal(int(self.milli[n])).scaleb(-3), bool(self.held[n]))
+
+    def take(self, which: slice) -> Registers:
+        return Registers(self.milli[which], self.held[which])
+
+
+READ, NO_BEFORE, NO_AFTER, BEFORE_DROP, NO_READINGS = range(5)
+"""How a register was found: read (exactly or on the line between its neighbours); held
+from the next reading (none before); from the last (none after); from the reading before a
+flagged drop; or not at all (no reading on either side)."""
+
+
+def registers(
+    sides: Sides, times: Ints, *, across_drops: bool | npt.NDArray[np.bool_]
+) -> Registers:
+    """The register at each of ``times`` from its neighbours ``sides`` (the module rules).
+    Where ``across_drops`` is false the readings' flags are not weighed: a bill's own ends
+    lie between a reading and a drop on the line, and ``usage`` counts the drop."""
+    before, after = sides
+    has_before, has_after = before.ts != NO_POINT, after.ts != NO_POINT
+    drop_after = (
+        across_drops
+        & has_before
+        & has_after
+        & (after.quality == Quality.REGISTER_DECREASED)
+        & (before.ts < times)
+        & (times < after.ts)
     )
+    has_after &= ~drop_after
+    at_before = has_before & (before.ts == times)
+    at_after = has_after & (after.ts == times) & ~at_before
+    line = has_before & has_after & ~at_before & ~at_after
+    value = np.where(has_before & ~at_after, before.value, after.value)
+    if line.any():
+        share = (times[line] - before.ts[line]) / (after.ts[line] - before.ts[line])
+        low = before.value[line]
+        value[line] = low + (after.value[line] - low) * share
+    held = np.full(len(times), READ, np.int8)
+    alone = ~at_before & ~at_after & ~line
+    held[alone & ~has_before & has_after] = NO_BEFORE
+    held[alone & has_before & ~has_after] = NO_AFTER
+    held[alone & drop_after] = BEFORE_DROP
+    held[alone & ~has_before & ~has_after] = NO_READINGS
+    return Registers(register_milli(value), held)
+
+
+def register_milli(values: Floats) -> Ints:
+    """``register_value`` of each value, in thousandths. Vectorised where the stored float
+    lies clearly away from a half-thousandth; the rest (ties and near-ties, zero and
+    negative values, huge values) go through ``register_value`` itself."""
+    scaled = values * 1000
+    whole = np.floor(scaled)
+    with np.errstate(invalid="ignore"):
+        clear = (
+            (values > 0) & (scaled < 1e15) & (np.abs(scaled - whole - 0.5) > scaled * 1e-15 + 1e-12)
+        )
+    found = np.where(clear, np.floor(scaled + 0.5), 0).astype(np.int64)
+    for n in np.flatnonzero(~clear).tolist():
+        found[n] = int(register_value(float(values[n])).scaleb(3))
+    return found
 
 
 def register_at(before: Point | None, after: Point | None, ts: int) -> RegisterEnd | None:
     """The register at ``ts`` from the last reading at or before it and the first at or after
-    it; ``None`` when there is neither."""
-    across_drop = (
-        before is not None
-        and after is not None
-        and after.quality == Quality.REGISTER_DECREASED
-        and before.ts < ts < after.ts
-    )
-    estimate = interpolate(before, None if across_drop else after, ts)  # held before a drop
-    if estimate is None:
-        return None
-    return RegisterEnd(register_value(estimate.value), estimate.method is Method.EXTRAPOLATED)
+    it (``registers`` of one instant); ``None`` when there is neither."""
+    found = registers(Sides.of([(before, after)]), np.array([ts]), across_drops=True)
+    return None if found.held[0] == NO_READINGS else found.end(0)
 
 
 def usage(

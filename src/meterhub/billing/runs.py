@@ -16,34 +16,36 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import tzinfo
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from meterhub.billing.consumption import plain, register_at, register_value, usage
+from meterhub.billing.consumption import register_value, registers, usage
 from meterhub.billing.tables import bill_items, billing_runs, billing_tasks, bills
 from meterhub.billing.tariff_store import project_tariffs
 from meterhub.billing.tariffs import text as text_of
 from meterhub.billing.tasks import Task, get_task
-from meterhub.billing.tou import AnyTariff, Stretch, TouTariff
-from meterhub.billing.tou_items import Item, tou_bill
+from meterhub.billing.tou import AnyTariff, TouTariff
+from meterhub.billing.tou_items import Item, Plan, tou_bill
 from meterhub.errors import InvalidInput
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import Project, get_project
 from meterhub.registry.tables import houses, residents
 from meterhub.storage import TimeRange
 from meterhub.storage.retention import horizon_us
-from meterhub.storage.series import drops, near
+from meterhub.storage.series import drops
+from meterhub.storage.sides import sides
 from meterhub.times import now_us, parse_iso
 
 REGISTER_CHANNEL = {DeviceType.ELECTRICITY: "kW", DeviceType.WATER: "V"}
-NEAR_PAIRS = 200_000
-"""Instants one ``near`` reads: a flat run's 100,000 devices in one, a monthly time-of-use
-run's (~50 boundaries per device) in a few, so what one holds stays bounded."""
+BILL_BATCH = 5_000
+"""Devices billed together: their readings are read, priced and written in one go, so what
+a run holds stays bounded."""
 
 _TARGETS = text("""
 WITH d AS (
@@ -160,21 +162,26 @@ def bill_devices(
     }
     targets = [dict(row) for row in conn.execute(_TARGETS, params).mappings()]
     tariffs = project_tariffs(conn, project.id)
-    _add_stretches(targets, task, tariffs, scheduled_at, project.zone)
-    _add_neighbours(conn, targets, scheduled_at)
-    resets = drops(conn, [t["tag_id"] for t in targets], TimeRange(None, scheduled_at))
     people = _residents(conn, project.id)
     kept = horizon_us(conn)
-    rows, skipped = _bills(task, project, tariffs, targets, resets, scheduled_at, kept)
-    created = now_us()
-    for row in rows:
-        row.update(
-            run_id=run_id, created_at=created, residents=people.get(row.pop("house_id"), "[]")
-        )
-    items = {row["device_pk"]: row.pop("items") for row in rows if "items" in row}
-    _insert_bills(conn, rows)
-    _insert_items(conn, task.key, scheduled_at, items)
-    return len(rows), skipped
+    billed, skipped = 0, []
+    for first in range(0, len(targets), BILL_BATCH):
+        batch = targets[first : first + BILL_BATCH]
+        _add_plans(batch, task, tariffs, scheduled_at, project.zone)
+        _add_ends(conn, batch, scheduled_at)
+        resets = drops(conn, [t["tag_id"] for t in batch], TimeRange(None, scheduled_at))
+        rows, passed = _bills(task, project, tariffs, batch, resets, scheduled_at, kept)
+        created = now_us()
+        for row in rows:
+            row.update(
+                run_id=run_id, created_at=created, residents=people.get(row.pop("house_id"), "[]")
+            )
+        items = {row["device_pk"]: row.pop("items") for row in rows if "items" in row}
+        _insert_bills(conn, rows)
+        _insert_items(conn, task.key, scheduled_at, items)
+        billed += len(rows)
+        skipped += passed
+    return billed, skipped
 
 
 def finish_run(
@@ -214,49 +221,44 @@ def claim_run(conn: Connection, task: Task, scheduled_at: int) -> int | None:
     return run_id
 
 
-def _add_stretches(
+def _add_plans(
     targets: list[dict[str, Any]],
     task: Task,
     tariffs: Mapping[tuple[DeviceType, str], AnyTariff],
     end: int,
     zone: tzinfo,
 ) -> None:
-    """Give each target billed by a time-of-use tariff the stretches of its period in each
-    of the tariff's periods (``None`` for other targets)."""
-    cache: dict[tuple[str, int], list[Stretch]] = {}
+    """Give each target billed by a time-of-use tariff the plan of its period's stretches in
+    each of the tariff's periods (``None`` for other targets)."""
+    cache: dict[tuple[str, int], Plan] = {}
     for target in targets:
         scope = target["water_kind"] or ""
         tariff = tariffs.get((task.device_type, scope))
         start = target["start_ts"]
         if not isinstance(tariff, TouTariff) or start is None or start >= end:
-            target["stretches"] = None
+            target["plan"] = None
             continue
         if (scope, start) not in cache:
-            cache[scope, start] = tariff.stretches(start, end, zone)
-        target["stretches"] = cache[scope, start]
+            cache[scope, start] = Plan(tariff.stretches(start, end, zone))
+        target["plan"] = cache[scope, start]
 
 
-def _add_neighbours(conn: Connection, targets: list[dict[str, Any]], end: int) -> None:
-    """Give each target with readings the readings around each boundary of its period: its
-    start, each stretch's end (time-of-use), its end; ``NEAR_PAIRS`` at a time."""
+def _add_ends(conn: Connection, targets: list[dict[str, Any]], end: int) -> None:
+    """Give each target with readings the registers at each boundary of its period (its
+    start, each stretch's end (time-of-use), its end) and the readings around them."""
     billable = [t for t in targets if t["start_ts"] is not None]
-    instants = [
-        [t["start_ts"], *(s.end for s in t["stretches"])]
-        if t["stretches"]
-        else [t["start_ts"], end]
-        for t in billable
-    ]
-    at_instants = zip(billable, instants, strict=True)
-    pairs = [(t["tag_id"], ts) for t, at in at_instants for ts in at]
-    sides = [
-        side
-        for first in range(0, len(pairs), NEAR_PAIRS)
-        for side in near(conn, pairs[first : first + NEAR_PAIRS])
-    ]
-    first = 0
-    for target, at in zip(billable, instants, strict=True):
-        target["sides"] = sides[first : first + len(at)]
-        first += len(at)
+    instants = [t["plan"].instants if t["plan"] else [t["start_ts"], end] for t in billable]
+    sizes = np.array([len(at) for at in instants], np.int64)
+    tags = np.repeat(np.array([t["tag_id"] for t in billable], np.int64), sizes)
+    times = np.array([ts for at in instants for ts in at], np.int64)
+    found = sides(conn, tags, times)
+    inner = np.ones(len(times), bool)
+    ends = np.cumsum(sizes)
+    inner[ends - sizes] = inner[ends - 1] = False  # a bill's own ends: read as flat bills do
+    registers_at = registers(found, times, across_drops=inner)
+    for target, stop, size in zip(billable, ends.tolist(), sizes.tolist(), strict=True):
+        at = slice(stop - size, stop)
+        target["ends"] = registers_at.take(at), found.take(at)
 
 
 def _residents(conn: Connection, project_id: int) -> dict[int, str]:
@@ -322,7 +324,7 @@ def _bill(
     end: int,
 ) -> dict[str, Any]:
     start_ts = t["start_ts"]
-    sides = t["sides"]
+    ends, around = t["ends"]
     inside = [
         (ts, register_value(b), register_value(a)) for ts, b, a in drops if start_ts < ts <= end
     ]
@@ -340,7 +342,7 @@ def _bill(
         "currency": project.currency,
     }
     if isinstance(tariff, TouTariff):
-        priced = tou_bill(tariff, t["stretches"], sides, inside, project.zone)
+        priced = tou_bill(tariff, t["plan"], ends, around, inside, project.zone)
         return row | {
             "previous_reading": priced.start,
             "reading": priced.end,
@@ -350,10 +352,7 @@ def _bill(
             "rule": priced.rule,
             "items": priced.items,
         }
-    start = register_at(*plain(*sides[0]), start_ts)
-    stop = register_at(*plain(*sides[-1]), end)
-    assert start is not None
-    assert stop is not None
+    start, stop = ends.end(0), ends.end(1)
     used = usage(start, stop, [(b, a) for _, b, a in inside])
     return row | {
         "previous_reading": start.value,
@@ -367,6 +366,7 @@ def _bill(
 
 BILL_COLUMNS = tuple(c.name for c in bills.columns if c.name != "id")
 ITEM_COLUMNS = tuple(c.name for c in bill_items.columns)
+ITEM_FIELDS = tuple(f.name for f in fields(Item))
 
 
 def _insert_bills(conn: Connection, rows: list[dict[str, Any]]) -> None:
@@ -387,7 +387,8 @@ def _insert_items(
         bills.c.device_pk.between(min(items), max(items)),
     )
     rows = [
-        asdict(item) | {"bill_id": bill_id, "price": text_of(item.price)}
+        {name: getattr(item, name) for name in ITEM_FIELDS}
+        | {"bill_id": bill_id, "price": text_of(item.price)}
         for bill_id, device_pk in conn.execute(query)
         if device_pk in items
         for item in items[device_pk]

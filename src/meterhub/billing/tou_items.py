@@ -1,7 +1,7 @@
 """The items of a time-of-use bill: each period's consumption, read at the period boundaries.
 
 The bill's span is cut into stretches at its tariff's boundaries (``TouTariff.stretches``).
-The register at each boundary follows the bill-end rule (``consumption.register_at``): the
+The register at each boundary follows the bill-end rule (``consumption.registers``): the
 reading there, else the straight line between its neighbours; it is held from the nearest
 reading (never extrapolated) when there is none on one side, and held at its value before a
 flagged drop when the next reading is the drop. Such a boundary is *estimated*, and the items
@@ -17,24 +17,27 @@ consumption is the sum of its items.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
+
 from meterhub.billing.consumption import (
+    NO_AFTER,
+    NO_BEFORE,
     REGISTER_DECREASED_UNEXPLAINED,
     REGISTER_RESET,
     REGISTER_STEP,
-    RegisterEnd,
-    plain,
-    register_at,
+    Registers,
     usage,
 )
 from meterhub.billing.tariffs import CENT, cents
 from meterhub.billing.tou import Stretch, TouTariff
-from meterhub.storage.series import Near
+from meterhub.storage.sides import Sides
 from meterhub.times import iso
 
 
@@ -80,76 +83,95 @@ class TouBill:
     items: list[Item]
 
 
+class Plan:
+    """The stretches of a bill's span and their layout by period: worked out once and shared
+    by every bill of that span."""
+
+    def __init__(self, stretches: Sequence[Stretch]) -> None:
+        self.stretches = list(stretches)
+        self.instants = [stretches[0].start, *(s.end for s in stretches)]
+        """The boundaries: the span's start, then each stretch's end."""
+        self.period = np.array([s.period for s in stretches], np.intp)
+        self.parts = {int(p): np.flatnonzero(self.period == p) for p in np.unique(self.period)}
+        """The stretches of each period found, by number."""
+
+
 def tou_bill(
     tariff: TouTariff,
-    stretches: Sequence[Stretch],
-    sides: Sequence[Near],
+    plan: Plan,
+    ends: Registers,
+    sides: Sides,
     drops: Sequence[tuple[int, Decimal, Decimal]],
     zone: tzinfo,
 ) -> TouBill:
-    """Price the bill whose stretches are ``stretches``; ``sides`` are the readings around
-    each boundary (the bill's start, then each stretch's end), ``drops`` the flagged drops
+    """Price the bill whose span ``plan`` lays out; ``ends`` are the registers at each of
+    its boundaries and ``sides`` the readings around them, ``drops`` the flagged drops
     ``(ts, value before, value after)`` inside the bill."""
-    instants = [stretches[0].start, *(s.end for s in stretches)]
-    last = len(instants) - 1
-    ends = [_boundary(sides[k], ts, zone, edge=k in (0, last)) for k, ts in enumerate(instants)]
-    totals = [Decimal(0)] * len(tariff.periods)
-    parts: dict[int, list[int]] = {}
+    used = np.diff(ends.milli)
     rules: set[str | None] = set()
-    for k, stretch in enumerate(stretches):
-        inside = [(b, a) for ts, b, a in drops if stretch.start < ts <= stretch.end]
-        used = usage(ends[k][0], ends[k + 1][0], inside)
-        totals[stretch.period] += used.consumption
-        parts.setdefault(stretch.period, []).append(k)
-        rules.add(used.rule)
-    amounts, _, charge = tariff.amounts(totals)
+    counted = np.zeros(len(used), bool)
+    by_stretch: dict[int, list[tuple[Decimal, Decimal]]] = {}
+    for ts, before, after in drops:  # in (start, end] of the stretch
+        k = bisect_left(plan.instants, ts) - 1
+        by_stretch.setdefault(k, []).append((before, after))
+    for k, inside in by_stretch.items():
+        found = usage(ends.end(k), ends.end(k + 1), inside)
+        used[k], counted[k] = int(found.consumption.scaleb(3)), True
+        rules.add(found.rule)
+    falling = (used < 0) & ~counted
+    if falling.any():
+        used[falling] = 0
+        rules.add(REGISTER_DECREASED_UNEXPLAINED)
+    totals = np.bincount(plan.period, used, len(tariff.periods)).astype(np.int64).tolist()
+    consumption = [Decimal(total).scaleb(-3) for total in totals]
+    amounts, _, charge = tariff.amounts(consumption)
+    held = ends.held.astype(bool)
+    notes = _notes(ends, sides, plan.instants, zone) if held.any() else {}
     items = [
         Item(
             period=tariff.periods[p].name,
             seq=p,
-            start_register=ends[found[0]][0].value,
-            end_register=ends[found[-1] + 1][0].value,
-            consumption=totals[p],
+            start_register=ends.end(int(ks[0])).value,
+            end_register=ends.end(int(ks[-1]) + 1).value,
+            consumption=consumption[p],
             price=tariff.periods[p].price,
             charge=cents(amounts[p]),
-            estimated=any(ends[k][0].estimated or ends[k + 1][0].estimated for k in found),
-            note=_notes(ends, found),
+            estimated=bool(notes) and bool((held[ks] | held[ks + 1]).any()),
+            note=_said(notes, ks.tolist()) if notes else None,
         )
-        for p, found in sorted(parts.items())
+        for p, ks in plan.parts.items()
     ]
     return TouBill(
-        start=ends[0][0].value,
-        end=ends[-1][0].value,
-        consumption=sum(totals, Decimal(0)),
+        start=ends.end(0).value,
+        end=ends.end(len(ends.milli) - 1).value,
+        consumption=sum(consumption, Decimal(0)),
         charge=charge,
         rule=next(
             (r for r in (REGISTER_DECREASED_UNEXPLAINED, REGISTER_RESET) if r in rules), None
         ),
-        estimated=any(end.estimated for end, _ in ends),
+        estimated=bool(notes),
         items=items,
     )
 
 
-def _notes(ends: Sequence[tuple[RegisterEnd, str | None]], stretches: Sequence[int]) -> str | None:
-    """Why the boundaries of these stretches are estimated, each said once, in time order."""
-    said = dict.fromkeys(
-        note for k in stretches for _, note in (ends[k], ends[k + 1]) if note is not None
+def _said(notes: dict[int, str], stretches: list[int]) -> str | None:
+    """The notes of the boundaries of these stretches, each said once, in time order."""
+    return (
+        "; ".join(dict.fromkeys(notes[j] for k in stretches for j in (k, k + 1) if j in notes))
+        or None
     )
-    return "; ".join(said) or None
 
 
-def _boundary(sides: Near, ts: int, zone: tzinfo, *, edge: bool) -> tuple[RegisterEnd, str | None]:
-    """The register at boundary ``ts`` (at the bill's ``edge``: read as bill ends are), and
-    why it is estimated, if it is."""
-    before, after = sides
-    found = register_at(*(plain(before, after) if edge else sides), ts)
-    assert found is not None  # the bill has readings
-    if not found.estimated:
-        return found, None
-    when = iso(ts, zone)
-    if before is None:
-        assert after is not None
-        return found, f"no reading before {when}: held from the next, at {iso(after.ts, zone)}"
-    if after is None:
-        return found, f"no reading after {when}: held from the last, at {iso(before.ts, zone)}"
-    return found, f"register dropped at {iso(after.ts, zone)}: held at {when} from before the drop"
+def _notes(ends: Registers, sides: Sides, instants: Sequence[int], zone: tzinfo) -> dict[int, str]:
+    """Why each estimated boundary (by number) is estimated."""
+    notes = {}
+    for k in np.flatnonzero(ends.held).tolist():
+        when, how = iso(instants[k], zone), int(ends.held[k])
+        held_from = iso(int((sides.before if how == NO_AFTER else sides.after).ts[k]), zone)
+        if how == NO_BEFORE:
+            notes[k] = f"no reading before {when}: held from the next, at {held_from}"
+        elif how == NO_AFTER:
+            notes[k] = f"no reading after {when}: held from the last, at {held_from}"
+        else:
+            notes[k] = f"register dropped at {held_from}: held at {when} from before the drop"
+    return notes

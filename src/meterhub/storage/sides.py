@@ -1,0 +1,260 @@
+"""The stored neighbours of many instants of many tags at once, as columns.
+
+``series.near`` answers each instant with its own index seeks; a time-of-use bill asks for
+dozens of instants per meter, most of them inside compacted days. Here an instant whose day
+is a chunk, which spans it, is answered from that chunk's points: the chunks of every such
+(tag, day) are read in one statement and decoded once (identical time columns, as meters
+read at the same instants have, once), and all instants are found in one ``searchsorted``.
+A row of the tag at or after the start of its earliest such day is found by one seek per
+tag: an instant before it is answered from its chunk, the row taking the after side when it
+is as near (rows win ties). Every other instant goes to ``series.near``. The answers are
+``near``'s, point for point.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Sequence
+from itertools import compress
+from typing import Any, NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import Connection
+
+from meterhub.storage.codec import Columns, unpack_floats, unpack_ints
+from meterhub.storage.series import Near, near
+from meterhub.times import DAY_US
+
+NO_POINT = np.iinfo(np.int64).min
+"""The time of a side with no point."""
+
+SIDES_TAGS = 2_000
+"""Tags whose chunks one statement reads (their decoded points are held together)."""
+
+_DAY_BITS = 37  # µs within a UTC day fit in 37 bits
+_TAG_DAY_BITS = 20  # days since 1970 fit in 20 bits for the next two thousand years
+_DAY_MASK = (1 << _TAG_DAY_BITS) - 1
+
+Ints = npt.NDArray[np.int64]
+
+
+class Sides(NamedTuple):
+    """Per instant, the last stored point at or before it and the first at or after it; a
+    side with no point has time ``NO_POINT``."""
+
+    before: Columns
+    after: Columns
+
+    def __len__(self) -> int:
+        return len(self.before.ts)
+
+    def take(self, which: slice) -> Sides:
+        return Sides(self.before.take(which), self.after.take(which))
+
+    @classmethod
+    def of(cls, found: Sequence[Near]) -> Sides:
+        """``near``'s answers as columns."""
+        sides = _empty(len(found))
+        for n, pair in enumerate(found):
+            for side, point in zip(sides, pair, strict=True):
+                if point is not None:
+                    side.ts[n], side.value[n], side.quality[n] = (
+                        point.ts,
+                        point.value,
+                        point.quality,
+                    )
+        return sides
+
+
+def sides(conn: Connection, tags: Ints, times: Ints) -> Sides:
+    """The neighbours of each instant ``times[i]`` of tag ``tags[i]``."""
+    found = _empty(len(times))
+    order = np.lexsort((times, tags))
+    bounds = np.flatnonzero(np.r_[True, tags[order][1:] != tags[order][:-1], True])
+    for first in range(0, len(bounds) - 1, SIDES_TAGS):
+        last = min(first + SIDES_TAGS, len(bounds) - 1)
+        which = order[bounds[first] : bounds[last]]
+        _fill(conn, tags[which], times[which], which, found)
+    return found
+
+
+def _empty(size: int) -> Sides:
+    def columns() -> Columns:
+        return Columns(np.full(size, NO_POINT, np.int64), np.zeros(size), np.zeros(size, np.int16))
+
+    return Sides(columns(), columns())
+
+
+def _fill(conn: Connection, tags: Ints, times: Ints, where: Ints, found: Sides) -> None:
+    """Answer the instants (sorted by tag, then time) into ``found`` at ``where``."""
+    days = times // DAY_US
+    keys = tags << _TAG_DAY_BITS | days.clip(0, _DAY_MASK)
+    wanted = np.unique(keys[(days >= 0) & (days < 1 << _TAG_DAY_BITS)])
+    chunks = _chunks(conn, wanted)
+    j = np.searchsorted(chunks.keys, keys).clip(max=max(len(chunks.keys) - 1, 0))
+    inside = np.zeros(len(times), bool)
+    if len(chunks.keys):
+        inside = (
+            (chunks.keys[j] == keys) & (chunks.first_ts[j] <= times) & (times <= chunks.last_ts[j])
+        )
+    rows = _first_rows(conn, tags, days)
+    row = np.searchsorted(rows.tags, tags).clip(max=max(len(rows.tags) - 1, 0))
+    has_row = np.zeros(len(times), bool)
+    if len(rows.tags):
+        has_row = rows.tags[row] == tags
+    row_ts = np.where(has_row, rows.points.ts[row] if len(rows.tags) else 0, np.iinfo(np.int64).max)
+    quick = inside & (times < row_ts)
+    if quick.any():
+        _from_chunks(chunks, j[quick], times[quick], where[quick], found)
+        _rows_after(rows, row[quick & has_row], where[quick & has_row], found)
+    slow = np.flatnonzero(~quick)
+    if len(slow):
+        answers = Sides.of(
+            near(conn, list(zip(tags[slow].tolist(), times[slow].tolist(), strict=True)))
+        )
+        _put(found.before, where[slow], answers.before)
+        _put(found.after, where[slow], answers.after)
+
+
+class _Chunks(NamedTuple):
+    """Decoded chunks, ordered by (tag, day): their keys, spans and points laid end to end,
+    each point keyed by its chunk and its µs within the day."""
+
+    keys: Ints
+    first_ts: Ints
+    last_ts: Ints
+    point_keys: Ints
+    points: Columns
+
+
+def _chunks(conn: Connection, wanted: Ints) -> _Chunks:
+    """The chunks of the (tag, day) pairs ``wanted`` (as keys, ascending) that exist, decoded."""
+    tags, days = np.unique(wanted >> _TAG_DAY_BITS), np.unique(wanted & _DAY_MASK)
+    rows = _select(conn, _CHUNKS, tags, days)  # every tag on every day: keep those wanted
+    if rows:
+        keys = np.array([r[:2] for r in rows], np.int64) @ np.array([1 << _TAG_DAY_BITS, 1])
+        keep = np.isin(keys, wanted)
+        if not keep.all():
+            rows = list(compress(rows, keep.tolist()))
+    if not rows:
+        none = np.empty(0, np.int64)
+        return _Chunks(none, none, none, none, Columns(none, np.empty(0), np.empty(0, np.int16)))
+    columns = zip(*rows, strict=True)
+    tag, day, first_ts, last_ts, lender, ts_blobs, value_blobs, quality_blobs = columns
+    lent = _lent_times(conn, {(t, d) for t, d in zip(lender, day, strict=True) if t is not None})
+    decoded: dict[bytes, Ints] = {}
+    times = []
+    for blob in (
+        lent[t, d] if t is not None else b for t, d, b in zip(lender, day, ts_blobs, strict=True)
+    ):
+        if blob not in decoded:
+            decoded[blob] = unpack_ints(blob)
+        times.append(decoded[blob])
+    sizes = np.array([len(t) for t in times], np.int64)
+    ts = np.concatenate(times)
+    quality = np.zeros(len(ts), np.int16)
+    offsets = np.cumsum(sizes) - sizes
+    for n, blob in enumerate(quality_blobs):
+        if blob is not None:
+            quality[offsets[n] : offsets[n] + sizes[n]] = unpack_ints(bytes(blob))
+    points = Columns(ts, np.concatenate([unpack_floats(bytes(b)) for b in value_blobs]), quality)
+    day_of = np.array(day, np.int64)
+    index = np.repeat(np.arange(len(rows), dtype=np.int64), sizes)
+    point_keys = index << _DAY_BITS | (ts - np.repeat(day_of * DAY_US, sizes))
+    keys = np.array(tag, np.int64) << _TAG_DAY_BITS | day_of
+    return _Chunks(keys, np.array(first_ts), np.array(last_ts), point_keys, points)
+
+
+def _lent_times(conn: Connection, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """The times blob of each lending chunk (tag, day) of ``pairs``."""
+    if not pairs:
+        return {}
+    tags, days = (np.unique(np.array(sorted(pairs))[:, k]) for k in (0, 1))
+    rows = _select(conn, _TIMES, tags, days)
+    return {(t, d): bytes(blob) for t, d, blob in rows if (t, d) in pairs}
+
+
+def _from_chunks(chunks: _Chunks, j: Ints, times: Ints, where: Ints, found: Sides) -> None:
+    """Instants inside chunk ``j[i]``: both sides from its points."""
+    keys = j << _DAY_BITS | (times - (chunks.keys[j] & _DAY_MASK) * DAY_US)
+    before = np.searchsorted(chunks.point_keys, keys, "right") - 1
+    after = np.searchsorted(chunks.point_keys, keys, "left")
+    _put(found.before, where, chunks.points.take(before))
+    _put(found.after, where, chunks.points.take(after))
+
+
+class _Rows(NamedTuple):
+    """Per tag (ascending) with one, its first row at or after its earliest chunk day asked."""
+
+    tags: Ints
+    points: Columns
+
+
+def _first_rows(conn: Connection, tags: Ints, days: Ints) -> _Rows:
+    starts = np.unique(tags, return_index=True)
+    rows = _fetch(conn, _FIRST_ROWS, starts[0], days[starts[1]] * DAY_US)
+    found = Columns.of([row[1:] for row in rows])
+    return _Rows(np.array([row[0] for row in rows], np.int64), found)
+
+
+def _rows_after(rows: _Rows, k: Ints, where: Ints, found: Sides) -> None:
+    """Where the tag's first row ``k[i]`` is as near as the after side found in its chunk,
+    the row is the after side (rows win ties)."""
+    nearer = rows.points.ts[k] <= found.after.ts[where]
+    _put(found.after, where[nearer], rows.points.take(k[nearer]))
+
+
+def _put(side: Columns, where: Ints, points: Columns) -> None:
+    side.ts[where], side.value[where], side.quality[where] = points
+
+
+_CHUNKS = (
+    "SELECT tag_id, day, first_ts, last_ts, ts_tag, ts_blob, value_blob,"
+    " CASE WHEN flagged > 0 THEN quality_blob END FROM chunks"
+    " WHERE tag_id {tags} AND day {days} ORDER BY tag_id, day"
+)
+_TIMES = "SELECT tag_id, day, ts_blob FROM chunks WHERE tag_id {tags} AND day {days}"
+_FIRST_ROWS = {
+    "sqlite": "SELECT q.a, p.ts, p.value, p.quality FROM {q} JOIN points p ON p.tag_id = q.a"
+    " AND p.ts = (SELECT min(x.ts) FROM points x WHERE x.tag_id = q.a AND x.ts >= q.b)"
+    " ORDER BY q.a",
+    "postgresql": "SELECT q.a, p.ts, p.value, p.quality FROM {q} JOIN LATERAL"
+    " (SELECT x.ts, x.value, x.quality FROM points x WHERE x.tag_id = q.a AND x.ts >= q.b"
+    " ORDER BY x.ts LIMIT 1) p ON true ORDER BY q.a",
+}
+_PAIRS = {
+    "sqlite": "(SELECT json_extract(value, '$[0]') AS a, json_extract(value, '$[1]') AS b"
+    " FROM json_each(?)) q",
+    "postgresql": "unnest(%s::bigint[], %s::bigint[]) AS q(a, b)",
+}
+
+
+def _fetch(conn: Connection, sql: str | dict[str, str], a: Ints, b: Ints) -> list[Any]:
+    """Rows of ``sql`` over the pairs ``(a[i], b[i])`` as table ``q(a, b)``."""
+    dialect = conn.dialect.name
+    statement = (sql if isinstance(sql, str) else sql[dialect]).format(q=_PAIRS[dialect])
+    params: Sequence[Any] = (
+        (a.tolist(), b.tolist())
+        if dialect == "postgresql"
+        else (json.dumps(np.stack([a, b], axis=1).tolist()),)
+    )
+    return _driver_rows(conn, statement, params)
+
+
+def _select(conn: Connection, sql: str, tags: Ints, days: Ints) -> list[Any]:
+    """Rows of ``sql`` with ``tag_id`` in ``tags`` and ``day`` in ``days``."""
+    if conn.dialect.name == "postgresql":
+        statement = sql.format(tags="= ANY(%s)", days="= ANY(%s)")
+        return _driver_rows(conn, statement, (tags.tolist(), days.tolist()))
+    marks = {k: f"IN ({', '.join('?' * len(v))})" for k, v in (("tags", tags), ("days", days))}
+    return _driver_rows(conn, sql.format(**marks), (*tags.tolist(), *days.tolist()))
+
+
+def _driver_rows(conn: Connection, statement: str, params: Sequence[Any]) -> list[Any]:
+    """Rows straight from the driver: no row objects, blobs as the driver gives them."""
+    driver = conn.connection.driver_connection
+    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
+        cursor.execute(statement, params)
+        return list(cursor.fetchall())
