@@ -245,7 +245,8 @@ def _add_plans(
 
 def _add_ends(conn: Connection, targets: list[dict[str, Any]], end: int) -> None:
     """Give each target with readings the registers at each boundary of its period (its
-    start, each stretch's end (time-of-use), its end) and the readings around them."""
+    start, each stretch's end (time-of-use), its end) and the readings around them: the
+    batch's columns, and where the target's start in them."""
     billable = [t for t in targets if t["start_ts"] is not None]
     instants = [t["plan"].instants if t["plan"] else [t["start_ts"], end] for t in billable]
     sizes = np.array([len(at) for at in instants], np.int64)
@@ -257,8 +258,7 @@ def _add_ends(conn: Connection, targets: list[dict[str, Any]], end: int) -> None
     inner[ends - sizes] = inner[ends - 1] = False  # a bill's own ends: read as flat bills do
     registers_at = registers(found, times, across_drops=inner)
     for target, stop, size in zip(billable, ends.tolist(), sizes.tolist(), strict=True):
-        at = slice(stop - size, stop)
-        target["ends"] = registers_at.take(at), found.take(at)
+        target["ends"] = registers_at, found, stop - size
 
 
 def _residents(conn: Connection, project_id: int) -> dict[int, str]:
@@ -324,7 +324,7 @@ def _bill(
     end: int,
 ) -> dict[str, Any]:
     start_ts = t["start_ts"]
-    ends, around = t["ends"]
+    ends, around, at = t["ends"]
     inside = [
         (ts, register_value(b), register_value(a)) for ts, b, a in drops if start_ts < ts <= end
     ]
@@ -342,7 +342,8 @@ def _bill(
         "currency": project.currency,
     }
     if isinstance(tariff, TouTariff):
-        priced = tou_bill(tariff, t["plan"], ends, around, inside, project.zone)
+        own = slice(at, at + len(t["plan"].instants))
+        priced = tou_bill(tariff, t["plan"], ends.take(own), around.take(own), inside, project.zone)
         return row | {
             "previous_reading": priced.start,
             "reading": priced.end,
@@ -352,7 +353,7 @@ def _bill(
             "rule": priced.rule,
             "items": priced.items,
         }
-    start, stop = ends.end(0), ends.end(1)
+    start, stop = ends.end(at), ends.end(at + 1)
     used = usage(start, stop, [(b, a) for _, b, a in inside])
     return row | {
         "previous_reading": start.value,

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from sqlalchemy import Connection
 
 from meterhub.storage.codec import Columns, unpack_floats, unpack_ints
+from meterhub.storage.points import Point
 from meterhub.storage.series import Near, near
 from meterhub.times import DAY_US
 
@@ -56,21 +57,15 @@ class Sides(NamedTuple):
     @classmethod
     def of(cls, found: Sequence[Near]) -> Sides:
         """``near``'s answers as columns."""
-        sides = _empty(len(found))
-        for n, pair in enumerate(found):
-            for side, point in zip(sides, pair, strict=True):
-                if point is not None:
-                    side.ts[n], side.value[n], side.quality[n] = (
-                        point.ts,
-                        point.value,
-                        point.quality,
-                    )
-        return sides
+        before, after = ([pair[k] for pair in found] for k in (0, 1))
+        return cls(_columns(before), _columns(after))
 
 
 def sides(conn: Connection, tags: Ints, times: Ints) -> Sides:
     """The neighbours of each instant ``times[i]`` of tag ``tags[i]``."""
     found = _empty(len(times))
+    if not len(times):
+        return found
     order = np.lexsort((times, tags))
     bounds = np.flatnonzero(np.r_[True, tags[order][1:] != tags[order][:-1], True])
     for first in range(0, len(bounds) - 1, SIDES_TAGS):
@@ -87,28 +82,34 @@ def _empty(size: int) -> Sides:
     return Sides(columns(), columns())
 
 
+def _columns(points: Sequence[Point | None]) -> Columns:
+    return Columns(
+        np.array([NO_POINT if p is None else p.ts for p in points], np.int64),
+        np.array([0.0 if p is None else p.value for p in points], np.float64),
+        np.array([0 if p is None else p.quality for p in points], np.int16),
+    )
+
+
 def _fill(conn: Connection, tags: Ints, times: Ints, where: Ints, found: Sides) -> None:
     """Answer the instants (sorted by tag, then time) into ``found`` at ``where``."""
     days = times // DAY_US
     keys = tags << _TAG_DAY_BITS | days.clip(0, _DAY_MASK)
-    wanted = np.unique(keys[(days >= 0) & (days < 1 << _TAG_DAY_BITS)])
-    chunks = _chunks(conn, wanted)
-    j = np.searchsorted(chunks.keys, keys).clip(max=max(len(chunks.keys) - 1, 0))
-    inside = np.zeros(len(times), bool)
+    chunks = _chunks(conn, np.unique(keys[(days >= 0) & (days <= _DAY_MASK)]))
+    quick = np.zeros(len(times), bool)
     if len(chunks.keys):
-        inside = (
+        j = np.searchsorted(chunks.keys, keys).clip(max=len(chunks.keys) - 1)
+        quick = (
             (chunks.keys[j] == keys) & (chunks.first_ts[j] <= times) & (times <= chunks.last_ts[j])
         )
-    rows = _first_rows(conn, tags, days)
-    row = np.searchsorted(rows.tags, tags).clip(max=max(len(rows.tags) - 1, 0))
-    has_row = np.zeros(len(times), bool)
-    if len(rows.tags):
-        has_row = rows.tags[row] == tags
-    row_ts = np.where(has_row, rows.points.ts[row] if len(rows.tags) else 0, np.iinfo(np.int64).max)
-    quick = inside & (times < row_ts)
     if quick.any():
+        rows = _first_rows(conn, tags[quick], days[quick])
+        k = np.searchsorted(rows.tags, tags).clip(max=max(len(rows.tags) - 1, 0))
+        has_row = np.zeros(len(times), bool)
+        if len(rows.tags):
+            has_row = rows.tags[k] == tags
+            quick &= ~has_row | (times < rows.points.ts[k])
         _from_chunks(chunks, j[quick], times[quick], where[quick], found)
-        _rows_after(rows, row[quick & has_row], where[quick & has_row], found)
+        _rows_after(rows, k[quick & has_row], where[quick & has_row], found)
     slow = np.flatnonzero(~quick)
     if len(slow):
         answers = Sides.of(
@@ -193,6 +194,7 @@ class _Rows(NamedTuple):
 
 
 def _first_rows(conn: Connection, tags: Ints, days: Ints) -> _Rows:
+    """Per tag, its first row at or after the first of ``days`` (sorted by tag, then day)."""
     starts = np.unique(tags, return_index=True)
     rows = _fetch(conn, _FIRST_ROWS, starts[0], days[starts[1]] * DAY_US)
     found = Columns.of([row[1:] for row in rows])
