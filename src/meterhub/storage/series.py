@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -109,12 +110,15 @@ def merge(stored: Columns, rows: Columns) -> Columns:
 
 def as_points(tag_id: int, columns: Columns) -> list[Point]:
     """``columns`` of ``tag_id`` as points."""
-    return [
-        Point(tag_id, ts, value, quality)
-        for ts, value, quality in zip(
-            columns.ts.tolist(), columns.value.tolist(), columns.quality.tolist(), strict=True
+    return list(
+        map(
+            Point,
+            repeat(tag_id, len(columns.ts)),
+            columns.ts.tolist(),
+            columns.value.tolist(),
+            columns.quality.tolist(),
         )
-    ]
+    )
 
 
 def points_between(

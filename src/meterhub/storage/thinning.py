@@ -118,9 +118,14 @@ class _Parts:
         runs = list(zip(day[first].tolist(), lo[first].tolist(), hi[last].tolist(), strict=True))
         days = sorted({run_day for run_day, _, _ in runs})
         loaded = dict(zip(days, self._days(days), strict=True))
+        start, end = self._span
+        edges = {None if at is None else at // DAY_US for at in (start, end)}
         short: list[Columns] = []
         for run_day, a, b in runs:
-            run = within(loaded[run_day].take(slice(a, b)), self._span)
+            stored = loaded[run_day]
+            run = Columns(stored.ts[a:b], stored.value[a:b], stored.quality[a:b])
+            if run_day in edges:  # only the span's first and last day may reach past it
+                run = within(run, self._span)
             (self.points if b - a >= _LONG_RUN else short).append(run)
         if short:
             self.points.append(concat(short))
