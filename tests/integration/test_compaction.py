@@ -215,3 +215,29 @@ def test_deleting_tags_deletes_their_chunks(engine: Engine) -> None:
         delete_points(conn, [8])
         assert conn.execute(select(chunks.c.tag_id)).scalars().all() == [9]
         assert latest(conn, [8, 9]) == {9: Point(9, T0 + 5, 1.0)}
+
+
+def test_sides_of_tags_asked_on_different_days_are_near_s(engine: Engine) -> None:
+    """Each tag asked on days of its own (read as (tag, day) pairs, not every tag on every
+    day): the same neighbours as ``near``, inside chunks, at their ends and in rows."""
+    tags = range(500, 510)
+    with engine.begin() as conn:
+        write_points(
+            conn,
+            [Point(tag, T0 + n * 15 * MINUTE + tag, n / 7) for tag in tags for n in range(960)],
+        )
+    compact(engine, settle_us=0, now=T0 + 9 * DAY_US)
+    with engine.begin() as conn:
+        write_points(conn, [Point(503, T0 + 4 * DAY_US + 3 * MINUTE, 99.0)])  # a late row
+    asked = [
+        (tag, T0 + (tag - 500) * DAY_US + offset)
+        for tag in tags
+        for offset in (0, 7 * MINUTE, 15 * MINUTE + tag, 20 * 3_600_000_000, DAY_US - 1)
+    ]
+    with engine.connect() as conn:
+        found = sides(conn, np.array([t for t, _ in asked]), np.array([ts for _, ts in asked]))
+        expected = near(conn, asked)
+    for n, pair in enumerate(expected):
+        for side, point in zip(found, pair, strict=True):
+            at = (int(side.ts[n]), float(side.value[n]), int(side.quality[n]))
+            assert at == ((NO_POINT, 0.0, 0) if point is None else point[1:])

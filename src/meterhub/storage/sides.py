@@ -133,7 +133,10 @@ class _Chunks(NamedTuple):
 def _chunks(conn: Connection, wanted: Ints) -> _Chunks:
     """The chunks of the (tag, day) pairs ``wanted`` (as keys, ascending) that exist, decoded."""
     tags, days = np.unique(wanted >> _TAG_DAY_BITS), np.unique(wanted & _DAY_MASK)
-    rows = _select(conn, _CHUNKS, tags, days)  # every tag on every day: keep those wanted
+    if len(tags) * len(days) > _CROSS * len(wanted):  # the pairs themselves, then
+        rows = _fetch(conn, _CHUNKS_OF_PAIRS, wanted >> _TAG_DAY_BITS, wanted & _DAY_MASK)
+    else:  # every tag on every day (index seeks the driver need not parse): keep those wanted
+        rows = _select(conn, _CHUNKS, tags, days)
     if rows:
         keys = np.array([r[:2] for r in rows], np.int64) @ np.array([1 << _TAG_DAY_BITS, 1])
         keep = np.isin(keys, wanted)
@@ -212,11 +215,21 @@ def _put(side: Columns, where: Ints, points: Columns) -> None:
     side.ts[where], side.value[where], side.quality[where] = points
 
 
-_CHUNKS = (
-    "SELECT tag_id, day, first_ts, last_ts, ts_tag, ts_blob, value_blob,"
-    " CASE WHEN flagged > 0 THEN quality_blob END FROM chunks"
-    " WHERE tag_id {tags} AND day {days} ORDER BY tag_id, day"
+_CHUNK_COLUMNS = (
+    "c.tag_id, c.day, c.first_ts, c.last_ts, c.ts_tag, c.ts_blob, c.value_blob,"
+    " CASE WHEN c.flagged > 0 THEN c.quality_blob END"
 )
+_CHUNKS = (
+    f"SELECT {_CHUNK_COLUMNS} FROM chunks c WHERE c.tag_id {{tags}} AND c.day {{days}}"
+    " ORDER BY c.tag_id, c.day"
+)
+_CHUNKS_OF_PAIRS = (
+    f"SELECT {_CHUNK_COLUMNS} FROM {{q}} JOIN chunks c ON c.tag_id = q.a AND c.day = q.b"
+    " ORDER BY c.tag_id, c.day"
+)
+_CROSS = 4
+"""How many times the (tag, day) pairs asked every tag on every day may be and still be
+read as that (a batch of bills mostly asks each tag for the same days)."""
 _TIMES = "SELECT tag_id, day, ts_blob FROM chunks WHERE tag_id {tags} AND day {days}"
 _FIRST_ROWS = {
     "sqlite": "SELECT q.a, p.ts, p.value, p.quality FROM {q} JOIN points p ON p.tag_id = q.a"
