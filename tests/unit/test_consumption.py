@@ -8,21 +8,29 @@ import numpy as np
 import pytest
 
 from meterhub.billing.consumption import (
+    NO_READINGS,
     REGISTER_DECREASED_UNEXPLAINED,
     REGISTER_RESET,
     RegisterEnd,
-    register_at,
     register_milli,
     register_value,
+    registers,
     usage,
 )
 from meterhub.storage.points import Point, Quality
+from meterhub.storage.sides import Sides
 
 T0 = 1_700_000_000_000_000
 
 
 def reading(ts: int, value: float, quality: int = Quality.GOOD) -> Point:
     return Point(7, ts, value, quality)
+
+
+def register_at(before: Point | None, after: Point | None, ts: int) -> RegisterEnd | None:
+    """The register at ``ts`` from its neighbours: ``registers`` of one instant."""
+    found = registers(Sides.of([(before, after)]), np.array([ts]), across_drops=True)
+    return None if found.held[0] == NO_READINGS else found.end(0)
 
 
 def end(value: str, estimated: bool = False) -> RegisterEnd:

@@ -13,11 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, Select, and_, case, exists, func, or_, select
 
-from meterhub.billing.consumption import register_at, register_value, usage
+from meterhub.billing.consumption import NO_READINGS, register_value, registers, usage
 from meterhub.storage import Point, TimeRange
 from meterhub.storage.series import Near, drops, near
+from meterhub.storage.sides import Sides
 from meterhub.storage.tables import chunks, points
 from meterhub.times import DAY_US
 
@@ -38,16 +40,20 @@ def consumptions_above(
     nears = dict(zip(merged, _pairs(sides), strict=True))
     flagged = [row.tag_id for row in rows if row.chunked or row.flagged]
     resets = drops(conn, flagged, TimeRange(start + 1, end)) if flagged else {}
+    ends = [
+        nears.get(row.tag_id) or (_sides(row, "b0", "a0"), _sides(row, "b1", "a1")) for row in rows
+    ]
+    at = registers(
+        Sides.of([side for pair in ends for side in pair]),
+        np.tile(np.array([start, end], np.int64), len(rows)),
+        across_drops=True,
+    )
     found = []
-    for row in rows:
-        ends = nears.get(row.tag_id) or (_sides(row, "b0", "a0"), _sides(row, "b1", "a1"))
-        (before_start, after_start), (before_end, after_end) = ends
-        first = register_at(before_start, after_start, start)
-        last = register_at(before_end, after_end, end)
-        if first is None or last is None:
+    for n, row in enumerate(rows):
+        if NO_READINGS in (at.held[2 * n], at.held[2 * n + 1]):
             continue
         inside = [(register_value(b), register_value(a)) for _, b, a in resets.get(row.tag_id, [])]
-        used = float(usage(first, last, inside).consumption)
+        used = float(usage(at.end(2 * n), at.end(2 * n + 1), inside).consumption)
         if used > limit:
             found.append((row, used))
     return found

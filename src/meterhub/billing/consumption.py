@@ -30,7 +30,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from meterhub.storage.points import Point, Quality
+from meterhub.storage.points import Quality
 from meterhub.storage.sides import NO_POINT, Sides
 
 Ints = npt.NDArray[np.int64]
@@ -132,13 +132,6 @@ def register_milli(values: Floats) -> Ints:
     for n in np.flatnonzero(~clear).tolist():
         found[n] = int(register_value(float(values[n])).scaleb(3))
     return found
-
-
-def register_at(before: Point | None, after: Point | None, ts: int) -> RegisterEnd | None:
-    """The register at ``ts`` from the last reading at or before it and the first at or after
-    it (``registers`` of one instant); ``None`` when there is neither."""
-    found = registers(Sides.of([(before, after)]), np.array([ts]), across_drops=True)
-    return None if found.held[0] == NO_READINGS else found.end(0)
 
 
 def usage(
