@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from meterhub.alerts.targets import WebhookTargets
+
 DEFAULT_DATABASE_URL = "sqlite:///./meterhub.db"
 
 
@@ -183,6 +185,11 @@ class Settings(BaseSettings):
     alert_send_timeout: float = Field(
         10.0, gt=0, description="Seconds a webhook or SMTP server may take for one try."
     )
+    webhook_allow: str | None = Field(
+        None,
+        description="Where alert webhooks may go: comma-separated host names (*.name for "
+        "subdomains), IP addresses and networks (10.20.0.0/16). Unset: any http(s) URL.",
+    )
     smtp_host: str | None = Field(
         None, description="SMTP server of alert e-mails. Unset: e-mail channels fail (logged)."
     )
@@ -224,6 +231,18 @@ class Settings(BaseSettings):
         if self.raw_retention_days is not None and self.raw_retention_days <= self.compact_after:
             raise ValueError("raw_retention_days must be longer than compact_after")
         return self
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _webhook_targets(cls, text: str | None) -> str | None:
+        if text is not None:
+            WebhookTargets.parse(text)
+        return text
+
+    @property
+    def webhook_targets(self) -> WebhookTargets | None:
+        """``webhook_allow`` parsed; ``None`` when any target may be named."""
+        return None if self.webhook_allow is None else WebhookTargets.parse(self.webhook_allow)
 
     @field_validator("secret_key")
     @classmethod

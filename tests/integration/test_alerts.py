@@ -402,3 +402,23 @@ def test_email_through_a_real_smtp_server(engine: Engine, site: Site) -> None:
     text = content.decode()
     assert "Subject: [meterhub] FIRED: Meter silent on meter W1" in text
     assert '"kind": "offline"' in text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_webhook_outside_the_allowed_targets_is_given_up_untried(
+    engine: Engine, site: Site
+) -> None:
+    now = base_time()
+    with webhook_receiver() as receiver:
+        with engine.begin() as conn:  # made before the list was set
+            offline_rule(conn, site)
+            create_channel(conn, site.project_id, kind="webhook", url=receiver.url, secret=SECRET)
+        AlertEvaluator(engine).tick(now)
+        settings = settings_for(engine, webhook_allow="hooks.example.com, 10.20.0.0/16")
+        assert asyncio.run(Deliverer(engine, settings).deliver(now)) == 1
+    assert receiver.requests == []
+    with engine.connect() as conn:
+        state = conn.execute(select(notifications.c.state)).scalars().all()
+        errors = conn.execute(select(notification_attempts.c.error)).scalars().all()
+    assert state == ["failed"]
+    assert errors == ["not an allowed webhook target (METERHUB_WEBHOOK_ALLOW)"]

@@ -12,8 +12,10 @@ from sqlalchemy import Engine
 
 from meterhub.alerts.evaluator import AlertEvaluator
 from meterhub.alerts.notify import Deliverer
+from meterhub.api.app import create_app
 from meterhub.settings import Settings
 from tests.alerts_support import MINUTE, Site, base_time, make_site, read, webhook_receiver
+from tests.support import admin_token
 
 SECRET = "0123456789abcdef0123"
 
@@ -147,3 +149,28 @@ def test_alerts_open_first_acknowledged_and_their_attempts(
     assert len(receiver.requests) == 6
     assert api.delete(f"/api/v1/projects/{site.project_id}/").status_code == 204  # all with it
     assert api.get(f"/api/v1/alerts/{open_one['id']}/").status_code == 404
+
+
+def test_a_webhook_must_name_an_allowed_target_when_a_list_is_set(
+    database_url: str, site: Site
+) -> None:
+    settings = Settings(
+        database_url=database_url,
+        collector_enabled=False,
+        alerts_enabled=False,
+        webhook_allow="*.corp.example",
+    )
+    headers = {"Authorization": f"token {admin_token(database_url)}"}
+    channels = f"/api/v1/projects/{site.project_id}/alert-channels/"
+    with TestClient(create_app(settings), headers=headers) as client:
+        refused = client.post(
+            channels, json={"kind": "webhook", "url": "http://127.0.0.1:9/", "secret": SECRET}
+        )
+        made = client.post(
+            channels, json={"kind": "webhook", "url": "https://ops.corp.example/", "secret": SECRET}
+        )
+    assert refused.status_code == 400
+    assert refused.json()["errors"] == {
+        "url": ["not an allowed webhook target (METERHUB_WEBHOOK_ALLOW)"]
+    }
+    assert made.status_code == 201, made.text

@@ -37,6 +37,7 @@ from meterhub.aio import wait_for_event
 from meterhub.alerts.batches import in_batches
 from meterhub.alerts.tables import alert_channels, alert_rules, alerts, notification_attempts
 from meterhub.alerts.tables import notifications as outbox
+from meterhub.alerts.targets import REFUSED
 from meterhub.settings import Settings
 from meterhub.times import iso, now_us
 
@@ -142,6 +143,8 @@ class Outcome:
     duration_ms: float
     status_code: int | None = None
     error: str | None = None
+    final: bool = False
+    """A failure no retry can mend: the notification is given up at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +232,9 @@ class Deliverer:
         ]
 
     async def _send(self, client: httpx.AsyncClient, item: Due) -> Outcome:
+        targets = self._settings.webhook_targets
+        if item.kind is ChannelKind.WEBHOOK and targets and not targets.allows(item.url or ""):
+            return Outcome(False, 0.0, error=REFUSED, final=True)
         started = time.perf_counter()
         try:
             if item.kind is ChannelKind.WEBHOOK:
@@ -279,7 +285,7 @@ class Deliverer:
                 values: dict[str, Any] = {"attempts": attempts}
                 if outcome.ok:
                     values |= {"state": Delivery.DELIVERED.value, "delivered_at": now}
-                elif attempts >= settings.alert_max_attempts:
+                elif outcome.final or attempts >= settings.alert_max_attempts:
                     values |= {"state": Delivery.FAILED.value}
                     log.warning("notification %d given up after %d tries", item.id, attempts)
                 else:

@@ -24,6 +24,7 @@ from meterhub.alerts.rules import (
     printable,
 )
 from meterhub.alerts.tables import alert_channels, alert_rules
+from meterhub.alerts.targets import REFUSED, WebhookTargets
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import device_project, get_device
@@ -173,14 +174,16 @@ def create_channel(
     secret: str | None = None,
     addresses: Sequence[str] = (),
     enabled: bool = True,
+    targets: WebhookTargets | None = None,
 ) -> Channel:
-    """A new channel: a webhook (``url`` and its signing ``secret``) or e-mail
-    (``addresses``); ``InvalidInput`` naming the first field that does not fit."""
+    """A new channel: a webhook (``url`` and its signing ``secret``, a URL ``targets``
+    allows when given) or e-mail (``addresses``); ``InvalidInput`` naming the first field
+    that does not fit."""
     if kind not in tuple(ChannelKind):
         raise InvalidInput.field("kind", f"one of {', '.join(ChannelKind)}")
     values: dict[str, Any] = {"project_id": project_id, "kind": kind, "enabled": enabled}
     if kind == ChannelKind.WEBHOOK:
-        values |= {"url": _webhook_url(url), "secret": _secret(secret)}
+        values |= {"url": _webhook_url(url, targets), "secret": _secret(secret)}
     else:
         values["addresses"] = json.dumps(_addresses(addresses))
     statement = insert(alert_channels).values(**values, created_at=now_us())
@@ -188,11 +191,13 @@ def create_channel(
     return get_channel(conn, channel_id)
 
 
-def _webhook_url(url: str | None) -> str:
+def _webhook_url(url: str | None, targets: WebhookTargets | None) -> str:
     text = (url or "").strip()
     parts = urlsplit(text) if printable(text) else urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname or len(text) > URL_MAX:
         raise InvalidInput.field("url", f"an http:// or https:// URL of at most {URL_MAX}")
+    if targets is not None and not targets.allows(text):
+        raise InvalidInput.field("url", REFUSED)
     return text
 
 

@@ -20,7 +20,7 @@ from meterhub.alerts.history import AlertFilter, AlertRecord, AlertState, Attemp
 from meterhub.alerts.notify import ChannelKind
 from meterhub.alerts.rule_store import Channel
 from meterhub.alerts.rules import Rule, RuleKind
-from meterhub.api.deps import ConnDep, CurrentUser, ProjectDep, check_project
+from meterhub.api.deps import ConnDep, CurrentUser, ProjectDep, SettingsDep, check_project
 from meterhub.api.pagination import NumberedPage, Page, PageSize, offset, paging
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import get_project
@@ -308,7 +308,7 @@ def delete_rule(rule: RuleDep, conn: ConnDep) -> None:
     "/projects/{project_id}/alert-channels/", status_code=201, operation_id="createAlertChannel"
 )
 def create_channel(
-    project: ProjectDep, body: AlertChannelCreate, conn: ConnDep
+    project: ProjectDep, body: AlertChannelCreate, conn: ConnDep, settings: SettingsDep
 ) -> AlertChannelPublic:
     """Send a project's notifications to a webhook (signed) or to e-mail addresses."""
     channel = rule_store.create_channel(
@@ -319,6 +319,7 @@ def create_channel(
         secret=body.secret,
         addresses=body.addresses,
         enabled=body.enabled,
+        targets=settings.webhook_targets,
     )
     return _channel_public(channel, project.zone)
 

@@ -13,7 +13,7 @@ from meterhub.alerts import history, rule_store
 from meterhub.alerts.history import AlertFilter, AlertState
 from meterhub.alerts.notify import ChannelKind
 from meterhub.alerts.rules import PARAMS, RuleKind
-from meterhub.api.deps import ConnDep, check_project
+from meterhub.api.deps import ConnDep, SettingsDep, check_project
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import Project
@@ -134,7 +134,12 @@ def switch_rule(
 
 @router.post("/projects/{project_id}/alerts/channels")
 def add_channel(
-    request: Request, viewer: ViewerDep, posted: FormDep, project: ProjectPage, conn: ConnDep
+    request: Request,
+    viewer: ViewerDep,
+    posted: FormDep,
+    project: ProjectPage,
+    conn: ConnDep,
+    settings: SettingsDep,
 ) -> Response:
     form = {name: form_text(posted, name).strip() for name in ("kind", "url", "secret")}
     form["addresses"] = form_text(posted, "addresses")
@@ -146,6 +151,7 @@ def add_channel(
             url=form["url"] or None,
             secret=form["secret"] or None,
             addresses=form["addresses"].replace(";", ",").replace("\n", ",").split(","),
+            targets=settings.webhook_targets,
         )
     except InvalidInput as exc:
         form.pop("secret")
