@@ -246,7 +246,7 @@ def _add_plans(
 def _add_ends(conn: Connection, targets: list[dict[str, Any]], end: int) -> None:
     """Give each target with readings the registers at each boundary of its period (its
     start, each stretch's end (time-of-use), its end) and the readings around them: the
-    batch's columns, and where the target's start in them."""
+    batch's columns, and where the target's own boundaries start in them."""
     billable = [t for t in targets if t["start_ts"] is not None]
     instants = [t["plan"].instants if t["plan"] else [t["start_ts"], end] for t in billable]
     sizes = np.array([len(at) for at in instants], np.int64)
