@@ -16,7 +16,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from meterhub.alerts.conditions import SETTLE_US, last_full_period, last_night
 from meterhub.alerts.evaluator import AlertEvaluator
@@ -30,7 +30,8 @@ from meterhub.billing.tasks import create_task
 from meterhub.db import make_engine, metadata
 from meterhub.registry.channels import DeviceType
 from meterhub.settings import Settings
-from meterhub.storage.compactor import compact
+from meterhub.storage.compactor import compact, compact_day
+from meterhub.storage.tables import chunks
 from meterhub.times import DAY_US, HOUR_US, from_us, now_us
 from tests.alerts_support import (
     MINUTE,
@@ -422,3 +423,22 @@ def test_a_webhook_outside_the_allowed_targets_is_given_up_untried(
         errors = conn.execute(select(notification_attempts.c.error)).scalars().all()
     assert state == ["failed"]
     assert errors == ["not an allowed webhook target (METERHUB_WEBHOOK_ALLOW)"]
+
+
+def test_night_flow_reads_a_night_already_compacted(engine: Engine, site: Site) -> None:
+    """With ``METERHUB_COMPACT_AFTER`` under a day the night may be compacted before it is
+    judged: the leak is found in the chunks, and a still meter stays quiet."""
+    zone = ZoneInfo("Europe/Berlin")
+    now = base_time()
+    start, end = last_night(now, "01:00", "05:00", zone)
+    steps = range(start, end + 1, 30 * MINUTE)
+    read(engine, site, "W1", *((ts, 10.0 + 0.01 * n) for n, ts in enumerate(steps)))
+    read(engine, site, "W2", *((ts, 20.0 + (0.01 if n > 4 else 0)) for n, ts in enumerate(steps)))
+    with engine.connect() as conn:
+        for tag in (site.tags["W1"], site.tags["W2"]):
+            compact_day(conn, tag, start // DAY_US)  # the night's first UTC day, or all of it
+        conn.commit()
+        assert conn.execute(select(func.count()).select_from(chunks)).scalar() == 2
+    rule(engine, site, "night_flow", params={"from": "01:00", "to": "05:00"})
+    AlertEvaluator(engine).tick(max(now, end + SETTLE_US))
+    assert alerts_of(engine) == {"W1": AlertState.OPEN}
