@@ -153,13 +153,20 @@ def test_consumption_per_day_from_compacted_days(engine: Engine, site: Site) -> 
     assert (found.device_id, found.detail["consumption"]) == ("W1", 12.0)
 
 
-def test_night_flow_finds_a_leak_once_the_window_ends(engine: Engine, site: Site) -> None:
-    zone = ZoneInfo("Europe/Berlin")
+def leaky_night(engine: Engine, site: Site) -> tuple[int, int, int]:
+    """Last night (01:00 to 05:00 in Berlin) W1 ran all through and W2 only after 03:00:
+    the time now and the night's start and end."""
     now = base_time()
-    start, end = last_night(now, "01:00", "05:00", zone)
+    start, end = last_night(now, "01:00", "05:00", ZoneInfo("Europe/Berlin"))
     steps = range(start, end + 1, 30 * MINUTE)
     read(engine, site, "W1", *((ts, 10.0 + 0.01 * n) for n, ts in enumerate(steps)))
     read(engine, site, "W2", *((ts, 20.0 + (0.01 if n > 4 else 0)) for n, ts in enumerate(steps)))
+    return now, start, end
+
+
+def test_night_flow_finds_a_leak_once_the_window_ends(engine: Engine, site: Site) -> None:
+    zone = ZoneInfo("Europe/Berlin")
+    now, start, end = leaky_night(engine, site)
     rule(engine, site, "night_flow", params={"from": "01:00", "to": "05:00"})
     evaluator = AlertEvaluator(engine)
     evaluator.tick(max(now, end + SETTLE_US))
@@ -428,12 +435,7 @@ def test_a_webhook_outside_the_allowed_targets_is_given_up_untried(
 def test_night_flow_reads_a_night_already_compacted(engine: Engine, site: Site) -> None:
     """With ``METERHUB_COMPACT_AFTER`` under a day the night may be compacted before it is
     judged: the leak is found in the chunks, and a still meter stays quiet."""
-    zone = ZoneInfo("Europe/Berlin")
-    now = base_time()
-    start, end = last_night(now, "01:00", "05:00", zone)
-    steps = range(start, end + 1, 30 * MINUTE)
-    read(engine, site, "W1", *((ts, 10.0 + 0.01 * n) for n, ts in enumerate(steps)))
-    read(engine, site, "W2", *((ts, 20.0 + (0.01 if n > 4 else 0)) for n, ts in enumerate(steps)))
+    now, start, end = leaky_night(engine, site)
     with engine.connect() as conn:
         for tag in (site.tags["W1"], site.tags["W2"]):
             compact_day(conn, tag, start // DAY_US)  # the night's first UTC day, or all of it
