@@ -264,7 +264,8 @@ def test_open_gateway_connections_stay_under_the_cap(
     api: TestClient, database_url: str, engine: Engine
 ) -> None:
     cap = 2
-    uncapped = Settings(database_url=database_url, poll_timeout=TIMEOUT, poll_concurrency=cap)
+    # no meter here is meant to time out: a timeout well above a busy machine's stalls
+    uncapped = Settings(database_url=database_url, poll_timeout=5.0, poll_concurrency=cap)
     capped = uncapped.model_copy(update={"modbus_max_connections": cap})
     with gateways(5, 2) as sim:
         register(api, sim)
