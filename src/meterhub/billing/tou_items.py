@@ -88,7 +88,6 @@ class Plan:
     by every bill of that span."""
 
     def __init__(self, stretches: Sequence[Stretch]) -> None:
-        self.stretches = list(stretches)
         self.instants = [stretches[0].start, *(s.end for s in stretches)]
         """The boundaries: the span's start, then each stretch's end."""
         self.period = np.array([s.period for s in stretches], np.intp)

@@ -48,9 +48,6 @@ class Sides(NamedTuple):
     before: Columns
     after: Columns
 
-    def __len__(self) -> int:
-        return len(self.before.ts)
-
     def take(self, which: slice) -> Sides:
         return Sides(self.before.take(which), self.after.take(which))
 
