@@ -43,7 +43,7 @@ from meterhub.billing.runs import run_task
 from meterhub.billing.tariff_store import set_tariff
 from meterhub.billing.tariffs import Tariff
 from meterhub.billing.tasks import create_task
-from meterhub.billing.tou import TouTariff
+from meterhub.billing.tou import PEAK_VALLEY, TouTariff
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
 from meterhub.registry.channels import DeviceType
@@ -74,28 +74,7 @@ PER_DAY = 96
 QUARTER_US = 900_000_000
 OCT_1 = 1_790_805_600_000_000  # 2026-10-01 00:00 Berlin (CEST)
 NOV_1 = 1_793_487_600_000_000  # 2026-11-01 00:00 Berlin (CET)
-TOU = TouTariff.from_json(
-    {
-        "kind": "tou",
-        "periods": [
-            {
-                "name": "peak",
-                "price": "0.80",
-                "windows": [{"days": "weekdays", "from": "08:00", "to": "22:00"}],
-            },
-            {
-                "name": "valley",
-                "price": "0.40",
-                "windows": [
-                    {"days": "weekdays", "from": "22:00", "to": "08:00"},
-                    {"days": "weekends", "from": "08:00", "to": "08:00"},
-                ],
-            },
-        ],
-        "tiers": [{"up_to": "200", "price": "0"}, {"up_to": None, "price": "0.05"}],
-        "fixed_charge": "5.00",
-    }
-)
+TOU = TouTariff.from_json(PEAK_VALLEY)
 
 
 def estate(engine: Engine, count: int, timezone: str) -> tuple[int, str]:

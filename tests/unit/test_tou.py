@@ -12,7 +12,7 @@ import pytest
 
 from meterhub.billing.consumption import registers
 from meterhub.billing.tariffs import Tariff
-from meterhub.billing.tou import Stretch, TouTariff, local_instant, parse_tariff
+from meterhub.billing.tou import PEAK_VALLEY, Stretch, TouTariff, local_instant, parse_tariff
 from meterhub.billing.tou_items import Plan, tou_bill
 from meterhub.errors import InvalidInput
 from meterhub.storage import Point
@@ -222,3 +222,11 @@ def test_a_boundary_before_the_first_reading_is_held_from_the_next() -> None:
         Decimal("10.00"),
         True,
     )
+
+
+def test_the_example_tariff_is_valid_and_round_trips() -> None:
+    """``PEAK_VALLEY``, the API's example and the bench's tariff: 44 boundaries in October."""
+    tariff = TouTariff.from_json(PEAK_VALLEY)
+    assert tariff.to_json() == PEAK_VALLEY
+    october = (us("2026-10-01T00:00:00+02:00"), us("2026-11-01T00:00:00+01:00"))
+    assert len(tariff.stretches(*october, BERLIN)) == 45

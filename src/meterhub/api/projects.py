@@ -20,7 +20,7 @@ from meterhub.api.deps import AdminUser, ConnDep, CurrentUser, ProjectDep
 from meterhub.api.pagination import NumberedPage, Page, PageSize, offset, paging
 from meterhub.billing import project_removal, tariff_store
 from meterhub.billing.tariffs import Tariff
-from meterhub.billing.tou import DAY_SETS, MAX_PERIODS, AnyTariff, TouTariff
+from meterhub.billing.tou import DAY_SETS, MAX_PERIODS, PEAK_VALLEY, AnyTariff, TouTariff
 from meterhub.errors import InvalidInput, NotFound
 from meterhub.registry import projects as registry
 from meterhub.registry.channels import DeviceType
@@ -184,27 +184,7 @@ class TariffSet(Strict):
                     "fixed_charge": "5.00",
                 },
                 {"price": "3.20"},
-                {
-                    "kind": "tou",
-                    "periods": [
-                        {
-                            "name": "peak",
-                            "price": "0.80",
-                            "windows": [{"days": "weekdays", "from": "08:00", "to": "22:00"}],
-                        },
-                        {
-                            "name": "valley",
-                            "price": "0.40",
-                            "windows": [
-                                {"days": "weekdays", "from": "22:00", "to": "08:00"},
-                                {"days": "weekends", "from": "08:00", "to": "22:00"},
-                                {"days": "weekends", "from": "22:00", "to": "08:00"},
-                            ],
-                        },
-                    ],
-                    "tiers": [{"up_to": "200", "price": "0"}, {"up_to": None, "price": "0.05"}],
-                    "fixed_charge": "5.00",
-                },
+                PEAK_VALLEY,
             ]
         }
     )

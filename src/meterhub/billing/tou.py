@@ -49,6 +49,29 @@ DAY_SETS = {
 }
 WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 MAX_PERIODS = 24
+PEAK_VALLEY: dict[str, Any] = {
+    "kind": "tou",
+    "periods": [
+        {
+            "name": "peak",
+            "price": "0.80",
+            "windows": [{"days": "weekdays", "from": "08:00", "to": "22:00"}],
+        },
+        {
+            "name": "valley",
+            "price": "0.40",
+            "windows": [
+                {"days": "weekdays", "from": "22:00", "to": "08:00"},
+                {"days": "weekends", "from": "08:00", "to": "08:00"},
+            ],
+        },
+    ],
+    "tiers": [{"up_to": "200", "price": "0"}, {"up_to": None, "price": "0.05"}],
+    "fixed_charge": "5.00",
+}
+"""A typical 峰谷 tariff as JSON: weekdays' peak 08:00-22:00, valley the rest of the week
+(a weekend window from 08:00 to 08:00 runs a whole day), a surcharge above 200 units and
+a fixed charge. The API's example, and what ``bench/billing.py`` bills."""
 
 
 @dataclass(frozen=True, slots=True)
