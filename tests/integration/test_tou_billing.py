@@ -18,10 +18,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from meterhub.billing.chunked import run_chunk, start_run
+from meterhub.billing.consumption import REGISTER_STEP
 from meterhub.billing.history import BillFilter, csv_text, iter_bills
 from meterhub.billing.runs import bill_devices, run_task
 from meterhub.billing.tables import bill_items, billing_runs, bills
 from meterhub.billing.tariff_store import set_tariff
+from meterhub.billing.tariffs import CENT
 from meterhub.billing.tasks import create_task, get_task
 from meterhub.billing.tou import TouTariff
 from meterhub.registry.channels import DeviceType
@@ -87,19 +89,21 @@ def bill_of(engine: Engine, device_id: str) -> tuple[dict[str, Any], list[dict[s
 
 
 def brief(items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """Period, start and end register, consumption, price, charge, estimated of each item."""
+    """Period, start and end register, consumption, price, charge (as text, to 0.001 and
+    cents), estimated of each item."""
     return [
         (
             i["period"],
-            Decimal(i["start_register"]).quantize(Decimal("0.001")),
-            Decimal(i["end_register"]).quantize(Decimal("0.001")),
-            Decimal(i["consumption"]).quantize(Decimal("0.001")),
+            *(str(Decimal(i[k]).quantize(REGISTER_STEP)) for k in REGISTER_FIELDS),
             i["price"],
-            Decimal(i["charge"]).quantize(Decimal("0.01")),
+            str(Decimal(i["charge"]).quantize(CENT)),
             bool(i["estimated"]),
         )
         for i in items
     ]
+
+
+REGISTER_FIELDS = ("start_register", "end_register", "consumption")
 
 
 def day(*rows: tuple[str, float, int]) -> list[tuple[str, float, int]]:
@@ -124,24 +128,8 @@ def test_boundaries_between_readings_are_interpolated(engine: Engine) -> None:
     bill, items = bill_of(engine, "E1")
     # peak 161 - 109.25 = 51.75 * 0.80 = 41.40; valley 9.25 + 3 = 12.25 * 0.40 = 4.90; + 5
     assert brief(items) == [
-        (
-            "peak",
-            Decimal("109.250"),
-            Decimal("161.000"),
-            Decimal("51.750"),
-            "0.80",
-            Decimal("41.40"),
-            False,
-        ),
-        (
-            "valley",
-            Decimal("100.000"),
-            Decimal("164.000"),
-            Decimal("12.250"),
-            "0.40",
-            Decimal("4.90"),
-            False,
-        ),
+        ("peak", "109.250", "161.000", "51.750", "0.80", "41.40", False),
+        ("valley", "100.000", "164.000", "12.250", "0.40", "4.90", False),
     ]
     assert (bill["previous_reading"], bill["reading"]) == (Decimal("100.000"), Decimal("164.000"))
     assert (bill["consumption"], bill["charge"]) == (Decimal("64.000"), Decimal("51.30"))
@@ -170,24 +158,8 @@ def test_register_drops_inside_a_period(engine: Engine) -> None:
     bill, items = bill_of(engine, "E1")
     # peak (120 - 108) + (21 - 5) = 28 * 0.80 = 22.40; valley 8 + 2 = 10 * 0.40 = 4.00; + 5
     assert brief(items) == [
-        (
-            "peak",
-            Decimal("108.000"),
-            Decimal("21.000"),
-            Decimal("28.000"),
-            "0.80",
-            Decimal("22.40"),
-            False,
-        ),
-        (
-            "valley",
-            Decimal("100.000"),
-            Decimal("23.000"),
-            Decimal("10.000"),
-            "0.40",
-            Decimal("4.00"),
-            False,
-        ),
+        ("peak", "108.000", "21.000", "28.000", "0.80", "22.40", False),
+        ("valley", "100.000", "23.000", "10.000", "0.40", "4.00", False),
     ]
     assert (bill["consumption"], bill["charge"]) == (Decimal("38.000"), Decimal("31.40"))
     assert bill["rule"] == "register-reset"
@@ -195,24 +167,8 @@ def test_register_drops_inside_a_period(engine: Engine) -> None:
     bill, items = bill_of(engine, "E2")
     # peak 130 - 110 = 20 * 0.80 = 16.00; valley 10 + (130 - 130) + (3 - 2) = 11 * 0.40 = 4.40
     assert brief(items) == [
-        (
-            "peak",
-            Decimal("110.000"),
-            Decimal("130.000"),
-            Decimal("20.000"),
-            "0.80",
-            Decimal("16.00"),
-            True,
-        ),
-        (
-            "valley",
-            Decimal("100.000"),
-            Decimal("3.000"),
-            Decimal("11.000"),
-            "0.40",
-            Decimal("4.40"),
-            True,
-        ),
+        ("peak", "110.000", "130.000", "20.000", "0.80", "16.00", True),
+        ("valley", "100.000", "3.000", "11.000", "0.40", "4.40", True),
     ]
     note = (
         "register dropped at 2026-03-02T23:00:00+01:00: "
@@ -234,24 +190,8 @@ def test_a_boundary_after_the_last_reading_is_held_and_reported(engine: Engine) 
     bill, items = bill_of(engine, "E1")
     # 08:00 interpolated 108; 22:00 and the end held at 112: peak 4 * 0.80, valley 8 * 0.40
     assert brief(items) == [
-        (
-            "peak",
-            Decimal("108.000"),
-            Decimal("112.000"),
-            Decimal("4.000"),
-            "0.80",
-            Decimal("3.20"),
-            True,
-        ),
-        (
-            "valley",
-            Decimal("100.000"),
-            Decimal("112.000"),
-            Decimal("8.000"),
-            "0.40",
-            Decimal("3.20"),
-            True,
-        ),
+        ("peak", "108.000", "112.000", "4.000", "0.80", "3.20", True),
+        ("valley", "100.000", "112.000", "8.000", "0.40", "3.20", True),
     ]
     last = "held from the last, at 2026-03-02T12:00:00+01:00"
     assert items[0]["note"] == f"no reading after 2026-03-02T22:00:00+01:00: {last}"
