@@ -30,6 +30,7 @@ from tests.mqtt_support import (
     stored,
     wait_for_status,
 )
+from tests.support import wait_until
 
 T = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 T_US = int(T.timestamp()) * 1_000_000
@@ -110,8 +111,15 @@ def test_the_broker_restarts(engine: Engine, database_url: str, broker: Broker) 
         assert status(engine, "gw")["last_error"]
         broker.start()
         publish(broker, [("site/a/meter/e-1/energy", str(v)) for v in (3, 4)])  # kept for it
-        wait_for_status(engine, "gw", state="connected", stored=4)
-    assert [value for _, value, _ in stored(engine, "e-1.kW")] == [1, 2, 3, 4]
+        wait_for_status(engine, "gw", state="connected")
+        # An acknowledgement the stopping broker never saved brings its message again:
+        # counted as a delivery, stored at its first arrival's time, so one point still.
+        wait_until(lambda: _values(engine) == [1, 2, 3, 4], 10, 0.05)
+    assert status(engine, "gw")["stored"] >= 4
+
+
+def _values(engine: Engine) -> list[float]:
+    return [value for _, value, _ in stored(engine, "e-1.kW")]
 
 
 def test_a_redelivery_after_a_crash_between_commit_and_ack_is_stored_once(
