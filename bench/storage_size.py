@@ -3,11 +3,12 @@
 Two data sets of simulated meters (``collector.simulated_values``: a current gauge and a kWh
 register per meter, a reading a minute): the collector's real timestamps (µs, each meter at
 its own phase plus up to 0.5 s of poll jitter) and exactly regular ones. Each is written
-time-major in batches of 5,000 as the collector does, then compacted. Printed per database
-and data set: ingest points/s against a plain upsert loop (SQLite) or plain COPY
-(PostgreSQL) of the same points into the ``points`` table of a database of its own, in the
-same run; bytes per point in the
-row table, after compaction, and as a Parquet+zstd file of the same points (pyarrow, the
+time-major in batches of 5,000 as the collector does, then compacted a day at a time, as
+``serve`` compacts each day once it has closed (the order chunks are written in decides how
+full SQLite's pages are). Printed per database and data set: ingest points/s against a
+plain upsert loop (SQLite) or plain COPY (PostgreSQL) of the same points into the
+``points`` table of a database of its own, in the same run; bytes per point in the row
+table, after compaction, and as a Parquet+zstd file of the same points (pyarrow, the
 reference), and the chunks' payload under zstd of scaled deltas (the codec pcodec was
 chosen over); compaction points/s.
 Usage: .venv/bin/python -m bench.storage_size [--meters 1000] [--days 30] [--postgres URL]
@@ -205,9 +206,9 @@ def measure(url: str, reference_url: str, data: Dataset, parquet: float) -> None
     n = len(data)
     rate = write_rate(engine, data.batches(), write_points)
     rows = stored_bytes(engine, url)[0] / n
-    now = START_US + (data.days + 1) * DAY_US
     started = time.perf_counter()
-    compact(engine, settle_us=0, now=now)
+    for day in range(1, data.days + 1):  # day by day, as ``serve`` compacts each closed day
+        compact(engine, settle_us=0, now=START_US + day * DAY_US)
     compact_rate = n / (time.perf_counter() - started)
     reclaim(engine)
     total, packed = (size / n for size in stored_bytes(engine, url))

@@ -23,6 +23,7 @@ from sqlalchemy.orm import aliased
 from meterhub.storage.cache import CACHE
 from meterhub.storage.codec import EMPTY, Columns, decode, encode
 from meterhub.storage.points import TimeRange
+from meterhub.storage.sqlite_pages import CHUNK_ROW_BYTES, page_size, pages
 from meterhub.storage.tables import chunks
 
 SHARED_TIMES_MIN_BYTES = 256
@@ -191,10 +192,6 @@ def _twin(
     return None if found is None else (found[0], found[1])
 
 
-_ROW = 120
-"""Bytes of a chunk row besides its blobs, about (keys, first and last point, counts)."""
-
-
 def _cheaper_to_lend(conn: Connection, times: int, own: int, lenders: int) -> bool:
     """Whether the times take fewer SQLite pages in the new chunk's row (``own`` bytes of
     blobs besides them) than in the lender's (``lenders``). A row over a page goes to
@@ -203,27 +200,10 @@ def _cheaper_to_lend(conn: Connection, times: int, own: int, lenders: int) -> bo
     2 KB to TOAST, filled alike whichever row holds them: the lender keeps them."""
     if conn.dialect.name != "sqlite":
         return False
-    page = _page_size(conn)
-    keep = _pages(_ROW + lenders + times, page) + _pages(_ROW + own, page)
-    move = _pages(_ROW + lenders, page) + _pages(_ROW + own + times, page)
+    page, row = page_size(conn), CHUNK_ROW_BYTES
+    keep = pages(row + lenders + times, page) + pages(row + own, page)
+    move = pages(row + lenders, page) + pages(row + own + times, page)
     return move < keep
-
-
-def _pages(size: int, page: int) -> float:
-    """Pages a table row of ``size`` bytes takes: its share of a page it shares with rows
-    like it, or its overflow pages."""
-    usable = page - 8  # a leaf page's header
-    if size > page - 35:  # SQLite's largest row kept whole on a leaf page
-        return size / (page - 4)
-    return 1 / (usable // (size + 9))  # a cell: the row, its header and pointer
-
-
-def _page_size(conn: Connection) -> int:
-    info = conn.connection.info
-    if "page_size" not in info:
-        info["page_size"] = int(conn.exec_driver_sql("PRAGMA page_size").scalar_one())
-    size: int = info["page_size"]
-    return size
 
 
 def _lend_instead(conn: Connection, tag_id: int, lender: int, day: int) -> None:

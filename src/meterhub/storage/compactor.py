@@ -11,6 +11,7 @@ move or lands in the row table afterwards, where it wins over the chunk.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from meterhub.storage import chunks, rollups
 from meterhub.storage.codec import Columns
 from meterhub.storage.retention import drop_before, retention_day
 from meterhub.storage.series import merge
+from meterhub.storage.sqlite_pages import CHUNK_ROW_BYTES, fill_order, page_size
 from meterhub.times import DAY_US, now_us
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,8 @@ def compact(
         pending = [
             (tag, ts) for tag, ts in conn.execute(_TAGS_WITH_ROWS) if ts // DAY_US < cutoff_day
         ]
+        if conn.dialect.name == "sqlite":
+            pending = _filling_pages(conn, pending)
     moved = 0
     for done, (tag, oldest) in enumerate(pending, start=1):
         next_ts: int | None = oldest
@@ -93,6 +97,24 @@ def compact(
         if report is not None:
             report(Progress(done, len(pending), moved))
     return moved
+
+
+_LAST_SIZES = text(
+    "SELECT c.tag_id, length(c.ts_blob) + length(c.value_blob) + length(c.quality_blob)"
+    " FROM json_each(:pending) q JOIN chunks c"
+    " ON c.tag_id = json_extract(q.value, '$[0]') AND c.day = json_extract(q.value, '$[1]')"
+)
+
+
+def _filling_pages(conn: Connection, pending: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``pending`` (tags with their oldest row) in the order whose chunks fill SQLite's pages
+    (``sqlite_pages``), each sized as the tag's chunk of the day before: a tag's days
+    differ little. Tags without that chunk come last, in tag order."""
+    days = json.dumps([(tag, oldest // DAY_US - 1) for tag, oldest in pending])
+    sizes: dict[int, int] = dict(conn.execute(_LAST_SIZES, {"pending": days}).all())
+    known = [item for item in pending if item[0] in sizes]
+    order = fill_order([CHUNK_ROW_BYTES + sizes[tag] for tag, _ in known], page_size(conn))
+    return [known[i] for i in order] + [item for item in pending if item[0] not in sizes]
 
 
 def compact_day(conn: Connection, tag_id: int, day: int) -> int:
