@@ -4,8 +4,9 @@ Two tags of one data source: L, 1M points at 1 s, and Y, a year of minute points
 meter current). Both are written, compacted, and read back with the SDK's ``get_data``
 (``/smt/data/get``, ``maxCount=1000``, the whole period) from ``meterhub serve``, on SQLite
 and on PostgreSQL. The reference, in the same run: DuckDB over the same points in memory,
-answering the same buckets' first, last, lowest and highest points. Medians of REPEAT warm
-calls. Usage: .venv/bin/python -m bench.long_range [--repeat 20] [--postgres URL]
+answering the same buckets' first, last, lowest and highest points, called in turn with
+the server's answer so both meet the same load. Medians of REPEAT warm calls.
+Usage: .venv/bin/python -m bench.long_range [--repeat 20] [--postgres URL]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -80,31 +82,42 @@ def median_ms(call: Callable[[], object], repeat: int) -> float:
     return statistics.median(times)
 
 
-def duckdb_ms(repeat: int) -> dict[str, float]:
-    """The same thinning in DuckDB: per bucket of (last - first + B) // B µs, its first,
-    last, lowest and highest point."""
-    found = {}
-    db = duckdb.connect()
-    for name, (points, step) in SERIES.items():
-        ts, value = series(points, step)
-        db.register(f"t_{name}", pa.table({"ts": ts, "value": value}))
+def paired_ms(
+    ours: Callable[[], object], reference: Callable[[], object], repeat: int
+) -> tuple[float, float]:
+    """Medians of ``ours`` and ``reference`` called in turn, so both meet the same load."""
+    ours(), reference()
+    times: tuple[list[float], list[float]] = ([], [])
+    for _ in range(repeat):
+        for call, spent in zip((ours, reference), times, strict=True):
+            started = time.perf_counter()
+            call()
+            spent.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times[0]), statistics.median(times[1])
+
+
+class DuckDB:
+    """The reference: the same thinning in DuckDB over the same points in memory. Per
+    bucket of (last - first + B) // B µs: its first, last, lowest and highest point."""
+
+    def __init__(self) -> None:
+        self._db = duckdb.connect()
+        for name, (points, step) in SERIES.items():
+            ts, value = series(points, step)
+            self._db.register(f"t_{name}", pa.table({"ts": ts, "value": value}))
+
+    def query(self, name: str) -> object:
         buckets = KEEP // 4
-        query = f"""
+        return self._db.execute(f"""
             WITH b AS (SELECT min(ts) AS lo, (max(ts) - min(ts) + {buckets}) // {buckets} AS w
                        FROM t_{name})
             SELECT (ts - lo) // w AS k, min(ts), max(ts), arg_min(ts, value),
                    arg_max(ts, value)
             FROM t_{name}, b GROUP BY k ORDER BY k
-        """
-
-        def run(sql: str = query) -> object:
-            return db.execute(sql).fetchall()
-
-        found[name] = median_ms(run, repeat)
-    return found
+        """).fetchall()
 
 
-def measure(url: str, reference: dict[str, float], repeat: int) -> None:
+def measure(url: str, reference: DuckDB, repeat: int) -> None:
     fill(url)
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -119,10 +132,10 @@ def measure(url: str, reference: dict[str, float], repeat: int) -> None:
                 assert answer[0]["excess"]
                 assert len(answer[0]["data"]) <= KEEP
 
-            ms = median_ms(read, repeat)
+            ms, duck = paired_ms(read, partial(reference.query, name), repeat)
             print(
                 f"  {url.split(':', 1)[0]:18s} {name} ({points} points): {ms:6.1f} ms"
-                f" = {ms / reference[name]:4.2f}x DuckDB ({reference[name]:.1f} ms)"
+                f" = {ms / duck:4.2f}x DuckDB ({duck:.1f} ms)"
             )
 
 
@@ -131,7 +144,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--postgres", default="postgresql://127.0.0.1:5432/test")
     args = parser.parse_args()
-    reference = duckdb_ms(args.repeat)
+    reference = DuckDB()
     print("maxCount=1000 over the whole period, compacted history, through the SDK:")
     with scratch_sqlite("long") as url:
         measure(url, reference, args.repeat)
