@@ -20,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Connection, Engine
 from starlette.datastructures import QueryParams
 
-from meterhub.api.deps import ConnDep, EngineDep, ReadConnDep, SettingsDep, connection_slot
+from meterhub.api.deps import ConnDep, EngineDep, SettingsDep, connection_slot
 from meterhub.api.encoding import json_number
 from meterhub.api.smt_wire import (
     bool_param,
@@ -31,6 +31,7 @@ from meterhub.api.smt_wire import (
     read_params,
     record_keys,
 )
+from meterhub.db import snapshot
 from meterhub.errors import InvalidInput, TooLarge, UnknownTag
 from meterhub.point_input import FIRST_US, LAST_US, number_param, time_param
 from meterhub.registry.sources import get_source, source_tags
@@ -208,7 +209,9 @@ def _point(tag_id: int, point: Any, name: str, zone: tzinfo) -> Point:
 
 
 @router.post("/data/get", operation_id="getData", response_model=dict[str, Any])
-async def get_data(request: Request, conn: ReadConnDep, settings: SettingsDep) -> Response:
+async def get_data(
+    request: Request, engine: EngineDep, settings: SettingsDep, _slot: SlotDep
+) -> Response:
     """Read history: ``{"params": {"tagId": ..., "from": ..., "to": ..., ...}}``.
 
     - no ``from``/``to``: the latest value of each tag;
@@ -233,7 +236,7 @@ async def get_data(request: Request, conn: ReadConnDep, settings: SettingsDep) -
     refs = params["tagId"] if isinstance(params["tagId"], list) else [params["tagId"]]
     query = history_query(params, settings.zone)
     as_iso = bool_param(params.get("format", False), "format")
-    answer = await run_in_threadpool(_histories, conn, refs, query, as_iso, settings.zone)
+    answer = await run_in_threadpool(_histories, engine, refs, query, as_iso, settings.zone)
     return Response(_ANSWER.encode(answer), media_type="application/json")
 
 
@@ -258,6 +261,15 @@ _ANSWER = msgspec.json.Encoder()
 
 
 def _histories(
+    engine: Engine, refs: list[Any], query: HistoryQuery, as_iso: bool, zone: tzinfo
+) -> _Answer:
+    """The answer of ``/smt/data/get``, read on a snapshot of its own (``db.snapshot``) in
+    one worker thread, as a write is."""
+    with snapshot(engine) as conn:
+        return _answer(conn, refs, query, as_iso, zone)
+
+
+def _answer(
     conn: Connection, refs: list[Any], query: HistoryQuery, as_iso: bool, zone: tzinfo
 ) -> _Answer:
     """The answer of ``/smt/data/get``, once every tag is known and active (error 4, 3).
