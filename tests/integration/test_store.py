@@ -137,6 +137,18 @@ def test_copy_without_savepoint_refuses_a_rewrite_then_upserts(engine: Engine) -
         assert latest(conn, [1]) == {1: Point(1, 200, 8.0)}
 
 
+def test_latest_points_leave_room_in_their_pages(engine: Engine) -> None:
+    """On PostgreSQL the newest points are rewritten in place (heap-only updates), for which
+    the migrations keep half of each page free."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("a PostgreSQL storage parameter")
+    with engine.connect() as conn:
+        options = conn.exec_driver_sql(
+            "SELECT reloptions FROM pg_class WHERE relname = 'latest_points'"
+        ).scalar_one()
+    assert options == ["fillfactor=50"]
+
+
 def test_empty_batch_writes_nothing(conn: Connection) -> None:
     assert write_points(conn, []) == 0
     assert stored(conn) == []

@@ -130,5 +130,7 @@ latest_points = Table(
     Column("ts", BigInteger, nullable=False),
     Column("value", Float, nullable=False),
     Column("quality", SmallInteger, nullable=False),
+    postgresql_with={"fillfactor": 50},
 )
-"""The newest point of each tag, kept at write time."""
+"""The newest point of each tag, kept at write time. On PostgreSQL half of each page is kept
+free, so rewriting a row is a heap-only update within its page."""
