@@ -1,14 +1,21 @@
 """Chunks on SQLite and PostgreSQL: the channels of a reading share their times, borrowers keep
-their points whatever their lender goes through, reads never see a stale decoded chunk, and
-thinning a long compacted period reads stored points only where rollups cannot answer."""
+their points whatever their lender goes through, reads never see a stale decoded chunk,
+thinning a long compacted period reads stored points only where rollups cannot answer, and
+a compaction pass on SQLite writes its chunks in an order that fills pages."""
 
 from __future__ import annotations
 
+import itertools
 import random
+import shutil
+from pathlib import Path
 
+import pytest
 from sqlalchemy import Connection, Engine, select
 
-from meterhub.storage import Point, TimeRange, delete_points, write_points
+from meterhub.collector.simulated_values import meter_values
+from meterhub.db import make_engine
+from meterhub.storage import Point, TimeRange, compactor, delete_points, write_points
 from meterhub.storage.chunks import SHARED_TIMES_MIN_BYTES, find
 from meterhub.storage.codec import EMPTY, Columns
 from meterhub.storage.compactor import compact, compact_day, roll_up_unrolled
@@ -172,3 +179,38 @@ def test_db_compact_rolls_up_chunks_made_without_rollups(engine: Engine) -> None
         ).all()
         assert len(pairs) == 4
         assert all(a == b for a, b in pairs)
+
+
+def test_a_pass_writes_its_chunks_in_an_order_that_fills_sqlite_pages(
+    sqlite_template: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Meters of a gauge (a day of about half a page) and a register (a small one), compacted
+    a day at a time as ``serve`` does: the second day's chunks, sized by the first day's,
+    take at least a fifth fewer leaf pages than in tag order."""
+
+    def second_day_pages(name: str) -> int:
+        path = tmp_path / name
+        shutil.copyfile(sqlite_template, path)
+        engine = make_engine(f"sqlite:///{path}")
+        times = reading_times(2, jitter=0)
+        batch = []
+        for meter, ts in itertools.product(range(30), times):
+            amps, kwh = meter_values(1, meter, ts / 1e6)
+            batch += [Point(2 * meter + 1, ts, amps), Point(2 * meter + 2, ts, kwh)]
+        with engine.begin() as conn:
+            write_points(conn, batch)
+        pages = []
+        for day in (1, 2):
+            compact(engine, settle_us=0, now=T0 + day * DAY_US)
+            with engine.connect() as conn:
+                pages.append(conn.exec_driver_sql(LEAF_PAGES).scalar_one())
+        engine.dispose()
+        return int(pages[1] - pages[0])
+
+    filled = second_day_pages("filled.db")
+    monkeypatch.setattr(compactor, "_filling_pages", lambda conn, pending: pending)
+    in_turn = second_day_pages("in_turn.db")
+    assert filled <= 0.8 * in_turn, (filled, in_turn)
+
+
+LEAF_PAGES = "SELECT count(*) FROM dbstat WHERE name = 'chunks' AND pagetype = 'leaf'"
