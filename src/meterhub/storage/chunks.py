@@ -23,9 +23,12 @@ from sqlalchemy.orm import aliased
 from meterhub.storage.cache import CACHE
 from meterhub.storage.codec import EMPTY, Columns, decode, encode
 from meterhub.storage.points import TimeRange
-from meterhub.storage.sqlite_pages import CHUNK_ROW_BYTES, page_size, pages
+from meterhub.storage.sqlite_pages import page_size, pages
 from meterhub.storage.tables import chunks
 
+ROW_BYTES = 64
+"""Bytes of a chunk row besides its blobs (keys, first and last point, counts), as measured
+with SQLite's ``dbstat``."""
 SHARED_TIMES_MIN_BYTES = 256
 """Times that compress below this are kept by each chunk: sharing them saves nothing, and
 regular times (every meter at the same instants) would make one chunk the lender of all."""
@@ -200,7 +203,7 @@ def _cheaper_to_lend(conn: Connection, times: int, own: int, lenders: int) -> bo
     2 KB to TOAST, filled alike whichever row holds them: the lender keeps them."""
     if conn.dialect.name != "sqlite":
         return False
-    page, row = page_size(conn), CHUNK_ROW_BYTES
+    page, row = page_size(conn), ROW_BYTES
     keep = pages(row + lenders + times, page) + pages(row + own, page)
     move = pages(row + lenders, page) + pages(row + own + times, page)
     return move < keep

@@ -24,7 +24,7 @@ from meterhub.storage import chunks, rollups
 from meterhub.storage.codec import Columns
 from meterhub.storage.retention import drop_before, retention_day
 from meterhub.storage.series import merge
-from meterhub.storage.sqlite_pages import CHUNK_ROW_BYTES, fill_order, page_size
+from meterhub.storage.sqlite_pages import fill_order, page_size
 from meterhub.times import DAY_US, now_us
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def _filling_pages(conn: Connection, pending: list[tuple[int, int]]) -> list[tup
     days = json.dumps([(tag, oldest // DAY_US - 1) for tag, oldest in pending])
     sizes: dict[int, int] = dict(conn.execute(_LAST_SIZES, {"pending": days}).all())
     known = [item for item in pending if item[0] in sizes]
-    order = fill_order([CHUNK_ROW_BYTES + sizes[tag] for tag, _ in known], page_size(conn))
+    order = fill_order([chunks.ROW_BYTES + sizes[tag] for tag, _ in known], page_size(conn))
     return [known[i] for i in order] + [item for item in pending if item[0] not in sizes]
 
 

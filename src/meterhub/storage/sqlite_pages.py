@@ -14,10 +14,6 @@ from collections.abc import Sequence
 
 from sqlalchemy import Connection
 
-CHUNK_ROW_BYTES = 64
-"""Bytes of a chunk row besides its blobs (keys, first and last point, counts), as
-measured with ``dbstat``."""
-
 
 def page_size(conn: Connection) -> int:
     info = conn.connection.info
