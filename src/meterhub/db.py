@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -34,6 +35,16 @@ def make_engine(database_url: str) -> Engine:
     return create_engine(
         database_url, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW, pool_pre_ping=True
     )
+
+
+def driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """The rows of ``sql`` straight from the driver (``?`` marks on SQLite, ``%s`` on
+    PostgreSQL): plain tuples, without SQLAlchemy's statement and row handling, which cost
+    more than the query on reads of many rows or on hot paths."""
+    driver = conn.connection.driver_connection
+    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
+        cursor.execute(sql, params)
+        return list(cursor.fetchall())
 
 
 @contextmanager

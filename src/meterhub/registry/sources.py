@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, delete, func, insert, select, update
 
+from meterhub.db import driver_rows
 from meterhub.errors import InvalidInput, UnknownSource
 from meterhub.registry.tables import data_sources, tags
 from meterhub.registry.tags import NewTag, Tag, TagSpec, create_tags, select_tags
@@ -98,11 +98,7 @@ def source_tag_rows(conn: Connection, source_id: str) -> list[tuple[Any, ...]]:
         "SELECT id, key, value_type, scale, unit, attributes, active, tag_name,"
         f" parent_object_id FROM tags WHERE source_id = {mark} ORDER BY id"
     )
-    driver = conn.connection.driver_connection
-    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        cursor.execute(sql, (source_id,))
-        rows: list[tuple[Any, ...]] = cursor.fetchall()
-        return rows
+    return driver_rows(conn, sql, (source_id,))
 
 
 def tag_counts(conn: Connection, source_ids: Sequence[str]) -> dict[str, int]:

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Select, delete, func, select, update
 
+from meterhub.db import driver_rows
 from meterhub.errors import InvalidInput, SourceInactive, UnknownTag
 from meterhub.registry.tables import tags
 from meterhub.times import now_us
@@ -223,10 +224,7 @@ def _taken(conn: Connection, keys: Collection[str]) -> list[str]:
         )
     else:
         sql = "SELECT t.key FROM json_each(?) j JOIN tags t ON t.key = j.value"
-    driver = conn.connection.driver_connection
-    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        cursor.execute(sql, (json.dumps(list(keys)),))
-        return [row[0] for row in cursor.fetchall()]
+    return [row[0] for row in driver_rows(conn, sql, (json.dumps(list(keys)),))]
 
 
 def _with_keys(conn: Connection, keys: Collection[str]) -> list[Tag]:
@@ -240,10 +238,7 @@ def _with_keys(conn: Connection, keys: Collection[str]) -> list[Tag]:
         )
     else:
         sql = f"SELECT {columns} FROM json_each(?) j JOIN tags t ON t.key = j.value"
-    driver = conn.connection.driver_connection
-    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        cursor.execute(sql, (json.dumps(list(keys)),))
-        return [Tag.from_row(row) for row in cursor.fetchall()]
+    return [Tag.from_row(row) for row in driver_rows(conn, sql, (json.dumps(list(keys)),))]
 
 
 ACTIVITY_COLUMNS = "t.active, t.source_id, s.active"
@@ -290,12 +285,8 @@ def rows_by_keys(conn: Connection, columns: str, joins: str, keys: Collection[st
         )
     else:
         tags_sql = "json_each(?) j JOIN tags t ON t.key = j.value"
-    driver = conn.connection.driver_connection
-    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        cursor.execute(
-            f"SELECT {columns} FROM {tags_sql} {joins}", (json.dumps(list(dict.fromkeys(keys))),)
-        )
-        return list(cursor.fetchall())
+    keys_json = json.dumps(list(dict.fromkeys(keys)))
+    return driver_rows(conn, f"SELECT {columns} FROM {tags_sql} {joins}", (keys_json,))
 
 
 def get_tag(conn: Connection, key: str) -> Tag:

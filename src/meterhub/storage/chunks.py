@@ -11,7 +11,6 @@ first takes a copy and lends to the others.
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -20,6 +19,7 @@ import numpy as np
 from sqlalchemy import Connection, and_, case, delete, func, select, update
 from sqlalchemy.orm import aliased
 
+from meterhub.db import driver_rows
 from meterhub.storage.cache import CACHE
 from meterhub.storage.codec import EMPTY, Columns, decode, encode
 from meterhub.storage.points import TimeRange
@@ -70,10 +70,7 @@ def find(conn: Connection, tag_id: int, span: TimeRange) -> list[ChunkInfo]:
         f" WHERE tag_id = {mark} AND last_ts >= {mark} AND first_ts <= {mark} ORDER BY day"
     )
     start, end = span.bounds()
-    driver = conn.connection.driver_connection
-    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        cursor.execute(sql, (tag_id, start, end))
-        return [ChunkInfo._make(row) for row in cursor.fetchall()]
+    return [ChunkInfo._make(row) for row in driver_rows(conn, sql, (tag_id, start, end))]
 
 
 def load(conn: Connection, tag_id: int, days: Sequence[tuple[int, int]]) -> list[Columns]:

@@ -16,6 +16,7 @@ from psycopg.errors import UniqueViolation
 from sqlalchemy import Connection
 from sqlalchemy.sql import ColumnElement
 
+from meterhub.db import driver_rows
 from meterhub.registry.tags import ACTIVITY_COLUMNS, ACTIVITY_JOIN, rows_by_keys
 from meterhub.storage.tables import points
 
@@ -298,11 +299,7 @@ def latest_rows(conn: Connection, tag_ids: Sequence[int]) -> list[tuple[int, int
             " JOIN latest_points l ON l.tag_id = t.value"
         )
         ids = "[" + ids + "]"
-    driver = conn.connection.driver_connection
-    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        cursor.execute(sql, (ids,))
-        rows: list[tuple[int, int, float, int]] = cursor.fetchall()
-        return rows
+    return driver_rows(conn, sql, (ids,))
 
 
 def latest_by_keys(conn: Connection, keys: Collection[str]) -> list[tuple[Any, ...]]:

@@ -10,13 +10,13 @@ writes the retention would drop unseen.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from datetime import UTC
 
 from sqlalchemy import Connection, Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from meterhub.db import driver_rows
 from meterhub.errors import NotKept
 from meterhub.storage.tables import chunks, storage_state
 from meterhub.times import DAY_US, iso, now_us
@@ -27,11 +27,9 @@ _HORIZON = "raw_horizon_day"
 def horizon_us(conn: Connection) -> int | None:
     """The first instant whose points are all kept, or ``None`` when nothing was dropped."""
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    driver = conn.connection.driver_connection  # one driver-level read, on every history call
-    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        cursor.execute(f"SELECT value FROM storage_state WHERE name = {mark}", (_HORIZON,))
-        row = cursor.fetchone()
-    return None if row is None else int(row[0]) * DAY_US
+    sql = f"SELECT value FROM storage_state WHERE name = {mark}"
+    rows = driver_rows(conn, sql, (_HORIZON,))  # a driver-level read: on every history call
+    return int(rows[0][0]) * DAY_US if rows else None
 
 
 def require_kept(conn: Connection, bounds: Mapping[str, int | None]) -> None:

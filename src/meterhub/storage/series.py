@@ -8,7 +8,6 @@ before and after compaction.
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Iterator, Sequence
 from itertools import repeat
@@ -18,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import BigInteger, CompoundSelect, Connection, null, select, text, union_all
 
+from meterhub.db import driver_rows
 from meterhub.storage import chunks as chunk_store
 from meterhub.storage import rollups
 from meterhub.storage.codec import EMPTY, Columns
@@ -91,10 +91,7 @@ def read_rows(conn: Connection, tag_id: int, span: TimeRange, limit: int | None 
     params: tuple[int, ...] = (tag_id, *span.bounds())
     if limit is not None:
         sql, params = f"{sql} LIMIT {mark}", (*params, limit)
-    driver = conn.connection.driver_connection
-    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        cursor.execute(sql, params)
-        return Columns.of(cursor.fetchall())
+    return Columns.of(driver_rows(conn, sql, params))
 
 
 def merge(stored: Columns, rows: Columns) -> Columns:

@@ -13,7 +13,6 @@ is as near (rows win ties). Every other instant goes to ``series.near``. The ans
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import Sequence
 from itertools import compress
@@ -23,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection
 
+from meterhub.db import driver_rows
 from meterhub.storage.codec import Columns, unpack_floats, unpack_ints
 from meterhub.storage.points import Point
 from meterhub.storage.series import Near, near
@@ -252,21 +252,13 @@ def _fetch(conn: Connection, sql: str | dict[str, str], a: Ints, b: Ints) -> lis
         if dialect == "postgresql"
         else (json.dumps(np.stack([a, b], axis=1).tolist()),)
     )
-    return _driver_rows(conn, statement, params)
+    return driver_rows(conn, statement, params)
 
 
 def _select(conn: Connection, sql: str, tags: Ints, days: Ints) -> list[Any]:
     """Rows of ``sql`` with ``tag_id`` in ``tags`` and ``day`` in ``days``."""
     if conn.dialect.name == "postgresql":
         statement = sql.format(tags="= ANY(%s)", days="= ANY(%s)")
-        return _driver_rows(conn, statement, (tags.tolist(), days.tolist()))
+        return driver_rows(conn, statement, (tags.tolist(), days.tolist()))
     marks = {k: f"IN ({', '.join('?' * len(v))})" for k, v in (("tags", tags), ("days", days))}
-    return _driver_rows(conn, sql.format(**marks), (*tags.tolist(), *days.tolist()))
-
-
-def _driver_rows(conn: Connection, statement: str, params: Sequence[Any]) -> list[Any]:
-    """Rows straight from the driver: no row objects, blobs as the driver gives them."""
-    driver = conn.connection.driver_connection
-    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        cursor.execute(statement, params)
-        return list(cursor.fetchall())
+    return driver_rows(conn, sql.format(**marks), (*tags.tolist(), *days.tolist()))
