@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -239,9 +240,10 @@ class Settings(BaseSettings):
             WebhookTargets.parse(text)
         return text
 
-    @property
+    @cached_property
     def webhook_targets(self) -> WebhookTargets | None:
-        """``webhook_allow`` parsed; ``None`` when any target may be named."""
+        """``webhook_allow`` parsed (once: it is read for every notification sent); ``None``
+        when any target may be named."""
         return None if self.webhook_allow is None else WebhookTargets.parse(self.webhook_allow)
 
     @field_validator("secret_key")

@@ -233,7 +233,11 @@ class Deliverer:
 
     async def _send(self, client: httpx.AsyncClient, item: Due) -> Outcome:
         targets = self._settings.webhook_targets
-        if item.kind is ChannelKind.WEBHOOK and targets and not targets.allows(item.url or ""):
+        if (
+            item.kind is ChannelKind.WEBHOOK
+            and targets is not None
+            and not targets.allows(item.url or "")
+        ):
             return Outcome(False, 0.0, error=REFUSED, final=True)
         started = time.perf_counter()
         try:

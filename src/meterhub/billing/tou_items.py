@@ -135,8 +135,8 @@ def tou_bill(
             consumption=consumption[p],
             price=tariff.periods[p].price,
             charge=cents(amounts[p]),
-            estimated=bool(notes) and bool((held[ks] | held[ks + 1]).any()),
-            note=_said(notes, ks.tolist()) if notes else None,
+            estimated=bool((held[ks] | held[ks + 1]).any()),
+            note=_said(notes, ks.tolist()),
         )
         for p, ks in plan.parts.items()
     ]
@@ -148,7 +148,7 @@ def tou_bill(
         rule=next(
             (r for r in (REGISTER_DECREASED_UNEXPLAINED, REGISTER_RESET) if r in rules), None
         ),
-        estimated=bool(notes),
+        estimated=bool(held.any()),
         items=items,
     )
 
