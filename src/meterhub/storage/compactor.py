@@ -80,7 +80,7 @@ def compact(
         pending = [
             (tag, ts) for tag, ts in conn.execute(_TAGS_WITH_ROWS) if ts // DAY_US < cutoff_day
         ]
-        if conn.dialect.name == "sqlite":
+        if conn.dialect.name == "sqlite" and pending:
             pending = _filling_pages(conn, pending)
     moved = 0
     for done, (tag, oldest) in enumerate(pending, start=1):
