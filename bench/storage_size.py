@@ -129,8 +129,8 @@ def reference_rate(url: str, batches: Iterable[list[Point]]) -> float:
     return rate
 
 
-_COMPACT = ("chunks", "rollups", "latest_points")
-"""The tables of compacted points: chunks, their rollups, and the latest values."""
+_COMPACT = ("chunks", "rollups")
+"""The tables of compacted points: chunks and their rollups."""
 
 
 def stored_bytes(engine: Engine, url: str) -> tuple[int, int]:
@@ -154,15 +154,16 @@ def stored_bytes(engine: Engine, url: str) -> tuple[int, int]:
         return int(total), int(packed)
 
 
-def latest_bytes(engine: Engine) -> int:
-    """The latest values' table with its index: a few rows a tag, but on PostgreSQL every
-    write leaves a superseded version that only a vacuum can reuse (none can while another
-    transaction of the server is older), so under load it holds many times its rows."""
+def row_table_bytes(engine: Engine) -> int:
+    """The row table with its index: after compaction, each tag's newest row, which stays."""
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
-            sql = "SELECT sum(pgsize) FROM dbstat WHERE name LIKE '%latest_points%'"
+            sql = (
+                "SELECT sum(pgsize) FROM dbstat WHERE name IN"
+                " (SELECT name FROM sqlite_schema WHERE tbl_name = 'points')"
+            )
         else:
-            sql = "SELECT pg_total_relation_size('latest_points')"
+            sql = "SELECT pg_total_relation_size('points')"
         return int(conn.exec_driver_sql(sql).scalar_one())
 
 
@@ -212,7 +213,7 @@ def measure(url: str, reference_url: str, data: Dataset, parquet: float) -> None
     compact_rate = n / (time.perf_counter() - started)
     reclaim(engine)
     total, packed = (size / n for size in stored_bytes(engine, url))
-    latest = latest_bytes(engine) / n
+    newest = row_table_bytes(engine) / n
     with engine.connect() as conn:
         payload, hours = conn.execute(
             text(
@@ -228,7 +229,7 @@ def measure(url: str, reference_url: str, data: Dataset, parquet: float) -> None
         f"  {kind:8s} ingest {rate:7.0f} points/s = {rate / reference:4.2f}x the plain {plain}"
         f" ({reference:.0f}/s); rows {rows:5.1f} B/point; compacted {packed:4.2f} B/point"
         f" = {packed / parquet:4.2f}x Parquet (pcodec payload: points {payload / n:4.2f},"
-        f" hourly rollups {hours / n:4.2f}; latest values {latest:4.2f});"
+        f" hourly rollups {hours / n:4.2f}; newest rows {newest:4.2f});"
         f" store on disk {total:5.2f} B/point;"
         f" compaction {compact_rate:7.0f} points/s"
     )

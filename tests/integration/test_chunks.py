@@ -143,16 +143,16 @@ def test_a_rewritten_chunk_is_read_anew(engine: Engine) -> None:
         assert stored(conn, 2)[10][1] == 5.5  # the row wins
         compact_day(conn, 2, DAY0)
     with engine.connect() as conn:
-        assert read_rows(conn, 2, TimeRange()).ts.size == 0
+        assert read_rows(conn, 2, TimeRange()).ts.tolist() == [times[-1]]  # the newest stays
         assert stored(conn, 2)[10] == (times[10], 5.5, 0)
 
 
 def test_thinning_reads_stored_points_only_where_hours_cross_a_bucket(engine: Engine) -> None:
-    with engine.begin() as conn:
-        write_meter(conn, 1, 2, reading_times(10))
+    with engine.begin() as conn:  # a later reading leaves none of the ten days in the rows
+        write_meter(conn, 1, 2, [*reading_times(10), T0 + 10 * DAY_US])
     compact(engine, settle_us=0, now=T0 + 11 * DAY_US)
     with engine.connect() as conn:
-        span = TimeRange(T0, None)
+        span = TimeRange(T0, T0 + 10 * DAY_US - 1)
         every = read_span(conn, 1, span)
         parts = _Parts(conn, 1, span, find(conn, 1, span), EMPTY)
         assert parts.count == len(every.ts) == 14_400

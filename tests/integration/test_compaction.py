@@ -205,16 +205,39 @@ def test_compact_moves_closed_days_only(engine: Engine) -> None:
     assert compact(engine, settle_us=2 * DAY_US, now=now) == 0
 
 
+def test_a_tags_newest_point_stays_in_the_row_table(engine: Engine) -> None:
+    """Compaction moves every row but a tag's newest, which answers its latest value; a
+    later point frees it, and the next pass moves it into its day's chunk."""
+    first = [Point(1, T0 + n * 3_600_000_000, float(n)) for n in range(48)]
+    with engine.begin() as conn:
+        write_points(conn, first)
+    compact(engine, settle_us=0, now=T0 + 5 * DAY_US)
+    with engine.connect() as conn:
+        assert conn.execute(select(points.c.ts)).scalars().all() == [first[-1].ts]
+        assert conn.execute(select(chunks.c.day)).scalars().all() == [DAY0, DAY0 + 1]
+        assert latest(conn, [1]) == {1: first[-1]}
+    later = Point(1, T0 + 3 * DAY_US, 99.0)
+    with engine.begin() as conn:
+        write_points(conn, [later])
+    compact(engine, settle_us=0, now=T0 + 5 * DAY_US)
+    with engine.connect() as conn:
+        assert conn.execute(select(points.c.ts)).scalars().all() == [later.ts]
+        assert latest(conn, [1]) == {1: later}
+        assert list(aligned_rows(conn, [1], TimeRange())) == [
+            (p.ts, [p.value]) for p in [*first, later]
+        ]
+
+
 def test_deleting_tags_deletes_their_chunks(engine: Engine) -> None:
     from meterhub.storage import delete_points
 
     with engine.begin() as conn:
-        write_points(conn, [Point(tag, T0 + 5, 1.0) for tag in (8, 9)])
+        write_points(conn, [Point(tag, ts, 1.0) for tag in (8, 9) for ts in (T0 + 5, T0 + DAY_US)])
         for tag in (8, 9):
             compact_day(conn, tag, DAY0)
         delete_points(conn, [8])
         assert conn.execute(select(chunks.c.tag_id)).scalars().all() == [9]
-        assert latest(conn, [8, 9]) == {9: Point(9, T0 + 5, 1.0)}
+        assert latest(conn, [8, 9]) == {9: Point(9, T0 + DAY_US, 1.0)}
 
 
 def test_sides_of_tags_asked_on_different_days_are_near_s(

@@ -78,8 +78,10 @@ def test_db_compact_drops_points_past_the_retention(engine: Engine, database_url
     env = {**os.environ, "METERHUB_RAW_RETENTION_DAYS": "3"}
     command = [sys.executable, "-m", "meterhub.cli", "db", "compact", "--database", database_url]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    assert "dropped 4320 points past the raw retention" in done.stdout
+    assert "dropped 4319 points past the raw retention" in done.stdout
     assert counts(engine) == (0, 3)
+    with engine.connect() as conn:  # the newest point stays in the row table, and answers
+        assert latest(conn, [1]) == {1: Point(1, T0 + 4319 * MINUTE, 4319.0)}
 
 
 def test_retention_must_outlast_the_settle_window() -> None:

@@ -6,10 +6,12 @@ import random
 from collections.abc import Callable, Iterator
 
 import pytest
+from alembic import command
 from psycopg.errors import UniqueViolation
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, select, text
 
 from meterhub.errors import InvalidInput, NotFound
+from meterhub.migrations import alembic_config, upgrade
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.devices import (
     channel_tags,
@@ -135,18 +137,6 @@ def test_copy_without_savepoint_refuses_a_rewrite_then_upserts(engine: Engine) -
     with engine.connect() as conn:
         assert stored(conn) == [Point(1, 100, 7.0), Point(1, 200, 8.0)]
         assert latest(conn, [1]) == {1: Point(1, 200, 8.0)}
-
-
-def test_latest_points_leave_room_in_their_pages(engine: Engine) -> None:
-    """On PostgreSQL the newest points are rewritten in place (heap-only updates), for which
-    the migrations keep half of each page free."""
-    if engine.dialect.name != "postgresql":
-        pytest.skip("a PostgreSQL storage parameter")
-    with engine.connect() as conn:
-        options = conn.exec_driver_sql(
-            "SELECT reloptions FROM pg_class WHERE relname = 'latest_points'"
-        ).scalar_one()
-    assert options == ["fillfactor=50"]
 
 
 def test_empty_batch_writes_nothing(conn: Connection) -> None:
@@ -403,3 +393,19 @@ def test_flagged_drops_of_more_tags_than_a_statement_may_bind(conn: Connection) 
     write_points(conn, [Point(39_999, 1_000, 5.0), Point(39_999, 2_000, 1.0, quality=1)])
     found = drops(conn, list(range(1, 40_001)), TimeRange(None, 3_000))
     assert found == {39_999: [(2_000, 5.0, 1.0)]}
+
+
+def test_the_upgrade_puts_latest_values_held_nowhere_else_back_in_the_rows(
+    engine: Engine, database_url: str
+) -> None:
+    """Before migration 0016 compaction could move a tag's newest row into a chunk, leaving
+    it in ``latest_points`` alone: the upgrade writes it back as a row (its chunk keeps it
+    too: a row wins over its chunk at the same time, with the same value)."""
+    command.downgrade(alembic_config(database_url), "0015")
+    with engine.begin() as conn:
+        write_points(conn, [Point(1, 100, 1.0), Point(2, 300, 3.0)])
+        conn.execute(text("INSERT INTO latest_points VALUES (1, 200, 2.0, 0), (2, 300, 3.0, 0)"))
+    upgrade(database_url)
+    with engine.connect() as conn:
+        assert stored(conn) == [Point(1, 100, 1.0), Point(1, 200, 2.0), Point(2, 300, 3.0)]
+        assert latest(conn, [1, 2]) == {1: Point(1, 200, 2.0), 2: Point(2, 300, 3.0)}

@@ -222,7 +222,8 @@ def test_dst_days_bill_their_real_hours(
     ]
     key = estate(engine, {"E1": readings})
     if stored == "compacted":
-        assert compact(engine, settle_us=0, now=last + 2 * 86_400_000_000) == len(readings)
+        moved = compact(engine, settle_us=0, now=last + 2 * 86_400_000_000)
+        assert moved == len(readings) - 1  # the newest reading stays a row
     with engine.begin() as conn:
         run_task(conn, key, last)
     bill, items = bill_of(engine, "E1")

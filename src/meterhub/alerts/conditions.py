@@ -17,7 +17,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import Connection, Select, and_, case, exists, func, or_, select
+from sqlalchemy import (
+    Connection,
+    ScalarSelect,
+    Select,
+    Subquery,
+    and_,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+)
 
 from meterhub.alerts.rules import Per, Rule, RuleKind
 from meterhub.alerts.usage import consumptions_above
@@ -31,7 +42,7 @@ from meterhub.registry.tables import devices, houses, tags
 from meterhub.storage.daily import local_midnight
 from meterhub.storage.points import TimeRange
 from meterhub.storage.series import read_span
-from meterhub.storage.tables import chunks, latest_points, points
+from meterhub.storage.tables import chunks, points
 from meterhub.times import HOUR_US, from_us, to_us
 
 MINUTE_US = 60_000_000
@@ -126,6 +137,11 @@ def _findings(rows: Any, detail: Callable[[Any], dict[str, Any]]) -> dict[int, F
     return {row.device_pk: Finding(row.device_pk, row.device_id, detail(row)) for row in rows}
 
 
+def _newest_ts(w: Subquery) -> ScalarSelect[int]:
+    """The time of the newest point of ``w``'s tag: one seek down the row table's key."""
+    return select(func.max(points.c.ts)).where(points.c.tag_id == w.c.tag_id).scalar_subquery()
+
+
 # --- the kinds ----------------------------------------------------------------------------
 
 
@@ -134,17 +150,13 @@ def offline(conn: Connection, rule: Rule, now: int, zone: ZoneInfo) -> Verdict:
     ``minutes``; a meter never read counts from its registration."""
     minutes = rule.params["minutes"]
     w = watched(rule).where(devices.c.enabled.is_(True)).subquery()
-    stored = func.coalesce(latest_points.c.ts, 0)
+    stored = func.coalesce(_newest_ts(w), 0)
     polled = func.coalesce(meter_status.c.last_seen, 0)
     seen = case((stored > polled, stored), else_=polled)
     since = case((seen > 0, seen), else_=w.c.created_at)
     query = (
         select(w.c.device_pk, w.c.device_id, seen.label("seen"))
-        .select_from(
-            w.outerjoin(latest_points, latest_points.c.tag_id == w.c.tag_id).outerjoin(
-                meter_status, meter_status.c.device_pk == w.c.device_pk
-            )
-        )
+        .select_from(w.outerjoin(meter_status, meter_status.c.device_pk == w.c.device_pk))
         .where(since < now - minutes * MINUTE_US)
     )
     rows = conn.execute(query)
@@ -254,12 +266,12 @@ def missing_before_billing(conn: Connection, rule: Rule, now: int, zone: ZoneInf
     billed_to = (
         select(func.max(bills.c.to_time)).where(bills.c.device_pk == w.c.device_pk)
     ).scalar_subquery()
-    last = latest_points.c.ts
+    last = _newest_ts(w)
     query = (
         select(
             w.c.device_pk, w.c.device_id, w.c.type, last.label("last"), billed_to.label("billed")
         )
-        .select_from(w.outerjoin(latest_points, latest_points.c.tag_id == w.c.tag_id))
+        .select_from(w)
         .where(or_(last.is_(None), last <= func.coalesce(billed_to, -1)))
     )
     holding = {}

@@ -38,6 +38,7 @@ from meterhub.registry.devices import channel_tags, create_device, delete_device
 from meterhub.registry.users import check_owner, parse_token
 from meterhub.short_reads import Statement, text
 from meterhub.storage import TimeRange, aligned_rows
+from meterhub.storage.points import latest_join
 from meterhub.storage.retention import require_kept
 from meterhub.times import iso, parse_iso
 
@@ -98,7 +99,7 @@ COUNTER_DATA_SQL = (
     "SELECT u.id, d.id, t.channel, l.ts, l.value FROM (SELECT 1) one"
     " LEFT JOIN tokens k ON k.digest = $1 LEFT JOIN users u ON u.id = k.user_id"
     " LEFT JOIN devices d ON d.device_id = $2 LEFT JOIN tags t ON t.device_pk = d.id"
-    " LEFT JOIN latest_points l ON l.tag_id = t.id"
+    f" {latest_join('t.id')}"
 )
 COUNTER_DATA = Statement("counter_data", COUNTER_DATA_SQL, (int, int, text, int, float))
 """The owner of the token whose digest is ``$1`` (``None`` for none: unknown or revoked)

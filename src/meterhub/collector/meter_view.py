@@ -16,6 +16,7 @@ from meterhub.registry.devices import Device, channel_tags, get_device
 from meterhub.registry.tables import devices, houses, tags
 from meterhub.short_reads import Statement, text
 from meterhub.storage import Point, latest
+from meterhub.storage.points import latest_join
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +63,7 @@ def meter_view(conn: Connection, device_id: str) -> MeterView:
 
 METER_LATEST_SQL = (
     "SELECT d.id, t.channel, l.ts, l.value FROM devices d"
-    " LEFT JOIN tags t ON t.device_pk = d.id LEFT JOIN latest_points l ON l.tag_id = t.id"
-    " WHERE d.device_id = $1"
+    f" LEFT JOIN tags t ON t.device_pk = d.id {latest_join('t.id')} WHERE d.device_id = $1"
 )
 METER_LATEST = Statement("meter_latest", METER_LATEST_SQL, (int, text, int, float))
 """One meter's tags with their latest points, a short read (``meterhub.short_reads``):

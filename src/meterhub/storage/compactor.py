@@ -1,6 +1,8 @@
 """Compaction: each closed UTC day of a tag's rows becomes one compressed chunk.
 
 A day is closed once it ended more than the settle window ago (``METERHUB_COMPACT_AFTER``).
+A tag's newest row is never moved: the row table always holds each tag's latest point,
+found by one seek (``points.latest_join``); a later row frees it to be moved in turn.
 One (tag, day) is moved in one short transaction: its rows are deleted (which takes the
 write lock on SQLite and the rows' locks on PostgreSQL), merged into the day's chunk (rows
 win, as on every read) and the chunk is written back. A crash at any point rolls the whole
@@ -35,21 +37,25 @@ WITH RECURSIVE t(id) AS (
   UNION ALL
   SELECT (SELECT min(p.tag_id) FROM points p WHERE p.tag_id > t.id) FROM t WHERE t.id IS NOT NULL
 )
-SELECT t.id, (SELECT min(p.ts) FROM points p WHERE p.tag_id = t.id) FROM t WHERE t.id IS NOT NULL
+SELECT t.id, (SELECT min(p.ts) FROM points p WHERE p.tag_id = t.id),
+  (SELECT max(p.ts) FROM points p WHERE p.tag_id = t.id)
+FROM t WHERE t.id IS NOT NULL
 """)
-"""Every tag holding rows with its oldest row, by one index seek per tag (a loose index scan)."""
+"""Every tag holding rows with its oldest and newest row, by index seeks (a loose index scan)."""
 
 _NEXT_ROW = text("SELECT min(ts) FROM points WHERE tag_id = :tag AND ts > :after")
 
-_LOCK_ROWS = text(
-    "SELECT 1 FROM points WHERE tag_id = :tag AND ts >= :lo AND ts < :hi ORDER BY ts FOR UPDATE"
+_MOVABLE = (
+    "tag_id = :tag AND ts >= :lo AND ts < :hi"
+    " AND ts < (SELECT max(ts) FROM points WHERE tag_id = :tag)"
 )
+"""A (tag, day)'s rows but the tag's newest."""
+
+_LOCK_ROWS = text(f"SELECT 1 FROM points WHERE {_MOVABLE} ORDER BY ts FOR UPDATE")
 """Locks the day's rows in ts order, the order writers lock them in (a bare DELETE may take
 them in heap order and deadlock with a write rewriting two of them)."""
 
-_MOVE_ROWS = text(
-    "DELETE FROM points WHERE tag_id = :tag AND ts >= :lo AND ts < :hi RETURNING ts, value, quality"
-)
+_MOVE_ROWS = text(f"DELETE FROM points WHERE {_MOVABLE} RETURNING ts, value, quality")
 
 _LOCK_CLASS = 7_117  # the advisory lock class of compaction; its second key is the tag
 
@@ -77,15 +83,19 @@ def compact(
     """
     cutoff_day = ((now_us() if now is None else now) - settle_us) // DAY_US
     with engine.connect() as conn:
-        pending = [
-            (tag, ts) for tag, ts in conn.execute(_TAGS_WITH_ROWS) if ts // DAY_US < cutoff_day
+        spans = [
+            (tag, first, last)
+            for tag, first, last in conn.execute(_TAGS_WITH_ROWS)
+            if first // DAY_US < cutoff_day and first < last  # more than the newest row
         ]
+        newest = {tag: last for tag, _, last in spans}
+        pending = [(tag, first) for tag, first, _ in spans]
         if conn.dialect.name == "sqlite" and pending:
             pending = _filling_pages(conn, pending)
     moved = 0
     for done, (tag, oldest) in enumerate(pending, start=1):
         next_ts: int | None = oldest
-        while next_ts is not None and next_ts // DAY_US < cutoff_day:
+        while next_ts is not None and next_ts // DAY_US < cutoff_day and next_ts < newest[tag]:
             if stop is not None and stop.is_set():
                 return moved
             day = next_ts // DAY_US
@@ -160,13 +170,8 @@ def roll_up_unrolled(engine: Engine, *, stop: threading.Event | None = None) -> 
 
 
 def reclaim(engine: Engine) -> None:
-    """Give the space of moved rows back: SQLite's file shrinks; PostgreSQL reuses it, and
-    that of the latest values' superseded versions (every write replaces a tag's latest)."""
-    sql = (
-        "VACUUM"
-        if engine.dialect.name == "sqlite"
-        else "VACUUM ANALYZE points, chunks, rollups, latest_points"
-    )
+    """Give the space of moved rows back: SQLite's file shrinks; PostgreSQL reuses it."""
+    sql = "VACUUM" if engine.dialect.name == "sqlite" else "VACUUM ANALYZE points, chunks, rollups"
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql(sql)
 

@@ -1,4 +1,5 @@
-"""Points, and writing them: upserts into the row table that keep each tag's latest point."""
+"""Points, and writing them: upserts into the row table, which always holds each tag's
+newest point (compaction never moves it), so a tag's latest value is one index seek."""
 
 from __future__ import annotations
 
@@ -62,26 +63,15 @@ class TimeRange(NamedTuple):
 
 
 _UPSERT = (
-    "INSERT INTO {table} (tag_id, ts, value, quality) {source}"
-    " ON CONFLICT ({key}) DO UPDATE SET ts = excluded.ts, value = excluded.value,"
-    " quality = excluded.quality{only_newer}"
+    "INSERT INTO points (tag_id, ts, value, quality) {source}"
+    " ON CONFLICT (tag_id, ts) DO UPDATE SET value = excluded.value, quality = excluded.quality"
 )
-_NEWER = " WHERE excluded.ts >= latest_points.ts"
 _PG_STAGE = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS points_in"
     " (tag_id integer, ts bigint, value double precision, quality smallint)"
     " ON COMMIT DELETE ROWS"
 )
-_PG_POINTS = _UPSERT.format(
-    table="points", source="SELECT * FROM points_in", key="tag_id, ts", only_newer=""
-)
-_PG_LATEST = _UPSERT.format(
-    table="latest_points",
-    source="SELECT * FROM unnest(%s::integer[], %s::bigint[], %s::double precision[],"
-    " %s::smallint[])",
-    key="tag_id",
-    only_newer=_NEWER,
-)
+_PG_POINTS = _UPSERT.format(source="SELECT * FROM points_in")
 
 _SQLITE_ROWS = 256
 """Rows per SQLite statement: 1,024 parameters, within the limit of any SQLite since 3.32
@@ -132,8 +122,8 @@ class PointColumns(NamedTuple):
 
 def write_points(conn: Connection, batch: Sequence[Point]) -> int:
     """Upsert ``batch``: a point at an existing (tag, ts) replaces it, and within the batch
-    the last point of a (tag, ts) wins; each tag's latest point follows. Returns the number
-    of distinct points written. See ``write_columns``."""
+    the last point of a (tag, ts) wins. Returns the number of distinct points written.
+    See ``write_columns``."""
     return write_columns(conn, PointColumns.of(batch))
 
 
@@ -155,11 +145,6 @@ def write_columns(conn: Connection, batch: PointColumns, *, rewrite: bool | None
     if not len(batch.ts):
         return 0
     rows = batch.take(_key_order(batch.tag_id, batch.ts))
-    tag_id = rows.tag_id
-    last_of_tag = np.empty(len(tag_id), np.bool_)  # a tag's last row holds its newest point
-    np.not_equal(tag_id[1:], tag_id[:-1], out=last_of_tag[:-1])
-    last_of_tag[-1] = True
-    newest = rows.take(last_of_tag)
     driver = conn.connection.driver_connection
     with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
         if conn.dialect.name == "postgresql":
@@ -170,11 +155,9 @@ def write_columns(conn: Connection, batch: PointColumns, *, rewrite: bool | None
                 _staged_upsert(cursor, data)
             else:
                 _copy(cursor, "points (tag_id, ts, value, quality)", data)
-            cursor.execute(_PG_LATEST, tuple(_array_text(column) for column in newest))
         else:
-            _sqlite_upsert(cursor, "points", "tag_id, ts", "", rows)
-            _sqlite_upsert(cursor, "latest_points", "tag_id", _NEWER, newest)
-    return len(tag_id)
+            _sqlite_upsert(cursor, rows)
+    return len(rows.ts)
 
 
 def _key_order(
@@ -192,10 +175,8 @@ def _key_order(
     return order[keep]
 
 
-def _sqlite_upsert(
-    cursor: sqlite3.Cursor, table: str, key: str, only_newer: str, rows: PointColumns
-) -> None:
-    """Upsert ``rows`` into ``table`` by statements of many rows each: a full statement of
+def _sqlite_upsert(cursor: sqlite3.Cursor, rows: PointColumns) -> None:
+    """Upsert ``rows`` by statements of many rows each: a full statement of
     ``_SQLITE_ROWS`` rows while that many remain, then ones of a power of two rows, so a
     few prepared statements (kept by the driver) serve any batch."""
     count = len(rows.ts)
@@ -208,16 +189,13 @@ def _sqlite_upsert(
     done = 0
     while done < count:
         size = full if count - done >= full else 1 << ((count - done).bit_length() - 1)
-        cursor.execute(
-            _sqlite_statement(table, key, only_newer, size), flat[4 * done : 4 * (done + size)]
-        )
+        cursor.execute(_sqlite_statement(size), flat[4 * done : 4 * (done + size)])
         done += size
 
 
 @functools.cache
-def _sqlite_statement(table: str, key: str, only_newer: str, size: int) -> str:
-    source = "VALUES " + ", ".join(["(?, ?, ?, ?)"] * size)
-    return _UPSERT.format(table=table, source=source, key=key, only_newer=only_newer)
+def _sqlite_statement(size: int) -> str:
+    return _UPSERT.format(source="VALUES " + ", ".join(["(?, ?, ?, ?)"] * size))
 
 
 def _copy_upsert(conn: Connection, cursor: psycopg.Cursor[Any], data: bytes) -> None:
@@ -264,21 +242,29 @@ def _copy_rows(count: int) -> npt.NDArray[np.void]:
     return rows
 
 
-def _array_text(column: npt.NDArray[np.int64] | npt.NDArray[np.float64]) -> str:
-    """A column as a PostgreSQL array literal (``{1,2,3}``): numbers need no quoting, and
-    the server reads one string faster than the driver adapts a list element by element
-    (floats are written in their shortest exact form, and read back to the same value)."""
-    return "{" + ",".join(map(str, column.tolist())) + "}"
-
-
 def _copy(cursor: psycopg.Cursor[Any], target: str, data: bytes) -> None:
     with cursor.copy(f"COPY {target} FROM STDIN (FORMAT BINARY)") as copy:
         copy.write(data)
 
 
 def latest(conn: Connection, tag_ids: Sequence[int]) -> dict[int, Point]:
-    """The newest point of each tag that has one, from the table writes keep."""
+    """The newest point of each tag that has one."""
     return {row[0]: Point._make(row) for row in latest_rows(conn, tag_ids)}
+
+
+def latest_join(tag: str, dialect: str = "") -> str:
+    """A join of the newest point (``l``: ts, value, quality; all None without one) of the tag
+    whose id is ``tag``: the row table holds it, found by one seek down its key. PostgreSQL
+    runs its ``LATERAL`` form faster over many tags; the other form serves both databases."""
+    if dialect == "postgresql":
+        return (
+            "LEFT JOIN LATERAL (SELECT ts, value, quality FROM points"
+            f" WHERE tag_id = {tag} ORDER BY ts DESC LIMIT 1) l ON true"
+        )
+    return (
+        f"LEFT JOIN points l ON l.tag_id = {tag}"
+        f" AND l.ts = (SELECT max(m.ts) FROM points m WHERE m.tag_id = {tag})"
+    )
 
 
 def latest_rows(conn: Connection, tag_ids: Sequence[int]) -> list[tuple[int, int, float, int]]:
@@ -288,25 +274,21 @@ def latest_rows(conn: Connection, tag_ids: Sequence[int]) -> list[tuple[int, int
         return []
     ids = ",".join(map(str, map(int, tag_ids)))
     if conn.dialect.name == "postgresql":
-        sql = (
-            "SELECT l.tag_id, l.ts, l.value, l.quality FROM latest_points l"
-            " WHERE l.tag_id = ANY(CAST(%s AS integer[]))"
-        )
-        ids = "{" + ids + "}"
+        tags_sql, ids = "unnest(CAST(%s AS integer[])) t(id)", "{" + ids + "}"
     else:
-        sql = (
-            "SELECT l.tag_id, l.ts, l.value, l.quality FROM json_each(?) t"
-            " JOIN latest_points l ON l.tag_id = t.value"
-        )
-        ids = "[" + ids + "]"
+        tags_sql, ids = "(SELECT value AS id FROM json_each(?)) t", "[" + ids + "]"
+    sql = (
+        f"SELECT t.id, l.ts, l.value, l.quality FROM {tags_sql}"
+        f" {latest_join('t.id', conn.dialect.name)} WHERE l.ts IS NOT NULL"
+    )
     return driver_rows(conn, sql, (ids,))
 
 
 def latest_by_keys(conn: Connection, keys: Collection[str]) -> list[tuple[Any, ...]]:
     """(key, tag id, ts, value, quality, then ``ACTIVITY_COLUMNS``) of the tags named by
     ``keys`` that exist, the point being each one's latest (all None without one), in no
-    order: one driver-level query joining the tags' keys to the table writes keep (and to
+    order: one driver-level query joining the tags' keys to their newest rows (and to
     their sources, for ``refuse_inactive``)."""
     columns = f"t.key, t.id, l.ts, l.value, l.quality, {ACTIVITY_COLUMNS}"
-    joins = f"LEFT JOIN latest_points l ON l.tag_id = t.id {ACTIVITY_JOIN}"
+    joins = f"{latest_join('t.id', conn.dialect.name)} {ACTIVITY_JOIN}"
     return rows_by_keys(conn, columns, joins, keys)

@@ -1,5 +1,6 @@
 """Retention of raw points (``METERHUB_RAW_RETENTION_DAYS``): the UTC days before the horizon
-lose their points; their hourly rollups and the latest value of each tag stay.
+lose their compacted points; their hourly rollups stay, and so does each tag's newest
+point, which compaction leaves in the row table.
 
 The horizon, the first day kept whole, only moves forward and is recorded in
 ``storage_state``. Days are dropped once compacted (no row of them is left), a day a

@@ -122,15 +122,3 @@ storage_state = Table(
 )
 """Facts about the store as a whole: ``raw_horizon_day``, the first UTC day whose points are
 all still kept (retention dropped the days before it)."""
-
-latest_points = Table(
-    "latest_points",
-    metadata,
-    Column("tag_id", Integer, primary_key=True, autoincrement=False),
-    Column("ts", BigInteger, nullable=False),
-    Column("value", Float, nullable=False),
-    Column("quality", SmallInteger, nullable=False),
-    postgresql_with={"fillfactor": 50},
-)
-"""The newest point of each tag, kept at write time. On PostgreSQL half of each page is kept
-free, so rewriting a row is a heap-only update within its page."""
