@@ -20,7 +20,9 @@ from meterhub.registry.devices import (
     get_device,
     set_enabled,
 )
+from meterhub.registry.sources import create_source
 from meterhub.registry.tables import tags
+from meterhub.registry.tags import _MANY_KEYS, NewTag
 from meterhub.storage import (
     Estimate,
     Method,
@@ -34,7 +36,7 @@ from meterhub.storage import (
     value_at,
     write_points,
 )
-from meterhub.storage.points import POINT_COLUMNS, PointColumns, write_columns
+from meterhub.storage.points import POINT_COLUMNS, PointColumns, latest_by_keys, write_columns
 from meterhub.storage.tables import points
 
 HOST = "10.0.0.1"
@@ -409,3 +411,22 @@ def test_the_upgrade_puts_latest_values_held_nowhere_else_back_in_the_rows(
     with engine.connect() as conn:
         assert stored(conn) == [Point(1, 100, 1.0), Point(1, 200, 2.0), Point(2, 300, 3.0)]
         assert latest(conn, [1, 2]) == {1: Point(1, 200, 2.0), 2: Point(2, 300, 3.0)}
+
+
+def test_latest_values_of_many_tags_by_their_keys(engine: Engine) -> None:
+    """From ``_MANY_KEYS`` keys on, PostgreSQL joins them its own way: same rows."""
+    count = _MANY_KEYS + 10
+    with engine.begin() as conn:
+        create_source(
+            conn, "fleet", "fleet", tag_specs=[NewTag(f"t{n}", None, None) for n in range(count)]
+        )
+        ids: dict[str, int] = dict(conn.execute(select(tags.c.key, tags.c.id)).all())
+        write_points(conn, [Point(ids[f"t{n}"], 1_000 + n, float(n)) for n in range(0, count, 2)])
+    with engine.connect() as conn:
+        for keys in ([f"t{n}" for n in range(count)], ["t0", "t1", "nope"]):
+            found = {row[0]: row[1:5] for row in latest_by_keys(conn, keys)}
+            assert set(found) == set(keys) - {"nope"}
+            for key, row in found.items():
+                n = int(key[1:])
+                expected = (1_000 + n, float(n), 0) if n % 2 == 0 else (None, None, None)
+                assert row == (ids[key], *expected)

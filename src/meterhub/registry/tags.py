@@ -274,18 +274,25 @@ def active_rows(conn: Connection, keys: Sequence[str], columns: str = "t.id") ->
     return rows
 
 
+_MANY_KEYS = 2000
+"""From this many keys on, PostgreSQL joins them to the tags its own way."""
+
+
 def rows_by_keys(conn: Connection, columns: str, joins: str, keys: Collection[str]) -> list[Any]:
     """Rows of ``columns`` for the tags (``t``) named by ``keys`` that exist, ``joins``
     joined to them, in no order: one driver-level query, the keys sent as one JSON array
     (distinct), each looked up along the key index."""
-    if conn.dialect.name == "postgresql":  # an index lookup per key, whatever the statistics
+    distinct = list(dict.fromkeys(keys))
+    if conn.dialect.name != "postgresql":
+        tags_sql = "json_each(?) j JOIN tags t ON t.key = j.value"
+    elif len(distinct) < _MANY_KEYS:  # an index lookup per key, whatever the statistics
         tags_sql = (
             "json_array_elements_text(%s::json) j(key) CROSS JOIN LATERAL"
             " (SELECT * FROM tags WHERE tags.key = j.key LIMIT 1) t"
         )
-    else:
-        tags_sql = "json_each(?) j JOIN tags t ON t.key = j.value"
-    keys_json = json.dumps(list(dict.fromkeys(keys)))
+    else:  # the planner's join: a hash join over the tags beats that many lookups
+        tags_sql = "json_array_elements_text(%s::json) j(key) JOIN tags t ON t.key = j.key"
+    keys_json = json.dumps(distinct)
     return driver_rows(conn, f"SELECT {columns} FROM {tags_sql} {joins}", (keys_json,))
 
 
