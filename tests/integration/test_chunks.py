@@ -17,7 +17,7 @@ from meterhub.collector.simulated_values import meter_values
 from meterhub.db import make_engine
 from meterhub.storage import Point, TimeRange, compactor, delete_points, write_points
 from meterhub.storage.chunks import SHARED_TIMES_MIN_BYTES, find
-from meterhub.storage.codec import EMPTY, Columns
+from meterhub.storage.codec import Columns
 from meterhub.storage.compactor import compact, compact_day, roll_up_unrolled
 from meterhub.storage.series import read_rows, read_span
 from meterhub.storage.tables import chunks, rollups
@@ -148,13 +148,13 @@ def test_a_rewritten_chunk_is_read_anew(engine: Engine) -> None:
 
 
 def test_thinning_reads_stored_points_only_where_hours_cross_a_bucket(engine: Engine) -> None:
-    with engine.begin() as conn:  # a later reading leaves none of the ten days in the rows
-        write_meter(conn, 1, 2, [*reading_times(10), T0 + 10 * DAY_US])
+    with engine.begin() as conn:
+        write_meter(conn, 1, 2, reading_times(10))
     compact(engine, settle_us=0, now=T0 + 11 * DAY_US)
-    with engine.connect() as conn:
-        span = TimeRange(T0, T0 + 10 * DAY_US - 1)
+    with engine.connect() as conn:  # the newest reading stays a row, after its day's rollups
+        span = TimeRange(T0, None)
         every = read_span(conn, 1, span)
-        parts = _Parts(conn, 1, span, find(conn, 1, span), EMPTY)
+        parts = _Parts(conn, 1, span, find(conn, 1, span), read_rows(conn, 1, span))
         assert parts.count == len(every.ts) == 14_400
         thinned = parts.thin(40)  # ten buckets of a day: nine edges, each inside an hour
         assert sum(len(p.ts) for p in parts.points) <= 10 * 60

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Connection, Engine, delete, func, select, update
 
 from meterhub.storage import Point, TimeRange, aligned_rows, latest, write_points
-from meterhub.storage.compactor import compact, compact_day
+from meterhub.storage.compactor import compact, compact_day, reclaim
 from meterhub.storage.daily import daily_consumption
 from meterhub.storage.history import History, HistoryQuery, read_history
 from meterhub.storage.series import drops, near
@@ -226,6 +226,23 @@ def test_a_tags_newest_point_stays_in_the_row_table(engine: Engine) -> None:
         assert list(aligned_rows(conn, [1], TimeRange())) == [
             (p.ts, [p.value]) for p in [*first, later]
         ]
+
+
+def test_reclaiming_shrinks_the_row_table_to_the_newest_rows(engine: Engine) -> None:
+    """A whole history compacted leaves each tag's newest row, written last; reclaiming
+    the space rewrites the row table around them instead of keeping its empty pages."""
+    batch = [Point(tag, T0 + n * 10_000_000, float(n)) for tag in (1, 2) for n in range(25_000)]
+    with engine.begin() as conn:
+        write_points(conn, batch)
+    compact(engine, settle_us=0, now=T0 + 5 * DAY_US)
+    reclaim(engine)
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            size = "SELECT pg_relation_size('points')"
+        else:
+            size = "SELECT sum(pgsize) FROM dbstat WHERE name = 'points'"
+        assert conn.exec_driver_sql(size).scalar_one() <= 8192
+        assert latest(conn, [1, 2]) == {tag: batch[tag * 25_000 - 1] for tag in (1, 2)}
 
 
 def test_deleting_tags_deletes_their_chunks(engine: Engine) -> None:

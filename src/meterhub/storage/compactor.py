@@ -169,11 +169,26 @@ def roll_up_unrolled(engine: Engine, *, stop: threading.Event | None = None) -> 
     return len(pending)
 
 
+_SIZE = text("SELECT relpages, reltuples FROM pg_class WHERE oid = 'points'::regclass")
+
+_PG_ROW_BYTES = 52
+"""A row of ``points`` in a PostgreSQL heap page: tuple header, columns, item pointer."""
+
+
 def reclaim(engine: Engine) -> None:
-    """Give the space of moved rows back: SQLite's file shrinks; PostgreSQL reuses it."""
-    sql = "VACUUM" if engine.dialect.name == "sqlite" else "VACUUM ANALYZE points, chunks, rollups"
+    """Give the space of moved rows back: SQLite's file shrinks; PostgreSQL reuses it, and
+    rewrites the row table when its rows fill under a tenth of its pages. Each tag's newest
+    row stays, written last: after a whole history is compacted it keeps the table from
+    being cut short, and the planner, seeing a few rows spread over that many pages, would
+    scan them all rather than the key."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(sql)
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("VACUUM")
+            return
+        conn.exec_driver_sql("VACUUM ANALYZE points, chunks, rollups")
+        pages, rows = conn.execute(_SIZE).one()
+        if pages > 128 and max(rows, 0) * _PG_ROW_BYTES * 10 < pages * 8192:
+            conn.exec_driver_sql("VACUUM FULL ANALYZE points")
 
 
 class Compactor:

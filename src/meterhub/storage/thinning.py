@@ -82,8 +82,13 @@ class _Parts:
         self._conn, self._tag_id, self._span = conn, tag_id, span
         self._stamps = {info.day: info.stamp for info in infos}
         self.points: list[Columns] = [rows] if len(rows.ts) else []
-        written = set((rows.ts // DAY_US).tolist())  # days whose rows win over their chunk
-        held = rollups.load(conn, tag_id, [(i.day, i.stamp) for i in infos if i.day not in written])
+        row_days = rows.ts // DAY_US
+        written = set(row_days.tolist())
+        held = rollups.load(conn, tag_id, [(info.day, info.stamp) for info in infos])
+        for day in written & held.keys():  # rows among a chunk's points win over them
+            hours = held[day]  # rows after them all (a tag's newest) leave its rollups true
+            if hours is not None and rows.ts[row_days == day].min() <= hours.last_ts[-1]:
+                held[day] = None
         raw = [info.day for info in infos if held.get(info.day) is None]
         for day, stored in zip(raw, self._days(raw), strict=True):
             points = within(stored, span)
