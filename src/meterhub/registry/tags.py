@@ -217,28 +217,13 @@ _SQLITE_ROWS = 256
 
 def _taken(conn: Connection, keys: Collection[str]) -> list[str]:
     """Those of ``keys`` some tag has, by one driver-level query."""
-    if conn.dialect.name == "postgresql":  # an index lookup per key, whatever the statistics
-        sql = (
-            "SELECT t.key FROM json_array_elements_text(%s::json) j(key) CROSS JOIN LATERAL"
-            " (SELECT key FROM tags WHERE tags.key = j.key LIMIT 1) t"
-        )
-    else:
-        sql = "SELECT t.key FROM json_each(?) j JOIN tags t ON t.key = j.value"
-    return [row[0] for row in driver_rows(conn, sql, (json.dumps(list(keys)),))]
+    return [row[0] for row in rows_by_keys(conn, "t.key", "", keys)]
 
 
 def _with_keys(conn: Connection, keys: Collection[str]) -> list[Tag]:
-    """The tags of ``keys`` (any number) by one driver-level query, the keys sent as one
-    JSON array, rows read as plain tuples."""
+    """The tags of ``keys`` (any number) by one driver-level query (``rows_by_keys``)."""
     columns = ", ".join(f"t.{column.name}" for column in select_tags().selected_columns)
-    if conn.dialect.name == "postgresql":  # an index lookup per key, whatever the statistics
-        sql = (
-            f"SELECT {columns} FROM json_array_elements_text(%s::json) j(key) CROSS JOIN LATERAL"
-            " (SELECT * FROM tags WHERE tags.key = j.key LIMIT 1) t"
-        )
-    else:
-        sql = f"SELECT {columns} FROM json_each(?) j JOIN tags t ON t.key = j.value"
-    return [Tag.from_row(row) for row in driver_rows(conn, sql, (json.dumps(list(keys)),))]
+    return [Tag.from_row(row) for row in rows_by_keys(conn, columns, "", keys)]
 
 
 ACTIVITY_COLUMNS = "t.active, t.source_id, s.active"
@@ -281,11 +266,12 @@ _MANY_KEYS = 2000
 def rows_by_keys(conn: Connection, columns: str, joins: str, keys: Collection[str]) -> list[Any]:
     """Rows of ``columns`` for the tags (``t``) named by ``keys`` that exist, ``joins``
     joined to them, in no order: one driver-level query, the keys sent as one JSON array
-    (distinct), each looked up along the key index."""
+    (distinct). PostgreSQL looks each key up along the key index, whatever its statistics
+    say, unless there are ``_MANY_KEYS`` of them."""
     distinct = list(dict.fromkeys(keys))
     if conn.dialect.name != "postgresql":
         tags_sql = "json_each(?) j JOIN tags t ON t.key = j.value"
-    elif len(distinct) < _MANY_KEYS:  # an index lookup per key, whatever the statistics
+    elif len(distinct) < _MANY_KEYS:
         tags_sql = (
             "json_array_elements_text(%s::json) j(key) CROSS JOIN LATERAL"
             " (SELECT * FROM tags WHERE tags.key = j.key LIMIT 1) t"

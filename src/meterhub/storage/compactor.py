@@ -169,7 +169,10 @@ def roll_up_unrolled(engine: Engine, *, stop: threading.Event | None = None) -> 
     return len(pending)
 
 
-_SIZE = text("SELECT relpages, reltuples FROM pg_class WHERE oid = 'points'::regclass")
+_SIZE = text(
+    "SELECT relpages, reltuples, current_setting('block_size')::integer FROM pg_class"
+    " WHERE oid = 'points'::regclass"
+)
 
 _PG_ROW_BYTES = 52
 """A row of ``points`` in a PostgreSQL heap page: tuple header, columns, item pointer."""
@@ -186,8 +189,8 @@ def reclaim(engine: Engine) -> None:
             conn.exec_driver_sql("VACUUM")
             return
         conn.exec_driver_sql("VACUUM ANALYZE points, chunks, rollups")
-        pages, rows = conn.execute(_SIZE).one()
-        if pages > 128 and max(rows, 0) * _PG_ROW_BYTES * 10 < pages * 8192:
+        pages, rows, page_bytes = conn.execute(_SIZE).one()
+        if pages > 128 and max(rows, 0) * _PG_ROW_BYTES * 10 < pages * page_bytes:
             conn.exec_driver_sql("VACUUM FULL ANALYZE points")
 
 

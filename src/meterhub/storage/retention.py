@@ -3,10 +3,10 @@ lose their compacted points; their hourly rollups stay, and so does each tag's n
 point, which compaction leaves in the row table.
 
 The horizon, the first day kept whole, only moves forward and is recorded in
-``storage_state``. Days are dropped once compacted (no row of them is left), a day a
-transaction, so a chunk and the chunks sharing its times go together. Reads that would
-need dropped points refuse instead of answering wrongly (``require_kept``), and so do
-writes the retention would drop unseen.
+``storage_state``. Days are dropped once compacted (no row of them is left but a tag's
+newest), a day a transaction, so a chunk and the chunks sharing its times go together.
+Reads that would need dropped points refuse instead of answering wrongly
+(``require_kept``), and so do writes the retention would drop unseen.
 """
 
 from __future__ import annotations
