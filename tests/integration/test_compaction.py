@@ -257,18 +257,25 @@ def test_deleting_tags_deletes_their_chunks(engine: Engine) -> None:
         assert latest(conn, [8, 9]) == {9: Point(9, T0 + DAY_US, 1.0)}
 
 
+@pytest.mark.parametrize("times", ["own", "lent", "regular"])
 def test_sides_of_tags_asked_on_different_days_are_near_s(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, times: str
 ) -> None:
     """Each tag asked on days of its own (read as (tag, day) pairs, not every tag on every
     day), a few tags a statement: the same neighbours as ``near``, inside chunks, at their
-    ends and in rows."""
+    ends and in rows; with times of each tag's own, and with every tag read at the same
+    instants: irregular ones (one chunk lends them to the others) and regular ones (each
+    chunk keeps its own copy); either way decoded once for many chunks."""
     monkeypatch.setattr("meterhub.storage.sides.SIDES_TAGS", 3)
     tags = range(500, 510)
+
+    def at(tag: int, n: int) -> int:
+        jitter = 0 if times == "regular" else random.Random(n).randrange(500_000_000)
+        return T0 + n * 15 * MINUTE + jitter + (tag if times == "own" else 0)
+
     with engine.begin() as conn:
         write_points(
-            conn,
-            [Point(tag, T0 + n * 15 * MINUTE + tag, n / 7) for tag in tags for n in range(960)],
+            conn, [Point(tag, at(tag, n), n / 7 + tag) for tag in tags for n in range(960)]
         )
     compact(engine, settle_us=0, now=T0 + 9 * DAY_US)
     with engine.begin() as conn:
@@ -280,6 +287,8 @@ def test_sides_of_tags_asked_on_different_days_are_near_s(
     ]
     asked.reverse()  # answers land where each instant was asked, whatever the order
     with engine.connect() as conn:
+        lent = conn.execute(select(chunks.c.tag_id).where(chunks.c.ts_tag.is_not(None))).all()
+        assert bool(lent) == (times == "lent")
         found = sides(conn, np.array([t for t, _ in asked]), np.array([ts for _, ts in asked]))
         expected = near(conn, asked)
     for n, pair in enumerate(expected):

@@ -93,20 +93,20 @@ def _fill(conn: Connection, tags: Ints, times: Ints, where: Ints, found: Sides) 
     keys = tags << _TAG_DAY_BITS | days.clip(0, _DAY_MASK)
     chunks = _chunks(conn, np.unique(keys[(days >= 0) & (days <= _DAY_MASK)]))
     quick = np.zeros(len(times), bool)
-    if len(chunks.keys):
+    if chunks is not None:
         j = np.searchsorted(chunks.keys, keys).clip(max=len(chunks.keys) - 1)
         quick = (
             (chunks.keys[j] == keys) & (chunks.first_ts[j] <= times) & (times <= chunks.last_ts[j])
         )
-    if quick.any():
-        rows = _first_rows(conn, tags[quick], days[quick])
-        k = np.searchsorted(rows.tags, tags).clip(max=max(len(rows.tags) - 1, 0))
-        has_row = np.zeros(len(times), bool)
-        if len(rows.tags):
-            has_row = rows.tags[k] == tags
-            quick &= ~has_row | (times < rows.points.ts[k])
-        _from_chunks(chunks, j[quick], times[quick], where[quick], found)
-        _rows_after(rows, k[quick & has_row], where[quick & has_row], found)
+        if quick.any():
+            rows = _first_rows(conn, tags[quick], days[quick])
+            k = np.searchsorted(rows.tags, tags).clip(max=max(len(rows.tags) - 1, 0))
+            has_row = np.zeros(len(times), bool)
+            if len(rows.tags):
+                has_row = rows.tags[k] == tags
+                quick &= ~has_row | (times < rows.points.ts[k])
+            _from_chunks(chunks, j[quick], times[quick], where[quick], found)
+            _rows_after(rows, k[quick & has_row], where[quick & has_row], found)
     slow = np.flatnonzero(~quick)
     if len(slow):
         answers = Sides.of(
@@ -117,55 +117,79 @@ def _fill(conn: Connection, tags: Ints, times: Ints, where: Ints, found: Sides) 
 
 
 class _Chunks(NamedTuple):
-    """Decoded chunks, ordered by (tag, day): their keys, spans and points laid end to end,
-    each point keyed by its chunk and its µs within the day."""
+    """Decoded chunks, ordered by (tag, day): per chunk its key, span, time column and where
+    its points start; each distinct time column once, laid end to end, each time keyed by
+    its column and its µs within the day; and every chunk's values and qualities laid end
+    to end."""
 
     keys: Ints
     first_ts: Ints
     last_ts: Ints
-    point_keys: Ints
-    points: Columns
+    times_of: Ints
+    starts: Ints
+    time_keys: Ints
+    time_starts: Ints
+    ts: Ints
+    value: npt.NDArray[np.float64]
+    quality: npt.NDArray[np.int16]
 
 
-def _chunks(conn: Connection, wanted: Ints) -> _Chunks:
-    """The chunks of the (tag, day) pairs ``wanted`` (as keys, ascending) that exist, decoded."""
+def _chunks(conn: Connection, wanted: Ints) -> _Chunks | None:
+    """The chunks of the (tag, day) pairs ``wanted`` (as keys, ascending) that exist, decoded;
+    ``None`` if none does."""
     tags, days = np.unique(wanted >> _TAG_DAY_BITS), np.unique(wanted & _DAY_MASK)
     if len(tags) * len(days) > _CROSS * len(wanted):  # the pairs themselves, then
         rows = _fetch(conn, _CHUNKS_OF_PAIRS, wanted >> _TAG_DAY_BITS, wanted & _DAY_MASK)
     else:  # every tag on every day (index seeks the driver need not parse): keep those wanted
         rows = _select(conn, _CHUNKS, tags, days)
-    if rows:
-        keys = np.array([r[:2] for r in rows], np.int64) @ np.array([1 << _TAG_DAY_BITS, 1])
-        keep = np.isin(keys, wanted)
-        if not keep.all():
-            rows = list(compress(rows, keep.tolist()))
     if not rows:
-        none = np.empty(0, np.int64)
-        return _Chunks(none, none, none, none, Columns(none, np.empty(0), np.empty(0, np.int16)))
-    columns = zip(*rows, strict=True)
-    tag, day, first_ts, last_ts, lender, ts_blobs, value_blobs, quality_blobs = columns
+        return None
+    columns = list(zip(*rows, strict=True))
+    keys = np.array(columns[0], np.int64) << _TAG_DAY_BITS | np.array(columns[1], np.int64)
+    keep = np.isin(keys, wanted)
+    if not keep.all():
+        if not keep.any():
+            return None
+        mask = keep.tolist()
+        columns = [tuple(compress(column, mask)) for column in columns]
+        keys = keys[keep]
+    _, day, first_ts, last_ts, lender, ts_blobs, value_blobs, quality_blobs = columns
     lent = _lent_times(conn, {(t, d) for t, d in zip(lender, day, strict=True) if t is not None})
-    decoded: dict[bytes, Ints] = {}
-    times = []
-    for blob in (
-        lent[t, d] if t is not None else b for t, d, b in zip(lender, day, ts_blobs, strict=True)
-    ):
-        if blob not in decoded:
-            decoded[blob] = unpack_ints(blob)
-        times.append(decoded[blob])
-    sizes = np.array([len(t) for t in times], np.int64)
+    number: dict[bytes, int] = {}  # each distinct time column, decoded once
+    times: list[Ints] = []
+    column_days: list[int] = []
+    times_of = []
+    for t, d, blob in zip(lender, day, ts_blobs, strict=True):
+        held = lent[t, d] if t is not None else blob
+        n = number.get(held)
+        if n is None:
+            n = number[held] = len(times)
+            times.append(unpack_ints(held))
+            column_days.append(d)
+        times_of.append(n)
+    column_sizes = np.array([len(t) for t in times], np.int64)
+    time_starts = np.cumsum(column_sizes) - column_sizes
     ts = np.concatenate(times)
-    quality = np.zeros(len(ts), np.int16)
-    offsets = np.cumsum(sizes) - sizes
+    origins = (np.arange(len(times), dtype=np.int64) << _DAY_BITS) - np.array(column_days) * DAY_US
+    chunk_times = np.array(times_of, np.int64)
+    sizes = column_sizes[chunk_times]
+    starts = np.cumsum(sizes) - sizes
+    quality = np.zeros(int(sizes.sum()), np.int16)
     for n, blob in enumerate(quality_blobs):
         if blob is not None:
-            quality[offsets[n] : offsets[n] + sizes[n]] = unpack_ints(bytes(blob))
-    points = Columns(ts, np.concatenate([unpack_floats(bytes(b)) for b in value_blobs]), quality)
-    day_of = np.array(day, np.int64)
-    index = np.repeat(np.arange(len(rows), dtype=np.int64), sizes)
-    point_keys = index << _DAY_BITS | (ts - np.repeat(day_of * DAY_US, sizes))
-    keys = np.array(tag, np.int64) << _TAG_DAY_BITS | day_of
-    return _Chunks(keys, np.array(first_ts), np.array(last_ts), point_keys, points)
+            quality[starts[n] : starts[n] + sizes[n]] = unpack_ints(bytes(blob))
+    return _Chunks(
+        keys,
+        np.array(first_ts),
+        np.array(last_ts),
+        chunk_times,
+        starts,
+        ts + np.repeat(origins, column_sizes),
+        time_starts,
+        ts,
+        np.concatenate([unpack_floats(bytes(b)) for b in value_blobs]),
+        quality,
+    )
 
 
 def _lent_times(conn: Connection, pairs: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
@@ -179,11 +203,14 @@ def _lent_times(conn: Connection, pairs: set[tuple[int, int]]) -> dict[tuple[int
 
 def _from_chunks(chunks: _Chunks, j: Ints, times: Ints, where: Ints, found: Sides) -> None:
     """Instants inside chunk ``j[i]``: both sides from its points."""
-    keys = j << _DAY_BITS | (times - (chunks.keys[j] & _DAY_MASK) * DAY_US)
-    before = np.searchsorted(chunks.point_keys, keys, "right") - 1
-    after = np.searchsorted(chunks.point_keys, keys, "left")
-    _put(found.before, where, chunks.points.take(before))
-    _put(found.after, where, chunks.points.take(after))
+    column = chunks.times_of[j]
+    keys = (column << _DAY_BITS) + times - (chunks.keys[j] & _DAY_MASK) * DAY_US
+    for side, at in (
+        (found.before, np.searchsorted(chunks.time_keys, keys, "right") - 1),
+        (found.after, np.searchsorted(chunks.time_keys, keys, "left")),
+    ):
+        point = chunks.starts[j] + at - chunks.time_starts[column]
+        _put(side, where, Columns(chunks.ts[at], chunks.value[point], chunks.quality[point]))
 
 
 class _Rows(NamedTuple):
