@@ -269,13 +269,13 @@ def test_sides_of_tags_asked_on_different_days_are_near_s(
     monkeypatch.setattr("meterhub.storage.sides.SIDES_TAGS", 3)
     tags = range(500, 510)
 
-    def at(tag: int, n: int) -> int:
+    def when(tag: int, n: int) -> int:
         jitter = 0 if times == "regular" else random.Random(n).randrange(500_000_000)
         return T0 + n * 15 * MINUTE + jitter + (tag if times == "own" else 0)
 
     with engine.begin() as conn:
         write_points(
-            conn, [Point(tag, at(tag, n), n / 7 + tag) for tag in tags for n in range(960)]
+            conn, [Point(tag, when(tag, n), n / 7 + tag) for tag in tags for n in range(960)]
         )
     compact(engine, settle_us=0, now=T0 + 9 * DAY_US)
     with engine.begin() as conn:
