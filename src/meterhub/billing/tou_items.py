@@ -125,7 +125,8 @@ def tou_bill(
     consumption = [Decimal(total).scaleb(-3) for total in totals]
     amounts, _, charge = tariff.amounts(consumption)
     held = ends.held.astype(bool)
-    notes = _notes(ends, sides, plan.instants, zone) if held.any() else {}
+    estimated = bool(held.any())
+    notes = _notes(ends, sides, plan.instants, zone) if estimated else {}
     items = [
         Item(
             period=tariff.periods[p].name,
@@ -135,8 +136,8 @@ def tou_bill(
             consumption=consumption[p],
             price=tariff.periods[p].price,
             charge=cents(amounts[p]),
-            estimated=bool((held[ks] | held[ks + 1]).any()),
-            note=_said(notes, ks.tolist()),
+            estimated=estimated and bool((held[ks] | held[ks + 1]).any()),
+            note=_said(notes, ks.tolist()) if notes else None,
         )
         for p, ks in plan.parts.items()
     ]
@@ -148,7 +149,7 @@ def tou_bill(
         rule=next(
             (r for r in (REGISTER_DECREASED_UNEXPLAINED, REGISTER_RESET) if r in rules), None
         ),
-        estimated=bool(held.any()),
+        estimated=estimated,
         items=items,
     )
 
