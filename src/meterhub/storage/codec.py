@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 from pcodec import ChunkConfig
-from pcodec.standalone import simple_compress, simple_decompress
+from pcodec.standalone import simple_compress, simple_decompress, simple_decompress_into
 
 _CONFIG = ChunkConfig(compression_level=8)
 
@@ -60,6 +60,19 @@ def unpack_ints(blob: bytes) -> npt.NDArray[np.int64]:
 def unpack_floats(blob: bytes) -> npt.NDArray[np.float64]:
     array: npt.NDArray[np.float64] = simple_decompress(blob).astype(np.float64, copy=False)
     return array
+
+
+def unpack_floats_joined(blobs: Sequence[bytes], sizes: Sequence[int]) -> npt.NDArray[np.float64]:
+    """The float columns of ``blobs``, of ``sizes[i]`` values each, laid end to end (decoded
+    in place: no array per blob); ``ValueError`` if a blob holds another number of values."""
+    array = np.empty(sum(sizes) + 1, np.float64)  # one spare: a longer blob overflows into it
+    at = 0
+    for blob, size in zip(blobs, sizes, strict=True):
+        done = simple_decompress_into(blob, array[at : at + size + 1])
+        if done.n_processed != size or not done.finished:
+            raise ValueError(f"a blob does not hold the {size} values its column has")
+        at += size
+    return array[:-1]
 
 
 def encode(columns: Columns) -> tuple[bytes, bytes, bytes]:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from sqlalchemy import Connection
 
 from meterhub.db import driver_rows
-from meterhub.storage.codec import Columns, unpack_floats, unpack_ints
+from meterhub.storage.codec import Columns, unpack_floats_joined, unpack_ints
 from meterhub.storage.points import Point
 from meterhub.storage.series import Near, near
 from meterhub.times import DAY_US
@@ -187,7 +187,7 @@ def _chunks(conn: Connection, wanted: Ints) -> _Chunks | None:
         ts + np.repeat(origins, column_sizes),
         time_starts,
         ts,
-        np.concatenate([unpack_floats(bytes(b)) for b in value_blobs]),
+        unpack_floats_joined([bytes(b) for b in value_blobs], sizes.tolist()),
         quality,
     )
 
