@@ -156,22 +156,19 @@ def _chunks(conn: Connection, wanted: Ints) -> _Chunks | None:
     _, day, first_ts, last_ts, lender, ts_blobs, value_blobs, quality_blobs = columns
     lent = _lent_times(conn, {(t, d) for t, d in zip(lender, day, strict=True) if t is not None})
     number: dict[bytes, int] = {}  # each distinct time column, decoded once
-    times: list[Ints] = []
-    column_days: list[int] = []
-    times_of = []
-    for t, d, blob in zip(lender, day, ts_blobs, strict=True):
-        held = lent[t, d] if t is not None else blob
-        n = number.get(held)
-        if n is None:
-            n = number[held] = len(times)
-            times.append(unpack_ints(held))
-            column_days.append(d)
-        times_of.append(n)
+    chunk_times = np.array(
+        [
+            number.setdefault(blob if t is None else lent[t, d], len(number))
+            for t, d, blob in zip(lender, day, ts_blobs, strict=True)
+        ],
+        np.int64,
+    )
+    times = [unpack_ints(blob) for blob in number]
+    column_days = np.array(day, np.int64)[np.unique(chunk_times, return_index=True)[1]]
     column_sizes = np.array([len(t) for t in times], np.int64)
     time_starts = np.cumsum(column_sizes) - column_sizes
     ts = np.concatenate(times)
-    origins = (np.arange(len(times), dtype=np.int64) << _DAY_BITS) - np.array(column_days) * DAY_US
-    chunk_times = np.array(times_of, np.int64)
+    origins = (np.arange(len(times), dtype=np.int64) << _DAY_BITS) - column_days * DAY_US
     sizes = column_sizes[chunk_times]
     starts = np.cumsum(sizes) - sizes
     quality = np.zeros(int(sizes.sum()), np.int16)
