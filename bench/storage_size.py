@@ -68,16 +68,18 @@ class Dataset:
                 self.value[at : at + 2] = (amps, kwh)
                 at += 2
         self.days = days
-        self.day = meters * 1440 * 2
-        """Points a day."""
+        self._per_day = meters * 1440 * 2
 
     def __len__(self) -> int:
         return len(self.ts)
 
-    def batches(self, start: int = 0, stop: int | None = None) -> Iterator[list[Point]]:
-        """The points from index ``start`` to ``stop`` (the end by default)."""
-        end = len(self) if stop is None else stop
-        for lo in range(start, end, BATCH):
+    def points_of(self, days: int) -> int:
+        return days * self._per_day
+
+    def batches(self, first_day: int, last_day: int) -> Iterator[list[Point]]:
+        """The points of days ``first_day`` to ``last_day`` (exclusive, from 0)."""
+        end = self.points_of(last_day)
+        for lo in range(self.points_of(first_day), end, BATCH):
             hi = min(lo + BATCH, end)
             yield [
                 Point(tag, ts, value)
@@ -217,18 +219,18 @@ ROW_DAYS = 3
 
 
 def measure(url: str, reference_url: str, data: Dataset, parquet: float) -> None:
-    reference = reference_rate(reference_url, data.batches(0, data.day))
+    reference = reference_rate(reference_url, data.batches(0, 1))
     upgrade(url)
     engine = make_engine(url)
     n = len(data)
-    rate = write_rate(engine, data.batches(0, data.day), write_points)
+    rate = write_rate(engine, data.batches(0, 1), write_points)
     first = min(ROW_DAYS, data.days)
-    write_rate(engine, data.batches(data.day, first * data.day), write_points)
-    rows = stored_bytes(engine, url)[0] / (first * data.day)
+    write_rate(engine, data.batches(1, first), write_points)  # the rates of other days: unused
+    rows = stored_bytes(engine, url)[0] / data.points_of(first)
     compacting = 0.0
     for day in range(1, data.days + 1):
         if day > first:
-            write_rate(engine, data.batches((day - 1) * data.day, day * data.day), write_points)
+            write_rate(engine, data.batches(day - 1, day), write_points)
         settle = DAY_US if day < data.days else 0  # the day before closed; at the end, all
         started = time.perf_counter()
         compact(engine, settle_us=settle, now=START_US + day * DAY_US)
