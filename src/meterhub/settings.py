@@ -186,6 +186,12 @@ class Settings(BaseSettings):
     alert_send_timeout: float = Field(
         10.0, gt=0, description="Seconds a webhook or SMTP server may take for one try."
     )
+    alert_digest_from: int = Field(
+        5,
+        ge=0,
+        description="From this many notifications of one rule's event, queued by one "
+        "evaluation for one channel, they go as one digest (0: never).",
+    )
     webhook_allow: str | None = Field(
         None,
         description="Where alert webhooks may go: comma-separated host names (*.name for "

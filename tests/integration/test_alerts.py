@@ -10,6 +10,7 @@ import hmac
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from email import message_from_bytes
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -350,6 +351,94 @@ def test_delivery_gives_up_after_the_last_try(engine: Engine, site: Site) -> Non
         ],
         key=str,
     )
+
+
+def site_outage(engine: Engine, site: Site, url: str) -> None:
+    """A rule over every meter of the site (none read: all four fire at the first tick)
+    and a webhook channel to ``url``."""
+    with engine.begin() as conn:
+        create_rule(conn, site.project_id, name="gone", kind="offline", params={"minutes": 5})
+        create_channel(conn, site.project_id, kind="webhook", url=url, secret=SECRET)
+
+
+def test_an_outage_goes_as_one_digest_each_way(engine: Engine, site: Site) -> None:
+    """Four meters fire in one evaluation: one signed request carries them all, each alert
+    keeps its own notification and logged try; their resolutions go as one digest too."""
+    now = base_time()
+    with webhook_receiver() as receiver:
+        site_outage(engine, site, receiver.url)
+        evaluator = AlertEvaluator(engine)
+        evaluator.tick(now)
+        deliverer = Deliverer(engine, settings_for(engine, alert_digest_from=3))
+        assert asyncio.run(deliverer.deliver(now)) == 1
+        for meter in ("E1", "E2", "W1", "W2"):
+            read(engine, site, meter, (now + MINUTE, 5.0))
+        evaluator.tick(now + 2 * MINUTE)
+        assert asyncio.run(deliverer.deliver(now + 2 * MINUTE)) == 1
+    fired, resolved = receiver.requests
+    with engine.connect() as conn:
+        rows = conn.execute(select(notifications).order_by(notifications.c.id)).all()
+        tries = conn.execute(select(notification_attempts.c.notification_id)).scalars().all()
+    for (headers, body), event in ((fired, "fired"), (resolved, "resolved")):
+        sent = body_of((headers, body))
+        members = [row for row in rows if row.event == event]
+        assert (sent["event"], sent["rule"]["name"], sent["count"]) == (event, "gone", 4)
+        assert [a["device_id"] for a in sent["alerts"]] == ["E1", "E2", "W1", "W2"]
+        assert [a["id"] for a in sent["alerts"]] == [row.alert_id for row in members]
+        expected = hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+        assert headers["X-Meterhub-Signature"] == f"sha256={expected}"
+        assert headers["X-Meterhub-Delivery"] == str(members[0].id)
+        assert {row.digest for row in members} == {members[0].id}
+    assert [row.state for row in rows] == ["delivered"] * 8
+    assert sorted(tries) == [row.id for row in rows]
+
+
+def test_a_digest_is_retried_whole_with_the_same_body(engine: Engine, site: Site) -> None:
+    """A failed digest goes again with the same notifications and bytes (even after a
+    restart with digests switched off), while a notification queued meanwhile goes apart."""
+    now = base_time()
+    with webhook_receiver([500]) as receiver:
+        site_outage(engine, site, receiver.url)
+        evaluator = AlertEvaluator(engine)
+        evaluator.tick(now)
+        deliverer = Deliverer(engine, settings_for(engine, alert_digest_from=4))
+        assert asyncio.run(deliverer.deliver(now)) == 1  # 500
+        read(engine, site, "E1", (now + MINUTE, 5.0))
+        evaluator.tick(now + MINUTE)  # E1 resolved: waits for its firing
+        restarted = Deliverer(engine, settings_for(engine, alert_digest_from=0))
+        assert asyncio.run(restarted.deliver(now + 2_000_000)) == 1  # the digest again: 200
+        assert asyncio.run(restarted.deliver(now + MINUTE)) == 1  # E1's resolution
+    (first_headers, first), (again_headers, again), (_, alone) = receiver.requests
+    assert first == again
+    assert first_headers["X-Meterhub-Delivery"] == again_headers["X-Meterhub-Delivery"]
+    assert body_of((again_headers, again))["count"] == 4
+    single = body_of((_, alone))
+    assert (single["event"], single["alert"]["device_id"]) == ("resolved", "E1")
+
+
+def test_an_outage_goes_as_one_email(engine: Engine, site: Site) -> None:
+    now = base_time()
+    with smtp_server() as (port, inbox):
+        with engine.begin() as conn:
+            create_rule(conn, site.project_id, name="gone", kind="offline", params={"minutes": 5})
+            create_channel(conn, site.project_id, kind="email", addresses=["ops@example.org"])
+        AlertEvaluator(engine).tick(now)
+        settings = settings_for(
+            engine, smtp_host="127.0.0.1", smtp_port=port, smtp_from="alerts@example.org"
+        )
+        assert asyncio.run(Deliverer(engine, settings).deliver(now)) == 4  # alone, below 5
+        with engine.begin() as conn:
+            create_rule(conn, site.project_id, name="also", kind="offline", params={"minutes": 5})
+        AlertEvaluator(engine).tick(now + MINUTE)
+        settings = settings.model_copy(update={"alert_digest_from": 2})
+        assert asyncio.run(Deliverer(engine, settings).deliver(now + MINUTE)) == 1
+    subjects = [message_from_bytes(content)["Subject"] for _, _, content in inbox.messages]
+    assert sorted(subjects[:4]) == [
+        f"[meterhub] FIRED: gone on meter {m}" for m in ("E1", "E2", "W1", "W2")
+    ]
+    assert subjects[4] == "[meterhub] FIRED: also on 4 meters"
+    text = inbox.messages[4][2].decode()
+    assert all(f"Meter: {meter}" in text for meter in ("E1", "E2", "W1", "W2"))
 
 
 def test_a_receiver_that_hangs_does_not_hold_up_evaluation(engine: Engine, site: Site) -> None:

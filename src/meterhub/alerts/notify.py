@@ -8,10 +8,14 @@ with its outcome, and retries a failure after ``alert_retry_base`` seconds, doub
 time (up to ``alert_retry_max``), until a 2xx / an accepted e-mail or
 ``alert_max_attempts`` tries.
 
+Notifications of one rule's event, queued by one evaluation for one channel, go as one
+digest from ``alert_digest_from`` of them on (a site-wide outage is one message, not one a
+meter): its members are fixed when it is first sent, so every retry carries the same ones.
+
 A webhook is a ``POST`` of the JSON body with ``X-Meterhub-Signature: sha256=<hex>``, the
 HMAC-SHA256 of the exact body bytes under the channel's secret, plus
 ``X-Meterhub-Timestamp`` (Unix seconds of the try), ``X-Meterhub-Event`` and
-``X-Meterhub-Delivery`` (the notification's id, the same on each retry).
+``X-Meterhub-Delivery`` (the notification's id, or the digest's: the same on each retry).
 """
 
 from __future__ import annotations
@@ -130,6 +134,21 @@ def alert_body(row: Any, event: Event) -> dict[str, Any]:
     }
 
 
+def digest_body(bodies: Sequence[str]) -> str:
+    """The body of a digest of notifications (their bodies, in order): their event, project
+    and rule, how many alerts, and the alerts."""
+    loaded = [json.loads(body) for body in bodies]
+    head = loaded[0]
+    digest = {
+        "event": head["event"],
+        "project_id": head["project_id"],
+        "rule": head["rule"],
+        "count": len(loaded),
+        "alerts": [body["alert"] for body in loaded],
+    }
+    return json.dumps(digest, ensure_ascii=False)
+
+
 def _utc(us: int | None) -> str | None:
     return None if us is None else iso(us, UTC)
 
@@ -149,9 +168,10 @@ class Outcome:
 
 @dataclass(frozen=True, slots=True)
 class Due:
-    """A notification to send, with its channel."""
+    """A notification to send, with its channel: one alert's, or a digest of several
+    (``members``: the notifications it carries, the lowest id first)."""
 
-    id: int
+    members: tuple[int, ...]
     event: str
     body: str
     attempts: int
@@ -159,6 +179,11 @@ class Due:
     url: str | None
     secret: str | None
     addresses: list[str]
+
+    @property
+    def id(self) -> int:
+        """The delivery's id: the notification's, or the digest's (its lowest)."""
+        return self.members[0]
 
 
 class Deliverer:
@@ -192,8 +217,9 @@ class Deliverer:
 
     def _claim(self, now: int) -> list[Due]:
         """The due notifications, each put off by the longest a try may take, so that no
-        other pass sends it meanwhile. Those of one alert and channel go out in order: one
-        waits while an earlier one is pending (a resolution never overtakes its firing)."""
+        other pass sends it meanwhile; those of a digest go together (``_deliveries``).
+        Those of one alert and channel go out in order: one waits while an earlier one is
+        pending (a resolution never overtakes its firing)."""
         lease = now + round(3 * self._settings.alert_send_timeout * 1e6)
         earlier = outbox.alias("earlier")
         waiting = exists().where(
@@ -203,33 +229,53 @@ class Deliverer:
             earlier.c.id < outbox.c.id,
         )
         channel = alert_channels.c
-        query = (
+        pending = (
             select(outbox, channel.kind, channel.url, channel.secret, channel.addresses)
             .join(alert_channels, channel.id == outbox.c.channel_id)
-            .where(outbox.c.state == Delivery.PENDING.value, outbox.c.next_attempt_at <= now)
-            .where(~waiting)
+            .where(outbox.c.state == Delivery.PENDING.value)
+        )
+        query = (
+            pending.where(outbox.c.next_attempt_at <= now, ~waiting)
             .order_by(outbox.c.next_attempt_at, outbox.c.id)
             .limit(DELIVERY_BATCH)
         )
         with self._engine.begin() as conn:
-            rows = conn.execute(query).all()
-            taken = [row.id for row in rows]
-            if taken:
-                claim = update(outbox).where(outbox.c.id.in_(taken)).values(next_attempt_at=lease)
+            rows = list(conn.execute(query))
+            digests = {row.digest for row in rows if row.digest is not None}
+            if digests:  # the rest of each digest goes with it
+                taken = {row.id for row in rows}
+                members = conn.execute(pending.where(outbox.c.digest.in_(digests)))
+                rows += [row for row in members if row.id not in taken]
+            deliveries = self._deliveries(conn, rows)
+            ids = [member for due in deliveries for member in due.members]
+            if ids:
+                claim = update(outbox).where(outbox.c.id.in_(ids)).values(next_attempt_at=lease)
                 conn.execute(claim)
-        return [
-            Due(
-                row.id,
-                row.event,
-                row.body,
-                row.attempts,
-                ChannelKind(row.kind),
-                row.url,
-                row.secret,
-                json.loads(row.addresses or "[]"),
-            )
-            for row in rows
-        ]
+        return deliveries
+
+    def _deliveries(self, conn: Connection, rows: Sequence[Any]) -> list[Due]:
+        """``rows`` as deliveries: each digest whole; the others of one rule's event, queued
+        by one evaluation for one channel, made a digest when there are at least
+        ``alert_digest_from`` of them; every other notification alone."""
+        groups: dict[tuple[Any, ...], list[Any]] = {}
+        for row in sorted(rows, key=lambda row: row.id):
+            if row.digest is not None:
+                key: tuple[Any, ...] = ("digest", row.digest)
+            else:
+                rule = json.loads(row.body)["rule"]["id"]
+                key = ("queued", row.channel_id, row.event, row.created_at, rule)
+            groups.setdefault(key, []).append(row)
+        least = self._settings.alert_digest_from
+        deliveries = []
+        for (kind, *_), group in groups.items():
+            if kind == "queued" and not 0 < least <= len(group):
+                deliveries += [_due([row], row.body) for row in group]
+                continue
+            if kind == "queued":  # a new digest: its notifications are fixed from now on
+                ids = [row.id for row in group]
+                conn.execute(update(outbox).where(outbox.c.id.in_(ids)).values(digest=ids[0]))
+            deliveries.append(_due(group, digest_body([row.body for row in group])))
+        return deliveries
 
     async def _send(self, client: httpx.AsyncClient, item: Due) -> Outcome:
         targets = self._settings.webhook_targets
@@ -274,7 +320,7 @@ class Deliverer:
                 insert(notification_attempts),
                 [
                     {
-                        "notification_id": item.id,
+                        "notification_id": member,
                         "attempted_at": now,
                         "duration_ms": outcome.duration_ms,
                         "ok": outcome.ok,
@@ -282,6 +328,7 @@ class Deliverer:
                         "error": outcome.error,
                     }
                     for item, outcome in zip(due, outcomes, strict=True)
+                    for member in item.members
                 ],
             )
             for item, outcome in zip(due, outcomes, strict=True):
@@ -291,13 +338,34 @@ class Deliverer:
                     values |= {"state": Delivery.DELIVERED.value, "delivered_at": now}
                 elif outcome.final or attempts >= settings.alert_max_attempts:
                     values |= {"state": Delivery.FAILED.value}
-                    log.warning("notification %d given up after %d tries", item.id, attempts)
+                    log.warning(
+                        "notification %d (of %d) given up after %d tries",
+                        item.id,
+                        len(item.members),
+                        attempts,
+                    )
                 else:
                     wait = retry_delay(
                         attempts, settings.alert_retry_base, settings.alert_retry_max
                     )
                     values |= {"next_attempt_at": now + round(wait * 1e6)}
-                conn.execute(update(outbox).where(outbox.c.id == item.id).values(**values))
+                members = outbox.c.id.in_(item.members)
+                conn.execute(update(outbox).where(members).values(**values))
+
+
+def _due(rows: Sequence[Any], body: str) -> Due:
+    """The delivery of the notifications ``rows`` (one, or a digest's, lowest id first)."""
+    first = rows[0]
+    return Due(
+        tuple(row.id for row in rows),
+        first.event,
+        body,
+        first.attempts,
+        ChannelKind(first.kind),
+        first.url,
+        first.secret,
+        json.loads(first.addresses or "[]"),
+    )
 
 
 async def _post(client: httpx.AsyncClient, item: Due) -> int:
@@ -314,23 +382,23 @@ async def _post(client: httpx.AsyncClient, item: Due) -> int:
 
 
 def email_message(item: Due, sender: str) -> EmailMessage:
-    """The e-mail of a notification: a subject saying what happened, the facts as text,
-    and the JSON body."""
+    """The e-mail of a notification or a digest: a subject saying what happened (to which
+    meter, or to how many), the facts as text, and the JSON body."""
     body = json.loads(item.body)
-    alert, rule = body["alert"], body["rule"]
+    rule = body["rule"]
+    alerts = body["alerts"] if "alerts" in body else [body["alert"]]
+    which = f"{len(alerts)} meters" if "alerts" in body else f"meter {alerts[0]['device_id']}"
     message = EmailMessage()
-    message["Subject"] = (
-        f"[meterhub] {item.event.upper()}: {rule['name']} on meter {alert['device_id']}"
-    )
+    message["Subject"] = f"[meterhub] {item.event.upper()}: {rule['name']} on {which}"
     message["From"] = sender
     message["To"] = ", ".join(item.addresses)
-    lines = [
-        f"Rule: {rule['name']} ({rule['kind']})",
-        f"Meter: {alert['device_id']}",
-        f"Fired at: {alert['fired_at']}",
-        *([f"Resolved at: {alert['resolved_at']}"] if alert["resolved_at"] else []),
-        "",
-        json.dumps(body, indent=2, ensure_ascii=False),
-    ]
+    lines = [f"Rule: {rule['name']} ({rule['kind']})"]
+    for alert in alerts:
+        lines += [
+            f"Meter: {alert['device_id']}",
+            f"Fired at: {alert['fired_at']}",
+            *([f"Resolved at: {alert['resolved_at']}"] if alert["resolved_at"] else []),
+        ]
+    lines += ["", json.dumps(body, indent=2, ensure_ascii=False)]
     message.set_content("\n".join(lines))
     return message

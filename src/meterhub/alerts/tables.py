@@ -112,8 +112,10 @@ notifications = Table(
     Column("next_attempt_at", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
     Column("delivered_at", BigInteger, nullable=True),
+    Column("digest", Integer, nullable=True),
 )
-"""The outbox: evaluation only adds rows here; the delivery worker sends them."""
+"""The outbox: evaluation only adds rows here; the delivery worker sends them. ``digest``:
+the digest a notification went into (the lowest id among its notifications), else null."""
 
 Index(
     "ix_notifications_due",
@@ -122,6 +124,12 @@ Index(
     postgresql_where=text("state = 'pending'"),
 )
 Index("ix_notifications_alert", notifications.c.alert_id)
+Index(
+    "ix_notifications_digest",
+    notifications.c.digest,
+    sqlite_where=text("digest IS NOT NULL"),
+    postgresql_where=text("digest IS NOT NULL"),
+)
 
 notification_attempts = Table(
     "notification_attempts",
