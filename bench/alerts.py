@@ -1,9 +1,11 @@
 """Alert evaluation over a whole site: 56,001 meters (every fifth a water meter) in one
 project, a few hours of readings for a subset of them (the rest read once, lately; some
 silent, some with a reset register, some water meters running all night), and one rule of
-each kind over every meter it applies to. Times one full evaluation tick (every rule looks
-at its period) against the 5 s goal, then an incremental tick after one new reading of
-every meter (hour and night already evaluated: only what changed is read).
+each kind over every meter it applies to, notifying a webhook receiver started here. Times
+one full evaluation tick (every rule looks at its period) against the 5 s goal, then the
+delivery of the notifications it queued, as digests (the default) against one request a
+notification (``METERHUB_ALERT_DIGEST_FROM=0``), then an incremental tick after one new
+reading of every meter (hour and night already evaluated: only what changed is read).
 
 Usage: .venv/bin/python -m bench.alerts [--meters 56001] [--postgres URL | --no-postgres]
 """
@@ -11,17 +13,24 @@ Usage: .venv/bin/python -m bench.alerts [--meters 56001] [--postgres URL | --no-
 from __future__ import annotations
 
 import argparse
+import asyncio
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from bench.databases import scratch_postgres, scratch_sqlite
 from meterhub.alerts.conditions import last_night
 from meterhub.alerts.evaluator import AlertEvaluator
-from meterhub.alerts.rule_store import create_rule
-from meterhub.alerts.tables import alert_rules, alerts
+from meterhub.alerts.notify import Deliverer
+from meterhub.alerts.rule_store import create_channel, create_rule
+from meterhub.alerts.tables import alert_rules, alerts, notification_attempts, notifications
 from meterhub.billing.tasks import create_task
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
@@ -29,6 +38,7 @@ from meterhub.registry.channels import DeviceType
 from meterhub.registry.device_import import DeviceRow, RowNames, import_devices
 from meterhub.registry.projects import create_house, create_project
 from meterhub.registry.tables import tags
+from meterhub.settings import Settings
 from meterhub.storage.points import PointColumns, Quality, write_columns
 from meterhub.times import HOUR_US, from_us, now_us
 
@@ -147,15 +157,87 @@ def measure(url: str, meters: int) -> None:
     kind = engine.dialect.name
     built = time.perf_counter() - started
     print(f"{kind}: {meters:,} meters, their readings and rules built in {built:.1f} s")
-    evaluator = AlertEvaluator(engine)
-    full = timed_tick(evaluator, now)
-    print(f"{kind}: full tick        {full:6.2f} s, {full / GOAL_S:.2f} x the {GOAL_S:.0f} s goal")
-    print(f"{kind}:   open: {open_alerts(engine)}")
+    with receiver() as hook:
+        with engine.begin() as conn:
+            project = conn.execute(select(alert_rules.c.project_id).limit(1)).scalar_one()
+            create_channel(conn, project, kind="webhook", url=hook.url, secret="bench" * 7)
+        evaluator = AlertEvaluator(engine)
+        full = timed_tick(evaluator, now)
+        print(
+            f"{kind}: full tick        {full:6.2f} s, {full / GOAL_S:.2f} x the {GOAL_S:.0f} s goal"
+        )
+        print(f"{kind}:   open: {open_alerts(engine)}")
+        digests = deliver_all(engine, hook, url, now, digest_from=5)
+        alone = deliver_all(engine, hook, url, now, digest_from=0)
+        print(
+            f"{kind}: delivery of the {alone[0]:,} notifications queued: as digests"
+            f" {digests[1]:,} requests in {digests[2]:.2f} s, one a notification"
+            f" {alone[1]:,} requests in {alone[2]:.2f} s ({digests[2] / alone[2]:.2f}x the time)"
+        )
     read_every_meter(engine, now + MINUTE)
     again = timed_tick(evaluator, now + 2 * MINUTE)
     print(f"{kind}: incremental tick {again:6.2f} s, {again / GOAL_S:.2f} x the goal")
     print(f"{kind}:   after a new reading of every meter, open: {open_alerts(engine)}")
     engine.dispose()
+
+
+class Hook:
+    """A webhook receiver answering 200: where it listens, and how many requests it had."""
+
+    url = ""
+    requests = 0
+
+
+@contextmanager
+def receiver() -> Iterator[Hook]:
+    hook = Hook()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            hook.requests += 1
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 1024  # a delivery pass opens up to 200 connections at once
+
+    server = Server(("127.0.0.1", 0), Handler)
+    hook.url = f"http://127.0.0.1:{server.server_address[1]}/"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield hook
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def deliver_all(
+    engine: Engine, hook: Hook, url: str, now: int, digest_from: int
+) -> tuple[int, int, float]:
+    """Deliver every notification queued (all made pending again, untried, first): how
+    many there are, the requests it took and the seconds. Every try must succeed."""
+    with engine.begin() as conn:
+        conn.execute(notification_attempts.delete())
+        fresh = {"state": "pending", "attempts": 0, "digest": None, "next_attempt_at": now}
+        conn.execute(update(notifications).values(**fresh))
+        queued = conn.execute(select(func.count()).select_from(notifications)).scalar_one()
+    deliverer = Deliverer(engine, Settings(database_url=url, alert_digest_from=digest_from))
+    before = hook.requests
+    started = time.perf_counter()
+    while asyncio.run(deliverer.deliver(now)):
+        pass
+    took = time.perf_counter() - started
+    with engine.connect() as conn:
+        states = conn.execute(select(notifications.c.state).distinct()).scalars().all()
+    assert states == ["delivered"], states
+    return queued, hook.requests - before, took
 
 
 def read_every_meter(engine: Engine, at: int) -> None:
