@@ -142,7 +142,7 @@ def test_email_says_what_happened() -> None:
             "resolved_at": "2026-11-21T05:05:00+00:00",
         },
     }
-    due = Due(7, "resolved", json.dumps(body), 0, ChannelKind.EMAIL, None, None, ["a@b.org"])
+    due = Due((7,), "resolved", json.dumps(body), 0, ChannelKind.EMAIL, None, None, ["a@b.org"])
     message = email_message(due, "meterhub@example.org")
     assert message["Subject"] == "[meterhub] RESOLVED: Leak on meter W1"
     assert message["To"] == "a@b.org"
