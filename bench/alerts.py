@@ -14,16 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy import Engine, func, select, update
+from tests.alerts_support import Receiver, webhook_receiver
 
 from bench.databases import scratch_postgres, scratch_sqlite
 from meterhub.alerts.conditions import last_night
@@ -157,7 +153,7 @@ def measure(url: str, meters: int) -> None:
     kind = engine.dialect.name
     built = time.perf_counter() - started
     print(f"{kind}: {meters:,} meters, their readings and rules built in {built:.1f} s")
-    with receiver() as hook:
+    with webhook_receiver() as hook:
         with engine.begin() as conn:
             project = conn.execute(select(alert_rules.c.project_id).limit(1)).scalar_one()
             create_channel(conn, project, kind="webhook", url=hook.url, secret="bench" * 7)
@@ -181,45 +177,8 @@ def measure(url: str, meters: int) -> None:
     engine.dispose()
 
 
-class Hook:
-    """A webhook receiver answering 200: where it listens, and how many requests it had."""
-
-    url = ""
-    requests = 0
-
-
-@contextmanager
-def receiver() -> Iterator[Hook]:
-    hook = Hook()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers["Content-Length"]))
-            hook.requests += 1
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    class Server(ThreadingHTTPServer):
-        request_queue_size = 1024  # a delivery pass opens up to 200 connections at once
-
-    server = Server(("127.0.0.1", 0), Handler)
-    hook.url = f"http://127.0.0.1:{server.server_address[1]}/"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield hook
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 def deliver_all(
-    engine: Engine, hook: Hook, url: str, now: int, digest_from: int
+    engine: Engine, hook: Receiver, url: str, now: int, digest_from: int
 ) -> tuple[int, int, float]:
     """Deliver every notification queued (all made pending again, untried, first): how
     many there are, the requests it took and the seconds. Every try must succeed."""
@@ -229,7 +188,7 @@ def deliver_all(
         conn.execute(update(notifications).values(**fresh))
         queued = conn.execute(select(func.count()).select_from(notifications)).scalar_one()
     deliverer = Deliverer(engine, Settings(database_url=url, alert_digest_from=digest_from))
-    before = hook.requests
+    before = len(hook.requests)
     started = time.perf_counter()
     while asyncio.run(deliverer.deliver(now)):
         pass
@@ -237,7 +196,7 @@ def deliver_all(
     with engine.connect() as conn:
         states = conn.execute(select(notifications.c.state).distinct()).scalars().all()
     assert states == ["delivered"], states
-    return queued, hook.requests - before, took
+    return queued, len(hook.requests) - before, took
 
 
 def read_every_meter(engine: Engine, at: int) -> None:
