@@ -4,9 +4,10 @@ single ones, faulty ones) polled by the collector into tags, read back over the 
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import pytest
@@ -232,11 +233,20 @@ def test_meter_models_are_managed_over_the_api(api: TestClient) -> None:
 
 
 def established(ports: range) -> int:
-    """TCP connections of this host to ``ports`` that are open (ESTABLISHED), client side."""
+    """TCP connections of this process to ``ports`` that are open (ESTABLISHED), client
+    side (tests running beside this one, in other processes, may connect to them too)."""
     wanted = {f"{port:04X}" for port in ports}
+    mine = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with suppress(OSError):  # closed meanwhile
+            mine.add(os.readlink(f"/proc/self/fd/{fd}"))
     with open("/proc/net/tcp") as table:
         rows = [line.split() for line in table.readlines()[1:]]
-    return sum(1 for row in rows if row[2].rsplit(":", 1)[1] in wanted and row[3] == "01")
+    return sum(
+        1
+        for row in rows
+        if row[2].rsplit(":", 1)[1] in wanted and row[3] == "01" and f"socket:[{row[9]}]" in mine
+    )
 
 
 async def sweeps_watched(settings: Settings, ports: range, count: int) -> tuple[int, list[int]]:
