@@ -163,8 +163,8 @@ def measure(url: str, meters: int) -> None:
             f"{kind}: full tick        {full:6.2f} s, {full / GOAL_S:.2f} x the {GOAL_S:.0f} s goal"
         )
         print(f"{kind}:   open: {open_alerts(engine)}")
-        digests = deliver_all(engine, hook, url, now, digest_from=5)
-        alone = deliver_all(engine, hook, url, now, digest_from=0)
+        digests = deliver_all(engine, hook, Settings(database_url=url), now)
+        alone = deliver_all(engine, hook, Settings(database_url=url, alert_digest_from=0), now)
         print(
             f"{kind}: delivery of the {alone[0]:,} notifications queued: as digests"
             f" {digests[1]:,} requests in {digests[2]:.2f} s, one a notification"
@@ -178,16 +178,17 @@ def measure(url: str, meters: int) -> None:
 
 
 def deliver_all(
-    engine: Engine, hook: Receiver, url: str, now: int, digest_from: int
+    engine: Engine, hook: Receiver, settings: Settings, now: int
 ) -> tuple[int, int, float]:
-    """Deliver every notification queued (all made pending again, untried, first): how
-    many there are, the requests it took and the seconds. Every try must succeed."""
+    """Deliver every notification queued (all made pending again, untried, first) under
+    ``settings``: how many there are, the requests it took and the seconds. Every try must
+    succeed."""
     with engine.begin() as conn:
         conn.execute(notification_attempts.delete())
         fresh = {"state": "pending", "attempts": 0, "digest": None, "next_attempt_at": now}
         conn.execute(update(notifications).values(**fresh))
         queued = conn.execute(select(func.count()).select_from(notifications)).scalar_one()
-    deliverer = Deliverer(engine, Settings(database_url=url, alert_digest_from=digest_from))
+    deliverer = Deliverer(engine, settings)
     before = len(hook.requests)
     started = time.perf_counter()
     while asyncio.run(deliverer.deliver(now)):

@@ -395,6 +395,19 @@ def test_an_outage_goes_as_one_digest_each_way(engine: Engine, site: Site) -> No
     assert sorted(tries) == [row.id for row in rows]
 
 
+def test_rules_firing_in_one_evaluation_go_as_a_digest_each(engine: Engine, site: Site) -> None:
+    now = base_time()
+    with webhook_receiver() as receiver:
+        site_outage(engine, site, receiver.url)
+        with engine.begin() as conn:
+            create_rule(conn, site.project_id, name="also", kind="offline", params={"minutes": 5})
+        AlertEvaluator(engine).tick(now)
+        deliverer = Deliverer(engine, settings_for(engine, alert_digest_from=3))
+        assert asyncio.run(deliverer.deliver(now)) == 2
+    sent = sorted((body_of(r)["rule"]["name"], body_of(r)["count"]) for r in receiver.requests)
+    assert sent == [("also", 4), ("gone", 4)]
+
+
 def test_a_digest_is_retried_whole_with_the_same_body(engine: Engine, site: Site) -> None:
     """A failed digest goes again with the same notifications and bytes (even after a
     restart with digests switched off), while a notification queued meanwhile goes apart."""

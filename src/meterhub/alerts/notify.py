@@ -231,7 +231,9 @@ class Deliverer:
         channel = alert_channels.c
         pending = (
             select(outbox, channel.kind, channel.url, channel.secret, channel.addresses)
+            .add_columns(alerts.c.rule_id)
             .join(alert_channels, channel.id == outbox.c.channel_id)
+            .join(alerts, alerts.c.id == outbox.c.alert_id)
             .where(outbox.c.state == Delivery.PENDING.value)
         )
         query = (
@@ -262,8 +264,7 @@ class Deliverer:
             if row.digest is not None:
                 key: tuple[Any, ...] = ("digest", row.digest)
             else:
-                rule = json.loads(row.body)["rule"]["id"]
-                key = ("queued", row.channel_id, row.event, row.created_at, rule)
+                key = ("queued", row.channel_id, row.event, row.created_at, row.rule_id)
             groups.setdefault(key, []).append(row)
         least = self._settings.alert_digest_from
         deliveries = []
