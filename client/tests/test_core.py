@@ -35,8 +35,15 @@ from meterhub_client import (
     TagNotFound,
     TransportError,
 )
+from meterhub_client import tags as tags_module
 from meterhub_client._core import BaseClient, Batch, Call, Reply
-from meterhub_client._encoding import encode_point, encode_quality, encode_time, encode_value
+from meterhub_client._encoding import (
+    ValueInput,
+    encode_point,
+    encode_quality,
+    encode_time,
+    encode_value,
+)
 
 BASE = "http://127.0.0.1:8000"
 OK = b'{"error": {"id": 0}}'
@@ -863,15 +870,39 @@ def test_call_repr_hides_the_body() -> None:
         (3, 0.1 + 0.2, 0),
     ],
 )
-def test_common_points_are_sent_as_encode_point_would_send_them(x: int, y: float, q: int) -> None:
-    """``add_data`` writes the usual point (int µs, float, int quality) itself; its text is
-    what ``json.dumps`` makes of ``encode_point``'s answer."""
+@pytest.mark.parametrize("writer", ["msgspec", "repr"])
+def test_common_points_are_sent_as_encode_point_would_send_them(
+    x: int, y: float, q: int, writer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``add_data`` checks the usual point (int µs, float, int quality) itself; the batch
+    carries ``encode_point``'s answer, the float bit for bit, whichever writes the JSON."""
+    if writer == "repr":
+        monkeypatch.setattr(tags_module, "_FAST_ENCODE", None)
     tag = Tag("a")
     tag.add_data(x, y, q)
     [batch] = BaseClient(BASE).build_set_data(tag)
-    compact = json.dumps(encode_point(x, y, q), separators=(",", ":"))
-    assert batch.call.content == b'{"data":[{"tagId":"a","data":[' + compact.encode() + b"]}]}"
+    assert batch.call.content.startswith(b'{"data":[{"tagId":"a","data":[{"x":')
+    [record] = json.loads(batch.call.content)["data"]
+    assert record == {"tagId": "a", "data": [encode_point(x, y, q)]}
+    assert repr(record["data"][0]["y"]) == repr(y)  # -0.0 stays -0.0
     assert tag.data == [{"x": x, "y": y, "q": q}]
+
+
+@pytest.mark.parametrize("writer", ["msgspec", "repr"])
+def test_other_values_are_sent_as_encode_point_encodes_them(
+    writer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if writer == "repr":
+        monkeypatch.setattr(tags_module, "_FAST_ENCODE", None)
+    tag = Tag("a")
+    values: list[ValueInput] = [2**70, Decimal("1.5"), Decimal(7), True, 3]
+    for n, value in enumerate(values):
+        tag.add_data(datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=n), value, 1)
+    [batch] = BaseClient(BASE).build_set_data(tag)
+    [record] = json.loads(batch.call.content)["data"]
+    sent = [(point["y"], type(point["y"])) for point in record["data"]]
+    assert sent == [(2**70, int), (1.5, float), (7, int), (1, int), (3, int)]
+    assert record["data"][0] == encode_point(datetime(2026, 1, 1, tzinfo=UTC), 2**70, 1)
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ from meterhub_client.exceptions import (
     server_error,
 )
 from meterhub_client.request_data import RequestData, TagIdsInput, ValuesInput
-from meterhub_client.tags import Tag, wire_text
+from meterhub_client.tags import Tag, WirePoint, points_json, wire_text
 
 CONNECT_PATH = "/smt/dataSources/connect"
 SET_DATA_PATH = "/smt/data/set"
@@ -343,7 +343,7 @@ class BaseClient:
         :class:`NoDataToSend` at once when no tag holds a point.
         """
         snapshot = _Snapshot(_unique_tags(tags))
-        if not snapshot.texts:
+        if not snapshot.points:
             raise NoDataToSend(f"no buffered points in the {len(snapshot.tags)} tag(s) given")
         url = self.base_url + SET_DATA_PATH
         return _pack(url, self.max_points_per_request, snapshot, self._token_sent)
@@ -460,33 +460,33 @@ def _unique_tags(tags: Tag | Iterable[Tag]) -> list[Tag]:
 
 
 class _Snapshot:
-    """The buffered points of ``tags`` at one instant: their texts one after the other in
-    ``texts``, ``counts[i]`` of them for ``tags[i]``, numbered from ``firsts[i]``."""
+    """The buffered points of ``tags`` at one instant: one after the other in ``points``,
+    ``counts[i]`` of them for ``tags[i]``, numbered from ``firsts[i]``."""
 
     def __init__(self, tags: list[Tag]) -> None:
         self.tags = tags
-        self.texts: list[str] = []
+        self.points: list[WirePoint] = []
         self.firsts, self.counts = array("q"), array("q")
         for tag in tags:
-            before = len(self.texts)
-            self.firsts.append(tag._snapshot_into(self.texts))
-            self.counts.append(len(self.texts) - before)
+            before = len(self.points)
+            self.firsts.append(tag._snapshot_into(self.points))
+            self.counts.append(len(self.points) - before)
 
 
 def _pack(url: str, limit: int, snapshot: _Snapshot, token_sent: bool) -> Iterator[Batch]:
-    """Batches of at most ``limit`` points, filled greedily in tag order; a batch's body is
-    joined from the points' buffered JSON texts (``token_sent``: see ``Call``)."""
-    texts = snapshot.texts
-    records: list[str] = []
+    """Batches of at most ``limit`` points, filled greedily in tag order, each one's body
+    written as it is taken (``token_sent``: see ``Call``)."""
+    points = snapshot.points
+    records: list[bytes] = []
     tags: list[Tag] = []
     firsts, lasts = array("q"), array("q")
     count = offset = 0
     for tag, first, size in zip(snapshot.tags, snapshot.firsts, snapshot.counts, strict=True):
         start = 0
-        head = '{"tagId":' + tag._wire_json() + ',"data":['
+        head = ('{"tagId":' + tag._wire_json() + ',"data":').encode("utf-8")
         while start < size:
             stop = min(size, start + limit - count)
-            records.append(head + ",".join(texts[offset + start : offset + stop]) + "]}")
+            records.append(head + points_json(points[offset + start : offset + stop]) + b"}")
             tags.append(tag)
             firsts.append(first + start)
             lasts.append(first + stop - 1)
@@ -502,13 +502,13 @@ def _pack(url: str, limit: int, snapshot: _Snapshot, token_sent: bool) -> Iterat
 
 def _batch(
     url: str,
-    records: list[str],
+    records: list[bytes],
     tags: list[Tag],
     firsts: array[int],
     lasts: array[int],
     count: int,
     token_sent: bool,
 ) -> Batch:
-    content = ('{"data":[' + ",".join(records) + "]}").encode("utf-8")
+    content = b'{"data":[' + b",".join(records) + b"]}"
     call = Call.post_json(url, content, token_sent=token_sent)
     return Batch(call, tags, firsts, lasts, count)
