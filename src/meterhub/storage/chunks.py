@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -70,7 +71,7 @@ def find(conn: Connection, tag_id: int, span: TimeRange) -> list[ChunkInfo]:
         f" WHERE tag_id = {mark} AND last_ts >= {mark} AND first_ts <= {mark} ORDER BY day"
     )
     start, end = span.bounds()
-    return [ChunkInfo._make(row) for row in driver_rows(conn, sql, (tag_id, start, end))]
+    return list(map(tuple.__new__, repeat(ChunkInfo), driver_rows(conn, sql, (tag_id, start, end))))
 
 
 def load(conn: Connection, tag_id: int, days: Sequence[tuple[int, int]]) -> list[Columns]:
