@@ -113,7 +113,7 @@ class _Parts:
 
     def _read_hours(self, hours: Hours) -> None:
         """Add the stored points (in the span) of ``hours``, found in their chunks by offset;
-        adjacent hours of a day make one run."""
+        adjacent hours of a day make one run, and the short runs are joined into one."""
         if not len(hours):
             return
         day, lo = hours.start // DAY_US, hours.offset
@@ -123,17 +123,15 @@ class _Parts:
         runs = list(zip(day[first].tolist(), lo[first].tolist(), hi[last].tolist(), strict=True))
         days = sorted({run_day for run_day, _, _ in runs})
         loaded = dict(zip(days, self._days(days), strict=True))
-        start, end = self._span
-        edges = {None if at is None else at // DAY_US for at in (start, end)}
-        short: list[Columns] = []
+        short: list[tuple[Columns, int, int]] = []
         for run_day, a, b in runs:
-            stored = loaded[run_day]
-            run = Columns(stored.ts[a:b], stored.value[a:b], stored.quality[a:b])
-            if run_day in edges:  # only the span's first and last day may reach past it
-                run = within(run, self._span)
-            (self.points if b - a >= _LONG_RUN else short).append(run)
-        if short:
-            self.points.append(concat(short))
+            if b - a >= _LONG_RUN:
+                self.points.append(within(loaded[run_day].take(slice(a, b)), self._span))
+            else:
+                short.append((loaded[run_day], a, b))
+        if short:  # joined in time order, only their ends may reach past the span
+            joined = (np.concatenate([p[k][a:b] for p, a, b in short]) for k in range(3))
+            self.points.append(within(Columns(*joined), self._span))
 
     def thin(self, keep: int) -> Columns:
         """Rule 4 over all the parts (more than ``keep`` points)."""
