@@ -130,7 +130,7 @@ class _Parts:
             else:
                 short.append((loaded[run_day], a, b))
         if short:  # joined in time order, only their ends may reach past the span
-            joined = (np.concatenate([p[k][a:b] for p, a, b in short]) for k in range(3))
+            joined = (np.concatenate([part[k][a:b] for part, a, b in short]) for k in range(3))
             self.points.append(within(Columns(*joined), self._span))
 
     def thin(self, keep: int) -> Columns:
