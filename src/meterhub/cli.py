@@ -466,7 +466,7 @@ def _meters_export(args: argparse.Namespace) -> int:
     upgrade(settings.database_url)
     engine = make_engine(settings.database_url)
     try:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
             text = export_csv(conn)
     finally:
         engine.dispose()

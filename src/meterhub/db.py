@@ -20,7 +20,9 @@ steady load above them kept opening connections (on PostgreSQL a server process 
 closing them again as they were given back. The pool hands out the connection given back
 last: on PostgreSQL a connection keeps the statements it ran prepared (psycopg prepares one
 after its fifth run there; a ROLLBACK drops them all), and handing connections out in turn
-kept each one cold."""
+kept each one cold. For the same reason reads on a connection of their own end in COMMIT
+(``engine.begin()``), not in the ROLLBACK ``engine.connect()`` ends in: a token check before
+each request dropped everything the request's own statements had prepared."""
 
 REQUEST_CONNECTIONS = POOL_SIZE + POOL_OVERFLOW - 5
 """Requests that may hold a connection for their whole run at once; the rest of the pool is

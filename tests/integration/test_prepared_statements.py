@@ -1,34 +1,51 @@
 """On PostgreSQL a serving connection keeps the statements it runs prepared (psycopg prepares
 one after its fifth run on a connection and drops them all on a ROLLBACK): the pool hands out
-the connection given back last, and the periodic reads beside serving commit."""
+the connection given back last, and reads on a connection of their own (a request's token
+check, the periodic reads beside serving) commit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
+from meterhub.alerts.evaluator import AlertEvaluator
+from meterhub.api.app import create_app
+from meterhub.billing.scheduler import BillingScheduler
+from meterhub.collector.poller import Poller
+from meterhub.collector.publisher import Publisher
+from meterhub.collector.writer import BatchWriter
 from meterhub.db import make_engine, snapshot
 from meterhub.mqtt.supervisor import Supervisor
+from meterhub.registry.users import create_user
 from meterhub.settings import Settings
 from meterhub.storage import chunks
+from meterhub.storage.compactor import compact, roll_up_unrolled
 from meterhub.storage.points import TimeRange
 from tests.postgres_pool import PostgresPool
+from tests.support import admin_token
+from tests.web.conftest import Dashboard, log_in
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def pg_engine(postgres_pool: PostgresPool) -> Iterator[Engine]:
+def pg_url(postgres_pool: PostgresPool) -> Iterator[str]:
     name = postgres_pool.take()
-    engine = make_engine(postgres_pool.url(name))
     try:
-        yield engine
+        yield postgres_pool.url(name)
     finally:
-        engine.dispose()
         postgres_pool.give_back(name)
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    engine = make_engine(pg_url)
+    yield engine
+    engine.dispose()
 
 
 def _read_chunks(engine: Engine, times: int) -> None:
@@ -37,11 +54,19 @@ def _read_chunks(engine: Engine, times: int) -> None:
             chunks.find(conn, 1, TimeRange())
 
 
-def _chunks_read_prepared(engine: Engine) -> bool:
-    """Whether the connection the pool hands out next holds the chunk read prepared."""
+def _poller(engine: Engine) -> Poller:
+    return Poller(Settings(), engine, BatchWriter(engine, 100, 0.1, 7))
+
+
+def _prepared(engine: Engine, table: str) -> bool:
+    """Whether the connection the pool hands out next holds a read of ``table`` prepared."""
     with snapshot(engine) as conn:
         found = conn.exec_driver_sql("SELECT statement FROM pg_prepared_statements")
-        return any("FROM chunks" in statement for statement in found.scalars())
+        return any(f"FROM {table}" in statement for statement in found.scalars())
+
+
+def _chunks_read_prepared(engine: Engine) -> bool:
+    return _prepared(engine, "chunks")
 
 
 def test_repeated_reads_run_on_a_warm_connection(pg_engine: Engine) -> None:
@@ -52,8 +77,54 @@ def test_repeated_reads_run_on_a_warm_connection(pg_engine: Engine) -> None:
     assert _chunks_read_prepared(pg_engine)
 
 
-def test_the_mqtt_supervisors_read_keeps_them(pg_engine: Engine) -> None:
+@pytest.mark.parametrize(
+    "periodic_read",
+    [
+        lambda engine: Supervisor(engine, Settings())._wanted(),
+        lambda engine: BillingScheduler(engine).tick(),
+        lambda engine: AlertEvaluator(engine).tick(),
+        lambda engine: compact(engine, settle_us=0),
+        roll_up_unrolled,
+        lambda engine: _poller(engine)._read_targets(set()),
+        lambda engine: _poller(engine)._read_signature(),
+        lambda engine: Publisher(Settings(), engine, lambda *_: None)._plan(0),
+    ],
+    ids=[
+        "mqtt supervisor",
+        "billing scheduler",
+        "alert evaluator",
+        "compactor",
+        "rollups",
+        "poller targets",
+        "poller signature",
+        "publisher",
+    ],
+)
+def test_the_periodic_reads_beside_serving_keep_them(
+    pg_engine: Engine, periodic_read: Callable[[Engine], object]
+) -> None:
     _read_chunks(pg_engine, 6)
     assert _chunks_read_prepared(pg_engine)
-    Supervisor(pg_engine, Settings())._wanted()
+    periodic_read(pg_engine)
     assert _chunks_read_prepared(pg_engine)
+
+
+def test_a_requests_token_check_keeps_them(pg_url: str) -> None:
+    app = create_app(Settings(database_url=pg_url, collector_enabled=False))
+    headers = {"Authorization": f"token {admin_token(pg_url)}"}
+    with TestClient(app, headers=headers) as api:
+        api.post("/api/v1/data-sources/", json={"id": "plant-1"}).raise_for_status()
+        for _ in range(6):  # each checks the token on a connection of its own first
+            api.get("/api/v1/data-sources/plant-1/").raise_for_status()
+        assert _prepared(app.state.engine, "data_sources")
+
+
+def test_a_dashboard_pages_session_check_keeps_them(pg_engine: Engine, pg_url: str) -> None:
+    with pg_engine.begin() as conn:
+        create_user(conn, "operator", "correct horse", is_admin=True)
+    app = create_app(Settings(database_url=pg_url, collector_enabled=False))
+    with Dashboard(app, follow_redirects=False) as dashboard:
+        log_in(dashboard, "operator", "correct horse")
+        for _ in range(6):  # each checks the session on a connection of its own first
+            dashboard.get("/projects").raise_for_status()
+        assert _prepared(app.state.engine, "projects")

@@ -77,7 +77,7 @@ class AlertEvaluator:
             .where(or_(alert_rules.c.enabled.is_(True), has_open))
             .order_by(alert_rules.c.id)
         )
-        with self._engine.connect() as conn:
+        with self._engine.begin() as conn:
             return [(Rule.from_row(row), ZoneInfo(row.timezone)) for row in conn.execute(query)]
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -89,7 +89,7 @@ def required_token(request: Request) -> str:
 def current_user(request: Request, engine: EngineDep) -> User:
     """The caller, from its token; ``Unauthorized`` (401) without a valid one."""
     token = required_token(request)
-    with engine.connect() as conn:
+    with engine.begin() as conn:
         return user_for_token(conn, token)
 
 

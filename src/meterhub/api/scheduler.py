@@ -579,5 +579,5 @@ def export(period: BillPeriodDep, engine: EngineDep) -> StreamingResponse:
 
 def _csv_stream(engine: Engine, period: BillPeriod) -> Iterator[str]:
     """Read after the request's transaction ended, on a connection of its own."""
-    with engine.connect() as conn:
+    with engine.begin() as conn:
         yield from csv_text(iter_bills(conn, period.where), period.project.zone)

@@ -107,7 +107,7 @@ class BillingScheduler:
             .where(billing_tasks.c.enabled.is_(True))
             .order_by(billing_tasks.c.create_time)
         )
-        with self._engine.connect() as conn:
+        with self._engine.begin() as conn:
             return [(Task.from_row(row), ZoneInfo(row.timezone)) for row in conn.execute(query)]
 
     async def run(self, stop: asyncio.Event) -> None:

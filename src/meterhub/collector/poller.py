@@ -122,7 +122,7 @@ class Poller:
 
     def _read_shard(self, shard: Shard) -> list[Target]:
         interval, backoff = self._settings.poll_interval, self._settings.poll_max_backoff
-        with self._engine.connect() as conn:
+        with self._engine.begin() as conn:
             done = claimed(conn, shard.interval_start, shard.pks)
             left = [pk for pk in shard.pks if pk not in done]
             found = load_targets(conn, 0, 1, set(), left) if left else []
@@ -167,11 +167,11 @@ class Poller:
         self._targets = current
 
     def _read_signature(self) -> tuple[int, int, int]:
-        with self._engine.connect() as conn:
+        with self._engine.begin() as conn:
             return registry_signature(conn, self._shard, self._shards)
 
     def _read_targets(self, known: set[int]) -> list[Target]:
-        with self._engine.connect() as conn:
+        with self._engine.begin() as conn:
             return load_targets(conn, self._shard, self._shards, known)
 
     def _schedule(self, pk: int, at: float) -> None:

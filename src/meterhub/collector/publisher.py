@@ -75,7 +75,7 @@ class Publisher:
 
     def _plan(self, start: int) -> tuple[list[Shard], set[int]]:
         settings = self._settings
-        with self._engine.connect() as conn:
+        with self._engine.begin() as conn:
             shards = plan(
                 conn, start, settings.poll_interval, settings.shard_size, settings.shard_seconds
             )

@@ -82,7 +82,7 @@ def compact(
     Stops between two days when ``stop`` is set; ``report`` hears of each tag done.
     """
     cutoff_day = ((now_us() if now is None else now) - settle_us) // DAY_US
-    with engine.connect() as conn:
+    with engine.begin() as conn:
         spans = [
             (tag, first, last)
             for tag, first, last in conn.execute(_TAGS_WITH_ROWS)
@@ -157,7 +157,7 @@ WHERE r.stamp IS NULL OR r.stamp != c.stamp
 def roll_up_unrolled(engine: Engine, *, stop: threading.Event | None = None) -> int:
     """Make the rollups of chunks written before rollups existed (a database upgraded from
     an earlier version); the number of chunks rolled up."""
-    with engine.connect() as conn:
+    with engine.begin() as conn:
         pending = conn.execute(_UNROLLED).all()
     for tag, day, stamp in pending:
         if stop is not None and stop.is_set():

@@ -192,5 +192,5 @@ def bills_csv(project: ProjectPage, filters: BillQueryDep, engine: EngineDep) ->
 
 def _csv_stream(engine: Engine, where: BillFilter, project: Project) -> Iterator[str]:
     """Read after the request's transaction ended, on a connection of its own."""
-    with engine.connect() as conn:
+    with engine.begin() as conn:
         yield from csv_text(iter_bills(conn, where), project.zone)

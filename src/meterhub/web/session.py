@@ -50,7 +50,7 @@ def current_viewer(request: Request) -> Viewer:
         raise LoginRequired
     engine: Engine = request.app.state.engine
     try:
-        with engine.connect() as conn:
+        with engine.begin() as conn:
             return Viewer(user_for_token(conn, token), token)
     except Unauthorized as exc:
         raise LoginRequired from exc
