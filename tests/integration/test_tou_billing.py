@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Connection, Engine, func, select
 
 from meterhub.billing.chunked import run_chunk, start_run
 from meterhub.billing.consumption import REGISTER_STEP
@@ -63,7 +63,7 @@ def us(text: str) -> int:
 
 
 def estate(
-    engine: Engine, meters: dict[str, Sequence[tuple[str, float, int]]], **extra: Any
+    engine: Engine, meters: Mapping[str, Sequence[tuple[str, float, int]]], **extra: Any
 ) -> str:
     """A Berlin project with one house of electricity meters holding ``meters``' readings
     (time, value, quality), the TOU tariff, and a daily task: the task's key."""
@@ -180,6 +180,59 @@ def test_register_drops_inside_a_period(engine: Engine) -> None:
         Decimal("25.40"),
         True,
     )
+
+
+def test_a_run_bills_each_meter_as_it_bills_it_alone(engine: Engine) -> None:
+    """Bills priced together (one batch) match each meter billed in a chunk of its own."""
+    meters = {
+        "plain": day(("00:00", 100.0, GOOD), ("09:00", 111.5, GOOD), ("24:00", 164.0, GOOD)),
+        "drop": day(
+            ("00:00", 100.0, GOOD),
+            ("12:00", 120.0, GOOD),
+            ("14:00", 5.0, DROP),
+            ("24:00", 23.0, GOOD),
+        ),
+        "held": day(
+            ("00:00", 100.0, GOOD),
+            ("21:00", 130.0, GOOD),
+            ("23:00", 2.0, DROP),
+            ("24:00", 3.0, GOOD),
+        ),
+        "quiet": day(("00:00", 100.0, GOOD), ("12:00", 112.0, GOOD)),
+        "falls": day(  # falls in the peak without a flag: billed 0 there
+            ("00:00", 100.0, GOOD),
+            ("08:00", 110.0, GOOD),
+            ("22:00", 105.0, GOOD),
+            ("24:00", 106.0, GOOD),
+        ),
+    }
+    key = estate(engine, meters)
+    with engine.connect() as conn, conn.begin() as together:
+        assert run_task(conn, key, us(MARCH_3)).billed == len(meters)
+        at_once = {device_id: priced(conn, device_id) for device_id in meters}
+        together.rollback()
+    with engine.begin() as conn:
+        started = start_run(conn, key, us(MARCH_3), 1)
+    assert started is not None
+    run_id, chunks = started
+    for chunk in chunks:
+        with engine.begin() as conn:
+            run_chunk(conn, run_id, chunk)
+    with engine.connect() as conn:
+        assert {device_id: priced(conn, device_id) for device_id in meters} == at_once
+    assert at_once["falls"][0]["rule"] == "register-decreased-unexplained"
+    assert [at_once[d][0]["rule"] for d in ("drop", "held")] == ["register-reset"] * 2
+
+
+def priced(conn: Connection, device_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """What the bill of ``device_id`` charges, and its items (without ids and times)."""
+    bill = conn.execute(select(bills).where(bills.c.device_id == device_id)).mappings().one()
+    query = select(bill_items).where(bill_items.c.bill_id == bill["id"])
+    items = conn.execute(query.order_by(bill_items.c.seq)).mappings().all()
+    own = ("id", "run_id", "created_at")
+    return {k: v for k, v in bill.items() if k not in own}, [
+        {k: v for k, v in item.items() if k != "bill_id"} for item in items
+    ]
 
 
 def test_a_boundary_after_the_last_reading_is_held_and_reported(engine: Engine) -> None:

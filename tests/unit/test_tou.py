@@ -13,7 +13,7 @@ import pytest
 from meterhub.billing.consumption import registers
 from meterhub.billing.tariffs import Tariff
 from meterhub.billing.tou import PEAK_VALLEY, Stretch, TouTariff, local_instant, parse_tariff
-from meterhub.billing.tou_items import Plan, tou_bill
+from meterhub.billing.tou_items import Plan, tou_bills
 from meterhub.errors import InvalidInput
 from meterhub.storage import Point
 from meterhub.storage.sides import Sides
@@ -206,7 +206,7 @@ def test_a_boundary_before_the_first_reading_is_held_from_the_next() -> None:
         ]
     )
     ends = registers(sides, np.array([0, 10 * HOUR, 20 * HOUR]), across_drops=True)
-    bill = tou_bill(all_days(), Plan(stretches), ends, sides, [], utc)
+    (bill,) = tou_bills(all_days(), Plan(stretches), ends, sides, [0], [[]], utc)
     # valley 105 (held) -> 110 = 5 * 0.40; peak 110 -> 120 = 10 * 0.80
     assert [(i.period, i.consumption, i.charge, i.estimated) for i in bill.items] == [
         ("peak", Decimal("10.000"), Decimal("8.00"), False),

@@ -31,7 +31,7 @@ from meterhub.billing.tariff_store import project_tariffs
 from meterhub.billing.tariffs import text as text_of
 from meterhub.billing.tasks import Task, get_task
 from meterhub.billing.tou import AnyTariff, TouTariff
-from meterhub.billing.tou_items import Item, Plan, tou_bill
+from meterhub.billing.tou_items import Item, Plan, TouBill, tou_bills
 from meterhub.errors import InvalidInput
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import Project, get_project
@@ -286,7 +286,7 @@ def _bills(
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """Bill rows for the billable targets, and why each other one was skipped (``kept``: the
     raw retention horizon, if points were dropped)."""
-    rows: list[dict[str, Any]] = []
+    billed: list[tuple[Mapping[str, Any], AnyTariff, list[tuple[int, Decimal, Decimal]]]] = []
     skipped: list[dict[str, str]] = []
     for target in targets:
         tariff = tariffs.get((task.device_type, target["water_kind"] or ""))
@@ -294,9 +294,47 @@ def _bills(
         if reason or tariff is None:
             skipped.append({"device_id": target["device_id"], "reason": reason or "no tariff"})
             continue
-        drops = resets.get(target["tag_id"], [])
-        rows.append(_bill(task, project, tariff, target, drops, end))
+        start = target["start_ts"]
+        inside = [
+            (ts, register_value(b), register_value(a))
+            for ts, b, a in resets.get(target["tag_id"], [])
+            if start < ts <= end
+        ]
+        billed.append((target, tariff, inside))
+    priced = _time_of_use(billed, project.zone)
+    rows = [
+        _bill(task, project, tariff, target, inside, end, priced)
+        for target, tariff, inside in billed
+    ]
     return rows, skipped
+
+
+def _time_of_use(
+    billed: Sequence[tuple[Mapping[str, Any], AnyTariff, list[tuple[int, Decimal, Decimal]]]],
+    zone: tzinfo,
+) -> dict[int, TouBill]:
+    """The time-of-use bills of ``billed`` by device pk, priced together per tariff and plan
+    (``tou_items.tou_bills``)."""
+    groups: dict[tuple[int, int], list[tuple[Mapping[str, Any], TouTariff, Any]]] = {}
+    for target, tariff, inside in billed:
+        if isinstance(tariff, TouTariff):
+            key = (id(tariff), id(target["plan"]))
+            groups.setdefault(key, []).append((target, tariff, inside))
+    priced: dict[int, TouBill] = {}
+    for group in groups.values():
+        first, tariff, _ = group[0]
+        ends, around, _ = first["ends"]  # one batch: every target's boundaries in these
+        found = tou_bills(
+            tariff,
+            first["plan"],
+            ends,
+            around,
+            [target["ends"][2] for target, _, _ in group],
+            [inside for _, _, inside in group],
+            zone,
+        )
+        priced.update(zip((t["device_pk"] for t, _, _ in group), found, strict=True))
+    return priced
 
 
 def _unbillable(
@@ -320,14 +358,11 @@ def _bill(
     project: Project,
     tariff: AnyTariff,
     t: Mapping[str, Any],
-    drops: list[tuple[int, float, float]],
+    inside: list[tuple[int, Decimal, Decimal]],
     end: int,
+    priced: Mapping[int, TouBill],
 ) -> dict[str, Any]:
-    start_ts = t["start_ts"]
-    ends, around, at = t["ends"]
-    inside = [
-        (ts, register_value(b), register_value(a)) for ts, b, a in drops if start_ts < ts <= end
-    ]
+    """The bill row of target ``t`` (a time-of-use one is in ``priced``, by device pk)."""
     row = {
         "task_key": task.key,
         "project_id": project.id,
@@ -337,22 +372,22 @@ def _bill(
         "water_kind": t["water_kind"],
         "house_id": t["house_id"],
         "house_address": t["house_address"],
-        "from_time": start_ts,
+        "from_time": t["start_ts"],
         "to_time": end,
         "currency": project.currency,
     }
     if isinstance(tariff, TouTariff):
-        own = slice(at, at + len(t["plan"].instants))
-        priced = tou_bill(tariff, t["plan"], ends.take(own), around.take(own), inside, project.zone)
+        bill = priced[t["device_pk"]]
         return row | {
-            "previous_reading": priced.start,
-            "reading": priced.end,
-            "consumption": priced.consumption,
-            "charge": priced.charge,
-            "estimated": priced.estimated,
-            "rule": priced.rule,
-            "items": priced.items,
+            "previous_reading": bill.start,
+            "reading": bill.end,
+            "consumption": bill.consumption,
+            "charge": bill.charge,
+            "estimated": bill.estimated,
+            "rule": bill.rule,
+            "items": bill.items,
         }
+    ends, _, at = t["ends"]
     start, stop = ends.end(at), ends.end(at + 1)
     used = usage(start, stop, [(b, a) for _, b, a in inside])
     return row | {

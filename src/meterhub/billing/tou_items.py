@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from meterhub.billing.consumption import (
     NO_AFTER,
@@ -32,6 +33,7 @@ from meterhub.billing.consumption import (
     REGISTER_DECREASED_UNEXPLAINED,
     REGISTER_RESET,
     REGISTER_STEP,
+    Ints,
     Registers,
     usage,
 )
@@ -95,63 +97,101 @@ class Plan:
         """The stretches of each period found, by number."""
 
 
-def tou_bill(
+def tou_bills(
     tariff: TouTariff,
     plan: Plan,
     ends: Registers,
     sides: Sides,
-    drops: Sequence[tuple[int, Decimal, Decimal]],
+    firsts: Sequence[int],
+    drops: Sequence[Sequence[tuple[int, Decimal, Decimal]]],
     zone: tzinfo,
-) -> TouBill:
-    """Price the bill whose span ``plan`` lays out; ``ends`` are the registers at each of
-    its boundaries and ``sides`` the readings around them, ``drops`` the flagged drops
-    ``(ts, value before, value after)`` inside the bill."""
-    used = np.diff(ends.milli)
-    rules: set[str | None] = set()
-    counted = np.zeros(len(used), bool)
+) -> list[TouBill]:
+    """Price the bills whose span ``plan`` lays out: bill ``i``'s registers at the plan's
+    boundaries are ``ends`` from ``firsts[i]`` on, the readings around them ``sides`` from
+    there, and ``drops[i]`` its flagged drops ``(ts, value before, value after)``. Each
+    stretch's consumption and each period's total are worked out for all the bills at once
+    (a bill a row), ``Decimal`` only per period of a bill."""
+    width = len(plan.instants)
+    at = np.asarray(firsts, np.int64)[:, None] + np.arange(width)
+    milli, how = ends.milli[at], ends.held[at]
+    held = how.astype(bool)
+    used = np.diff(milli, axis=1)
+    counted = np.zeros(used.shape, bool)
+    rules: dict[int, set[str | None]] = {}
+    for i in (i for i, inside in enumerate(drops) if inside):
+        rules[i] = _across_drops(plan, Registers(milli[i], how[i]), drops[i], used[i], counted[i])
+    falling = (used < 0) & ~counted
+    unexplained = falling.any(axis=1).tolist()
+    used[falling] = 0
+    of_period = np.zeros((width - 1, len(tariff.periods)), np.int64)
+    of_period[np.arange(width - 1), plan.period] = 1
+    totals = (used @ of_period).tolist()
+    held_in = (((held[:, :-1] | held[:, 1:]).astype(np.int64) @ of_period) > 0).tolist()
+    estimated = held.any(axis=1).tolist()
+    layout = [(p, int(ks[0]), int(ks[-1]) + 1, ks.tolist()) for p, ks in plan.parts.items()]
+    needed = sorted({0, width - 1, *(k for _, a, b, _ in layout for k in (a, b))})
+    column = {k: n for n, k in enumerate(needed)}
+    values = [[Decimal(m).scaleb(-3) for m in row] for row in milli[:, needed].tolist()]
+    bills = []
+    for i, (own, row_totals) in enumerate(zip(values, totals, strict=True)):
+        consumption = [Decimal(total).scaleb(-3) for total in row_totals]
+        amounts, _, charge = tariff.amounts(consumption)
+        notes = {}
+        if estimated[i]:
+            around = sides.take(slice(firsts[i], firsts[i] + width))
+            notes = _notes(Registers(milli[i], how[i]), around, plan.instants, zone)
+        items = [
+            Item(
+                period=tariff.periods[p].name,
+                seq=p,
+                start_register=own[column[a]],
+                end_register=own[column[b]],
+                consumption=consumption[p],
+                price=tariff.periods[p].price,
+                charge=cents(amounts[p]),
+                estimated=held_in[i][p],
+                note=_said(notes, ks) if notes else None,
+            )
+            for p, a, b, ks in layout
+        ]
+        found = rules.get(i, set())
+        if unexplained[i]:
+            found.add(REGISTER_DECREASED_UNEXPLAINED)
+        bills.append(
+            TouBill(
+                start=own[column[0]],
+                end=own[column[width - 1]],
+                consumption=sum(consumption, Decimal(0)),
+                charge=charge,
+                rule=next(
+                    (r for r in (REGISTER_DECREASED_UNEXPLAINED, REGISTER_RESET) if r in found),
+                    None,
+                ),
+                estimated=estimated[i],
+                items=items,
+            )
+        )
+    return bills
+
+
+def _across_drops(
+    plan: Plan,
+    ends: Registers,
+    drops: Sequence[tuple[int, Decimal, Decimal]],
+    used: Ints,
+    counted: npt.NDArray[np.bool_],
+) -> set[str | None]:
+    """Count each stretch holding drops (``(start, end]``) as ``consumption.usage`` across
+    them, in ``used`` and marked in ``counted`` (one bill's row); the rules applied."""
     by_stretch: dict[int, list[tuple[Decimal, Decimal]]] = {}
-    for ts, before, after in drops:  # in (start, end] of the stretch
-        k = bisect_left(plan.instants, ts) - 1
-        by_stretch.setdefault(k, []).append((before, after))
+    for ts, before, after in drops:
+        by_stretch.setdefault(bisect_left(plan.instants, ts) - 1, []).append((before, after))
+    rules: set[str | None] = set()
     for k, inside in by_stretch.items():
         found = usage(ends.end(k), ends.end(k + 1), inside)
         used[k], counted[k] = int(found.consumption.scaleb(3)), True
         rules.add(found.rule)
-    falling = (used < 0) & ~counted
-    if falling.any():
-        used[falling] = 0
-        rules.add(REGISTER_DECREASED_UNEXPLAINED)
-    totals = np.bincount(plan.period, used, len(tariff.periods)).astype(np.int64).tolist()
-    consumption = [Decimal(total).scaleb(-3) for total in totals]
-    amounts, _, charge = tariff.amounts(consumption)
-    held = ends.held.astype(bool)
-    estimated = bool(held.any())
-    notes = _notes(ends, sides, plan.instants, zone) if estimated else {}
-    items = [
-        Item(
-            period=tariff.periods[p].name,
-            seq=p,
-            start_register=ends.end(int(ks[0])).value,
-            end_register=ends.end(int(ks[-1]) + 1).value,
-            consumption=consumption[p],
-            price=tariff.periods[p].price,
-            charge=cents(amounts[p]),
-            estimated=estimated and bool((held[ks] | held[ks + 1]).any()),
-            note=_said(notes, ks.tolist()) if notes else None,
-        )
-        for p, ks in plan.parts.items()
-    ]
-    return TouBill(
-        start=ends.end(0).value,
-        end=ends.end(len(ends.milli) - 1).value,
-        consumption=sum(consumption, Decimal(0)),
-        charge=charge,
-        rule=next(
-            (r for r in (REGISTER_DECREASED_UNEXPLAINED, REGISTER_RESET) if r in rules), None
-        ),
-        estimated=estimated,
-        items=items,
-    )
+    return rules
 
 
 def _said(notes: dict[int, str], stretches: list[int]) -> str | None:
