@@ -5,7 +5,7 @@ check, the periodic reads beside serving) commit."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 
 import pytest
@@ -18,34 +18,20 @@ from meterhub.billing.scheduler import BillingScheduler
 from meterhub.collector.poller import Poller
 from meterhub.collector.publisher import Publisher
 from meterhub.collector.writer import BatchWriter
-from meterhub.db import make_engine, snapshot
+from meterhub.db import snapshot
 from meterhub.mqtt.supervisor import Supervisor
 from meterhub.registry.users import create_user
 from meterhub.settings import Settings
 from meterhub.storage import chunks
 from meterhub.storage.compactor import compact, roll_up_unrolled
 from meterhub.storage.points import TimeRange
-from tests.postgres_pool import PostgresPool
 from tests.support import admin_token
 from tests.web.conftest import Dashboard, log_in
 
-pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def pg_url(postgres_pool: PostgresPool) -> Iterator[str]:
-    name = postgres_pool.take()
-    try:
-        yield postgres_pool.url(name)
-    finally:
-        postgres_pool.give_back(name)
-
-
-@pytest.fixture
-def pg_engine(pg_url: str) -> Iterator[Engine]:
-    engine = make_engine(pg_url)
-    yield engine
-    engine.dispose()
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.parametrize("database_url", ["postgresql"], indirect=True),
+]
 
 
 def _read_chunks(engine: Engine, times: int) -> None:
@@ -69,12 +55,12 @@ def _chunks_read_prepared(engine: Engine) -> bool:
     return _prepared(engine, "chunks")
 
 
-def test_repeated_reads_run_on_a_warm_connection(pg_engine: Engine) -> None:
+def test_repeated_reads_run_on_a_warm_connection(engine: Engine) -> None:
     with ExitStack() as burst:  # three connections left idle in the pool, as after a burst
         for _ in range(3):
-            burst.enter_context(pg_engine.connect())
-    _read_chunks(pg_engine, 6)  # taken in turn, each connection would run it twice
-    assert _chunks_read_prepared(pg_engine)
+            burst.enter_context(engine.connect())
+    _read_chunks(engine, 6)  # taken in turn, each connection would run it twice
+    assert _chunks_read_prepared(engine)
 
 
 @pytest.mark.parametrize(
@@ -101,17 +87,17 @@ def test_repeated_reads_run_on_a_warm_connection(pg_engine: Engine) -> None:
     ],
 )
 def test_the_periodic_reads_beside_serving_keep_them(
-    pg_engine: Engine, periodic_read: Callable[[Engine], object]
+    engine: Engine, periodic_read: Callable[[Engine], object]
 ) -> None:
-    _read_chunks(pg_engine, 6)
-    assert _chunks_read_prepared(pg_engine)
-    periodic_read(pg_engine)
-    assert _chunks_read_prepared(pg_engine)
+    _read_chunks(engine, 6)
+    assert _chunks_read_prepared(engine)
+    periodic_read(engine)
+    assert _chunks_read_prepared(engine)
 
 
-def test_a_requests_token_check_keeps_them(pg_url: str) -> None:
-    app = create_app(Settings(database_url=pg_url, collector_enabled=False))
-    headers = {"Authorization": f"token {admin_token(pg_url)}"}
+def test_a_requests_token_check_keeps_them(database_url: str) -> None:
+    app = create_app(Settings(database_url=database_url, collector_enabled=False))
+    headers = {"Authorization": f"token {admin_token(database_url)}"}
     with TestClient(app, headers=headers) as api:
         api.post("/api/v1/data-sources/", json={"id": "plant-1"}).raise_for_status()
         for _ in range(6):  # each checks the token on a connection of its own first
@@ -119,10 +105,10 @@ def test_a_requests_token_check_keeps_them(pg_url: str) -> None:
         assert _prepared(app.state.engine, "data_sources")
 
 
-def test_a_dashboard_pages_session_check_keeps_them(pg_engine: Engine, pg_url: str) -> None:
-    with pg_engine.begin() as conn:
+def test_a_dashboard_pages_session_check_keeps_them(engine: Engine, database_url: str) -> None:
+    with engine.begin() as conn:
         create_user(conn, "operator", "correct horse", is_admin=True)
-    app = create_app(Settings(database_url=pg_url, collector_enabled=False))
+    app = create_app(Settings(database_url=database_url, collector_enabled=False))
     with Dashboard(app, follow_redirects=False) as dashboard:
         log_in(dashboard, "operator", "correct horse")
         for _ in range(6):  # each checks the session on a connection of its own first
