@@ -128,12 +128,12 @@ def tou_bills(
     totals = (used @ of_period).tolist()
     held_in = (((held[:, :-1] | held[:, 1:]).astype(np.int64) @ of_period) > 0).tolist()
     estimated = held.any(axis=1).tolist()
-    layout = [(p, int(ks[0]), int(ks[-1]) + 1, ks.tolist()) for p, ks in plan.parts.items()]
-    needed = sorted({0, width - 1, *(k for _, a, b, _ in layout for k in (a, b))})
-    column = {k: n for n, k in enumerate(needed)}
-    values = [[Decimal(m).scaleb(-3) for m in row] for row in milli[:, needed].tolist()]
+    layout = [(p, ks.tolist()) for p, ks in plan.parts.items()]
+    ends_at = [0, width - 1, *(k for _, ks in layout for k in (ks[0], ks[-1] + 1))]
+    registers = milli[:, ends_at].tolist()  # the bill's start and end, then each item's
     bills = []
-    for i, (own, row_totals) in enumerate(zip(values, totals, strict=True)):
+    for i, row_totals in enumerate(totals):
+        start, end, *item_ends = (Decimal(m).scaleb(-3) for m in registers[i])
         consumption = [Decimal(total).scaleb(-3) for total in row_totals]
         amounts, _, charge = tariff.amounts(consumption)
         notes = {}
@@ -144,23 +144,23 @@ def tou_bills(
             Item(
                 period=tariff.periods[p].name,
                 seq=p,
-                start_register=own[column[a]],
-                end_register=own[column[b]],
+                start_register=item_ends[2 * n],
+                end_register=item_ends[2 * n + 1],
                 consumption=consumption[p],
                 price=tariff.periods[p].price,
                 charge=cents(amounts[p]),
                 estimated=held_in[i][p],
                 note=_said(notes, ks) if notes else None,
             )
-            for p, a, b, ks in layout
+            for n, (p, ks) in enumerate(layout)
         ]
         found = rules.get(i, set())
         if unexplained[i]:
             found.add(REGISTER_DECREASED_UNEXPLAINED)
         bills.append(
             TouBill(
-                start=own[column[0]],
-                end=own[column[width - 1]],
+                start=start,
+                end=end,
                 consumption=sum(consumption, Decimal(0)),
                 charge=charge,
                 rule=next(

@@ -71,8 +71,8 @@ class Supervisor:
         """Every active source with usable MQTT settings; reports the unusable ones."""
         c = data_sources.c
         query = select(c.id, c.active, c.config, c.secret).where(c.config.contains('"mqtt"'))
-        with self.engine.begin() as conn:  # ends in COMMIT: a ROLLBACK would drop the
-            rows = conn.execute(query).all()  # connection's prepared statements (psycopg)
+        with self.engine.begin() as conn:
+            rows = conn.execute(query).all()
         wanted: dict[str, Wanted] = {}
         sessions: dict[tuple[str, int, str], str] = {}
         for source_id, active, text, password in rows:
