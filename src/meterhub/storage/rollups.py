@@ -184,6 +184,29 @@ def load(
     return {day: found.get(day) for day, _ in chunks}
 
 
+def joined(
+    conn: Connection, tag_id: int, chunks: Sequence[tuple[int, int]]
+) -> tuple[Hours | None, frozenset[int]]:
+    """The hours of the rollups of the chunks ``(day, stamp)`` of ``tag_id`` (oldest first)
+    joined, and the days that have one. Cached joined under the chunks' stamps (kept with
+    the entry, and compared: a key is only their hash), so a long period read again (a
+    chart refreshed, a year asked for twice) folds no day again."""
+    stamps = tuple(stamp for _, stamp in chunks)
+    key = hash(stamps)
+    held = CACHE.get("joined", [key])[0]
+    if held is not None and held[0] == stamps:
+        return held[1], held[2]
+    found = {day: hours for day, hours in load(conn, tag_id, chunks).items() if hours is not None}
+    hours = Hours.join(list(found.values())) if found else None
+    size = 8 * len(stamps) + 64 * len(found)
+    if hours is not None:
+        hours.ints.flags.writeable = hours.floats.flags.writeable = False
+        size += hours.nbytes
+    days = frozenset(found)
+    CACHE.put("joined", key, (stamps, hours, days), size)
+    return hours, days
+
+
 def side(hours: Hours, tag_id: int, ts: int, *, before: bool) -> Point | None:
     """The stored point at or before (else at or after) ``ts``, when it is the first or last
     point of an hour without flagged points (so its quality is good); ``None`` when only the

@@ -84,28 +84,31 @@ class _Parts:
         self.points: list[Columns] = [rows] if len(rows.ts) else []
         row_days = rows.ts // DAY_US
         written = set(row_days.tolist())
-        held = rollups.load(conn, tag_id, [(info.day, info.stamp) for info in infos])
-        for day in written & held.keys():  # rows among a chunk's points win over them
-            hours = held[day]  # rows after them all (a tag's newest) leave its rollups true
-            if hours is not None and rows.ts[row_days == day].min() <= hours.last_ts[-1]:
-                held[day] = None
-        raw = [info.day for info in infos if held.get(info.day) is None]
+        stamps = [(info.day, info.stamp) for info in infos]
+        hours, rolled = rollups.joined(conn, tag_id, stamps)
+        overlap = sorted(written & rolled)
+        if hours is not None and overlap:  # rows among a chunk's points win over its rollups;
+            # rows after them all (a tag's newest) leave them true
+            days = np.array(overlap)
+            last = np.searchsorted(hours.start, (days + 1) * DAY_US) - 1
+            firsts = np.array([rows.ts[row_days == d].min() for d in overlap])
+            stale = days[firsts <= hours.last_ts[last]]
+            hours = hours.take(~np.isin(hours.start // DAY_US, stale))
+            rolled = rolled.difference(stale.tolist())
+        raw = [info.day for info in infos if info.day not in rolled]
         for day, stored in zip(raw, self._days(raw), strict=True):
             points = within(stored, span)
             self.points.append(
                 points.take(~np.isin(points.ts, rows.ts)) if day in written else points
             )
-        rolled = [hours for hours in held.values() if hours is not None]
-        self.hours = Hours.join(rolled) if rolled else None
-        if self.hours is not None:
+        self.hours, self._whole = hours, np.zeros(0, np.bool_)
+        whole_points = 0
+        if hours is not None:  # whole hours give their four points; the rest are read
             start, end = span.bounds()
-            hours = self.hours
-            whole = (hours.flagged == 0) & (hours.first_ts >= start) & (hours.last_ts <= end)
-            self._read_hours(hours.take(~whole))
-            self.hours = hours.take(whole)
-        self.count = sum(len(p.ts) for p in self.points)
-        if self.hours is not None:
-            self.count += int(self.hours.size.sum())
+            self._whole = (hours.flagged == 0) & (hours.first_ts >= start) & (hours.last_ts <= end)
+            self._read_hours(hours.take(~self._whole))
+            whole_points = int(hours.size[self._whole].sum())
+        self.count = whole_points + sum(len(p.ts) for p in self.points)
 
     def _days(self, days: Sequence[int]) -> list[Columns]:
         """The points of the chunks of ``days``, whole."""
@@ -137,18 +140,19 @@ class _Parts:
         """Rule 4 over all the parts (more than ``keep`` points)."""
         buckets = max(1, keep // 4)
         runs = [p for p in self.points if len(p.ts)]
-        hours = self.hours
+        hours, whole = self.hours, self._whole
         ends = [(int(p.ts[0]), int(p.ts[-1])) for p in runs]
-        if hours is not None and len(hours):
-            ends.append((int(hours.first_ts[0]), int(hours.last_ts[-1])))
+        if hours is not None and whole.any():
+            at = np.flatnonzero(whole)
+            ends.append((int(hours.first_ts[at[0]]), int(hours.last_ts[at[-1]])))
         origin = min(first for first, _ in ends)
         width = (max(last for _, last in ends) - origin + buckets) // buckets
         candidates = []
-        if hours is not None and len(hours):
+        if hours is not None and whole.any():
             across = (hours.first_ts - origin) // width != (hours.last_ts - origin) // width
-            self._read_hours(hours.take(across))
+            self._read_hours(hours.take(whole & across))
             runs = [p for p in self.points if len(p.ts)]
-            candidates.append(_hour_picks(hours.take(~across), origin, width))
+            candidates.append(_hour_picks(hours.take(whole & ~across), origin, width))
         candidates += [p.take(_picks(p, origin, width)) for p in runs]
         every = concat(candidates)
         every = every.take(np.argsort(every.ts, kind="stable"))
