@@ -3,7 +3,9 @@
 Entries are keyed by the ``stamp`` a chunk or rollup row carries: a random number drawn
 anew whenever its points change, so an entry can never be stale (a changed row has a new
 stamp, and the old entry ages out) and every process, and every database, may share one
-cache. Values must not be modified by readers: arrays are stored read-only.
+cache. An entry made of many rows (a period's joined rollups) is keyed by a hash of their
+stamps and holds the stamps themselves, for the reader to compare. Values must not be
+modified by readers: arrays are stored read-only.
 """
 
 from __future__ import annotations
