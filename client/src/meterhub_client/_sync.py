@@ -92,8 +92,8 @@ class DataInteractionClient(BaseClient):
         """Send the points buffered in ``tags``; the number of points the platform wrote.
 
         A snapshot of each buffer is sent in batches of at most ``max_points_per_request``
-        points; each acknowledged batch removes exactly its points from the buffers. Two
-        batches travel at once, except two that share a tag: a tag's points reach the
+        points; each acknowledged batch removes exactly its points from the buffers. Up to
+        four batches travel at once, never two that share a tag: a tag's points reach the
         platform in the order they were added, so of a repeated time the last one wins.
         On an exception, the points of every batch not acknowledged stay buffered: the
         failed batch's and the later ones' (resending is safe: a point replaces any at
