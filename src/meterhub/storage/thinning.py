@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Connection
 
 from meterhub.storage import chunks, rollups
@@ -121,20 +122,26 @@ class _Parts:
             return
         day, lo = hours.start // DAY_US, hours.offset
         hi = lo + hours.size
-        first = np.flatnonzero(np.r_[True, (day[1:] != day[:-1]) | (lo[1:] != hi[:-1])])
-        last = np.r_[first[1:], len(day)] - 1
-        runs = list(zip(day[first].tolist(), lo[first].tolist(), hi[last].tolist(), strict=True))
-        days = sorted({run_day for run_day, _, _ in runs})
+        breaks = np.concatenate(([True], (day[1:] != day[:-1]) | (lo[1:] != hi[:-1])))
+        first = np.flatnonzero(breaks)
+        last = np.concatenate((first[1:], [len(day)])) - 1
+        runs = day[first].tolist(), lo[first].tolist(), hi[last].tolist()
+        days = sorted(set(runs[0]))
         loaded = dict(zip(days, self._days(days), strict=True))
-        short: list[tuple[Columns, int, int]] = []
-        for run_day, a, b in runs:
+        ts: list[Ints] = []
+        value: list[npt.NDArray[np.float64]] = []
+        quality: list[npt.NDArray[np.int16]] = []
+        for run_day, a, b in zip(*runs, strict=True):
+            columns = loaded[run_day]
             if b - a >= _LONG_RUN:
-                self.points.append(within(loaded[run_day].take(slice(a, b)), self._span))
+                self.points.append(within(columns.take(slice(a, b)), self._span))
             else:
-                short.append((loaded[run_day], a, b))
-        if short:  # joined in time order, only their ends may reach past the span
-            joined = (np.concatenate([part[k][a:b] for part, a, b in short]) for k in range(3))
-            self.points.append(within(Columns(*joined), self._span))
+                ts.append(columns.ts[a:b])
+                value.append(columns.value[a:b])
+                quality.append(columns.quality[a:b])
+        if ts:  # the short runs joined in time order: only their ends may reach past the span
+            joined = Columns(np.concatenate(ts), np.concatenate(value), np.concatenate(quality))
+            self.points.append(within(joined, self._span))
 
     def thin(self, keep: int) -> Columns:
         """Rule 4 over all the parts (more than ``keep`` points)."""
