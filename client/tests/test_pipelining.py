@@ -11,7 +11,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -86,16 +86,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def platform() -> Iterator[Platform]:
+def platform(serve: Callable[[ThreadingHTTPServer], None]) -> Platform:
     server = Platform()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    serve(server)
+    return server
 
 
 def _key(tag_id: str | dict[str, str]) -> str:

@@ -13,7 +13,7 @@ import inspect
 import json
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
@@ -144,16 +144,10 @@ class _Gatekeeper(ThreadingHTTPServer):
 
 
 @pytest.fixture
-def gatekeeper() -> Iterator[_Gatekeeper]:
+def gatekeeper(serve: Callable[[ThreadingHTTPServer], None]) -> _Gatekeeper:
     server = _Gatekeeper()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    serve(server)
+    return server
 
 
 @pytest.mark.parametrize("token", [None, "1:" + "0" * 40], ids=["no-token", "bad-token"])
