@@ -43,18 +43,18 @@ def _picks(points: Columns, origin: int, width: int) -> Ints:
     ts, value = points.ts, points.value
     low, high = (int(ts[0]) - origin) // width, (int(ts[-1]) - origin) // width
     cuts = np.searchsorted(ts, origin + np.arange(low + 1, high + 1, dtype=np.int64) * width)
-    starts = np.unique(np.r_[0, cuts])
-    starts = starts[starts < len(ts)]
-    sizes = np.diff(np.r_[starts, len(ts)])
+    bounds = np.concatenate(([0], cuts, [len(ts)]))  # nondecreasing: empty buckets repeat
+    filled = np.flatnonzero(bounds[1:] != bounds[:-1])
+    starts, ends = bounds[filled], bounds[filled + 1]
+    sizes = ends - starts
     if len(starts) * _LONG_RUN < len(ts):  # few long buckets: one pass over each
-        lows = np.array([s + value[s : s + n].argmin() for s, n in zip(starts, sizes, strict=True)])
-        highs = np.array(
-            [s + value[s : s + n].argmax() for s, n in zip(starts, sizes, strict=True)]
-        )
+        lows = np.array([s + value[s:e].argmin() for s, e in zip(starts, ends, strict=True)])
+        highs = np.array([s + value[s:e].argmax() for s, e in zip(starts, ends, strict=True)])
     else:
         lows = first_equal(value, np.minimum.reduceat(value, starts), starts, sizes)
         highs = first_equal(value, np.maximum.reduceat(value, starts), starts, sizes)
-    return np.unique(np.concatenate([starts, starts + sizes - 1, lows, highs]))
+    picks = np.sort(np.stack([starts, ends - 1, lows, highs], axis=1), axis=1).ravel()
+    return picks[np.concatenate(([True], picks[1:] != picks[:-1]))]  # buckets in order
 
 
 def thin_span(conn: Connection, tag_id: int, span: TimeRange, keep: int) -> tuple[Columns, bool]:
