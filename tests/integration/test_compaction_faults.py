@@ -1,8 +1,10 @@
-"""Compaction in real processes: ``serve`` compacting by itself, SIGKILL of ``meterhub db
-compact`` mid-way, and ingest alongside."""
+"""Compaction in real processes: ``serve`` compacting by itself (each pass in a process of its
+own, halted with it), SIGKILL of ``meterhub db compact`` mid-way, and ingest alongside."""
 
 from __future__ import annotations
 
+import asyncio
+import multiprocessing
 import os
 import random
 import signal
@@ -16,7 +18,7 @@ from sqlalchemy import Engine, func, select
 
 from meterhub.db import snapshot
 from meterhub.storage import Point, TimeRange, write_points
-from meterhub.storage.compactor import compact, compact_day
+from meterhub.storage.compactor import Compactor, compact, compact_day
 from meterhub.storage.series import read_span
 from meterhub.storage.tables import chunks
 from meterhub.storage.tables import points as rows
@@ -67,6 +69,52 @@ def test_serve_compacts_closed_days_in_the_background(
             assert conn.execute(select(func.count()).select_from(rows)).scalar_one() == len(TAGS)
         with server.client() as client:  # the server still answers
             assert client.get(f"/counter-data/{TAGS[0]}/").status_code < 500
+    assert stored(engine) == points
+
+
+def test_a_pass_runs_in_a_process_of_its_own_and_halts_when_serve_stops(
+    engine: Engine, database_url: str
+) -> None:
+    points = history()
+    with engine.begin() as conn:
+        write_points(conn, [Point(tag, ts, value) for (tag, ts), value in points.items()])
+
+    async def stop_mid_pass() -> list[str]:
+        stop = asyncio.Event()
+        running = asyncio.create_task(Compactor(database_url, settle_us=DAY_US).run(stop))
+        await asyncio.to_thread(wait_until, lambda: chunk_count(engine) > 0, 60, 0.002)
+        children = [child.name for child in multiprocessing.active_children()]
+        stop.set()
+        await running
+        return children
+
+    assert "meterhub-compact" in asyncio.run(stop_mid_pass())
+    assert "meterhub-compact" not in [child.name for child in multiprocessing.active_children()]
+    assert 0 < chunk_count(engine) < len(TAGS) * DAYS  # halted after the day it was moving
+    assert stored(engine) == points
+
+
+_COMPACTING = """
+import asyncio, sys
+from meterhub.storage.compactor import Compactor
+asyncio.run(Compactor(sys.argv[1], settle_us=86_400_000_000).run(asyncio.Event()))
+"""
+"""A server's compactor alone, compacting until it is killed."""
+
+
+def test_a_pass_halts_when_the_serving_process_is_killed(engine: Engine, database_url: str) -> None:
+    points = history()
+    with engine.begin() as conn:
+        write_points(conn, [Point(tag, ts, value) for (tag, ts), value in points.items()])
+    server = subprocess.Popen([sys.executable, "-c", _COMPACTING, database_url])
+    wait_until(lambda: chunk_count(engine) > 0, timeout=60, interval=0.002)
+    server.send_signal(signal.SIGKILL)
+    server.wait(timeout=30)
+    counts = [chunk_count(engine)]
+    while len(counts) < 3 or counts[-3] != counts[-1]:  # the same for a second
+        time.sleep(0.5)
+        counts.append(chunk_count(engine))
+    assert counts[-1] < len(TAGS) * DAYS, counts  # the pass halted after its day
     assert stored(engine) == points
 
 

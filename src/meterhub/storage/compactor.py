@@ -15,13 +15,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import multiprocessing
 import threading
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.connection import Connection as PipeEnd
 
 from sqlalchemy import Connection, Engine, text
 
 from meterhub.aio import wait_for_event
+from meterhub.db import make_engine
 from meterhub.storage import chunks, rollups
 from meterhub.storage.codec import Columns
 from meterhub.storage.retention import drop_before, retention_day
@@ -196,28 +200,53 @@ def reclaim(engine: Engine) -> None:
 
 class Compactor:
     """Compacts in the background of ``serve``, a pass every ``interval`` seconds, and then
-    drops the points past ``retain_us`` when set."""
+    drops the points past ``retain_us`` when set.
+
+    Each pass runs in a process of its own (``_PROCESSES``): compaction is CPU work in
+    Python, and in a thread of the serving process it held the interpreter lock against
+    every request (a read answering in 1-2 ms took 32 ms on SQLite and 62 ms on PostgreSQL
+    at the 95th percentile while a backlog was compacted). The pass stops after the day it
+    is moving when ``serve`` stops, or when the serving process is gone."""
 
     def __init__(
         self,
-        engine: Engine,
+        database_url: str,
         *,
         settle_us: int,
         retain_us: int | None = None,
         interval: float = 600.0,
     ) -> None:
-        self._engine = engine
+        self._database_url = database_url
         self._settle_us = settle_us
         self._retain_us = retain_us
         self._interval = interval
         self._halt = threading.Event()
 
     def _pass(self) -> None:
-        moved = compact(self._engine, settle_us=self._settle_us, stop=self._halt)
-        if moved:
-            log.info("compacted %d points into day chunks", moved)
-        if self._retain_us is not None and not self._halt.is_set():
-            dropped = drop_before(self._engine, retention_day(self._retain_us))
+        halted, halt = _PROCESSES.Pipe(duplex=False)  # closing ``halt`` halts the pass
+        answers, answer = _PROCESSES.Pipe(duplex=False)
+        args = (self._database_url, self._settle_us, self._retain_us, halted, answer)
+        process = _PROCESSES.Process(
+            target=_compact_pass, args=args, name="meterhub-compact", daemon=True
+        )
+        process.start()
+        halted.close()
+        answer.close()
+        while process.exitcode is None:
+            if self._halt.wait(0.2):
+                halt.close()
+                process.join()
+        halt.close()
+        outcome = answers.recv() if answers.poll() else None
+        answers.close()
+        if isinstance(outcome, str):
+            log.error("compaction pass failed; retrying in %.0f s\n%s", self._interval, outcome)
+        elif outcome is None:
+            log.error("compaction process ended with code %s", process.exitcode)
+        else:
+            moved, dropped = outcome
+            if moved:
+                log.info("compacted %d points into day chunks", moved)
             if dropped:
                 log.info("dropped %d points past the raw retention", dropped)
 
@@ -237,3 +266,40 @@ class Compactor:
     async def _relay(self, stop: asyncio.Event) -> None:
         await stop.wait()
         self._halt.set()
+
+
+_PROCESSES = multiprocessing.get_context("forkserver")
+"""Where compaction passes run: forked from a process started once that has imported this
+module and nothing else (no threads, no connections to share)."""
+_PROCESSES.set_forkserver_preload([__name__])
+
+
+def _compact_pass(
+    database_url: str,
+    settle_us: int,
+    retain_us: int | None,
+    halted: PipeEnd,
+    answer: PipeEnd,
+) -> None:
+    """A compaction pass, then retention, in the process ``Compactor`` starts: ``(moved,
+    dropped)`` on ``answer``, or the error's traceback. Stops between two days once the
+    other end of ``halted`` is closed: by ``Compactor``, or with the process that holds it."""
+    stop = threading.Event()
+    threading.Thread(target=_halt_on, args=(halted, stop), daemon=True).start()
+    engine = make_engine(database_url)
+    try:
+        moved = compact(engine, settle_us=settle_us, stop=stop)
+        dropped = 0
+        if retain_us is not None and not stop.is_set():
+            dropped = drop_before(engine, retention_day(retain_us))
+        answer.send((moved, dropped))
+    except Exception:
+        answer.send(traceback.format_exc())
+    finally:
+        engine.dispose()
+
+
+def _halt_on(halted: PipeEnd, stop: threading.Event) -> None:
+    """Set ``stop`` once the other end of ``halted`` is closed (or written to)."""
+    halted.poll(None)
+    stop.set()

@@ -1,0 +1,106 @@
+"""Reads through the running server while it compacts a backlog, against the same reads
+once it is done.
+
+The two tags of ``bench/long_range.py`` (1.5M points: 1M at 1 s and a year of minutes) are
+written to the row table, uncompacted; ``meterhub serve`` starts with compaction on (each
+pass in a process of its own) and a third tag's latest value is read through
+``/smt/data/get`` every READ_EVERY seconds, while the backlog is compacted and for as long
+again after its last chunk is written. Printed per database: the reads' median, 95th
+percentile and slowest, in each phase, and the 95th percentile's ratio.
+Usage: .venv/bin/python -m bench.read_while_compacting [--postgres URL | --no-postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import text
+
+from bench.databases import scratch_postgres, scratch_sqlite
+from bench.long_range import SERIES, SOURCE, series
+from bench.servers import serving
+from meterhub.db import make_engine
+from meterhub.migrations import upgrade
+from meterhub.registry.sources import create_source, source_tags
+from meterhub.registry.tags import TagSpec
+from meterhub.storage import Point, write_points
+
+READ_EVERY = 0.02
+LATEST = "Z"
+
+
+def fill(url: str) -> int:
+    """The backlog, and one point of the tag read; the number of chunks it compacts into."""
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        names = (*SERIES, LATEST)
+        specs = [TagSpec(ref={"tagName": name, "parentObjectId": SOURCE}) for name in names]
+        create_source(conn, SOURCE, "Read while compacting", tag_specs=specs)
+        ids = [tag.pk for tag in source_tags(conn, SOURCE)]
+    days = 0
+    for tag_id, (points, step) in zip(ids, SERIES.values(), strict=False):
+        ts, value = series(points, step)
+        days += len(np.unique(ts[:-1] // 86_400_000_000))  # the newest row stays a row
+        for lo in range(0, points, 5000):
+            batch = zip(ts[lo : lo + 5000].tolist(), value[lo : lo + 5000].tolist(), strict=True)
+            with engine.begin() as conn:
+                write_points(conn, [Point(tag_id, t, v) for t, v in batch])
+    with engine.begin() as conn:
+        write_points(conn, [Point(ids[-1], int(ts[0]), 1.0)])
+    engine.dispose()
+    return days
+
+
+def measure(url: str) -> None:
+    chunks = fill(url)
+    engine = make_engine(url)
+    with tempfile.TemporaryDirectory() as tmp, serving(url, Path(tmp)) as base:
+        host, port = base.split("//")[1].split(":")
+        client = http.client.HTTPConnection(host, int(port))
+        body = json.dumps({"tagId": [{"tagName": LATEST, "parentObjectId": SOURCE}]})
+        phases: tuple[list[float], list[float]] = ([], [])
+        started, done_at = time.monotonic(), None
+        while done_at is None or time.monotonic() < done_at + (done_at - started):
+            begun = time.perf_counter()
+            client.request("POST", "/smt/data/get", body, {"Content-Type": "application/json"})
+            client.getresponse().read()
+            phases[done_at is not None].append((time.perf_counter() - begun) * 1000)
+            if done_at is None and len(phases[0]) % 25 == 0:
+                with engine.connect() as conn:
+                    if conn.execute(text("SELECT count(*) FROM chunks")).scalar_one() >= chunks:
+                        done_at = time.monotonic()
+            time.sleep(READ_EVERY)
+    engine.dispose()
+    kind = url.split(":", 1)[0]
+    p95 = [float(np.percentile(phase, 95)) for phase in phases]
+    for name, phase, slow in zip(("compacting", "after"), phases, p95, strict=True):
+        print(
+            f"  {kind:18s} {name:10s} {len(phase):4d} reads: median"
+            f" {statistics.median(phase):5.1f} ms, p95 {slow:5.1f} ms, slowest {max(phase):5.1f} ms"
+        )
+    print(f"  {kind:18s} p95 while compacting / after: {p95[0] / p95[1]:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgres", default="postgresql://127.0.0.1:5432/test")
+    parser.add_argument("--no-postgres", dest="use_postgres", action="store_false")
+    args = parser.parse_args()
+    print(f"latest value of one tag, read every {READ_EVERY * 1000:.0f} ms through the server:")
+    with scratch_sqlite("compacting") as url:
+        measure(url)
+    if args.use_postgres:
+        with scratch_postgres(args.postgres, "compacting") as url:
+            measure(url)
+
+
+if __name__ == "__main__":
+    main()
