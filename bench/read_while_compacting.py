@@ -4,9 +4,10 @@ once it is done.
 The two tags of ``bench/long_range.py`` (1.5M points: 1M at 1 s and a year of minutes) are
 written to the row table, uncompacted; ``meterhub serve`` starts with compaction on (each
 pass in a process of its own) and a third tag's latest value is read through
-``/smt/data/get`` every READ_EVERY seconds, while the backlog is compacted and for as long
-again after its last chunk is written. Printed per database: the reads' median, 95th
-percentile and slowest, in each phase, and the 95th percentile's ratio.
+``/smt/data/get`` every READ_EVERY seconds, while the backlog is compacted (from its first
+chunk to its last, the chunks counted between reads) and for as long again afterwards.
+Printed per database: the reads' median, 95th percentile and slowest, in each phase, and
+the 95th percentile's ratio.
 Usage: .venv/bin/python -m bench.read_while_compacting [--postgres URL | --no-postgres]
 """
 
@@ -66,22 +67,23 @@ def measure(url: str) -> None:
         host, port = base.split("//")[1].split(":")
         client = http.client.HTTPConnection(host, int(port))
         body = json.dumps({"tagId": [{"tagName": LATEST, "parentObjectId": SOURCE}]})
-        phases: tuple[list[float], list[float]] = ([], [])
-        started, done_at = time.monotonic(), None
-        while done_at is None or time.monotonic() < done_at + (done_at - started):
-            begun = time.perf_counter()
+        phases: tuple[list[float], list[float], list[float]] = ([], [], [])
+        begun_at = done_at = 0.0  # when the first chunk and the last are seen
+        while not done_at or time.monotonic() < done_at + (done_at - begun_at):
+            started = time.perf_counter()
             client.request("POST", "/smt/data/get", body, {"Content-Type": "application/json"})
             client.getresponse().read()
-            phases[done_at is not None].append((time.perf_counter() - begun) * 1000)
-            if done_at is None and len(phases[0]) % 25 == 0:
+            phases[bool(begun_at) + bool(done_at)].append((time.perf_counter() - started) * 1000)
+            if not done_at:
                 with engine.connect() as conn:
-                    if conn.execute(text("SELECT count(*) FROM chunks")).scalar_one() >= chunks:
-                        done_at = time.monotonic()
+                    made = conn.execute(text("SELECT count(*) FROM chunks")).scalar_one()
+                begun_at = begun_at or (time.monotonic() if made else 0.0)
+                done_at = time.monotonic() if made >= chunks else 0.0
             time.sleep(READ_EVERY)
     engine.dispose()
     kind = url.split(":", 1)[0]
-    p95 = [float(np.percentile(phase, 95)) for phase in phases]
-    for name, phase, slow in zip(("compacting", "after"), phases, p95, strict=True):
+    p95 = [float(np.percentile(phase, 95)) for phase in phases[1:]]
+    for name, phase, slow in zip(("compacting", "after"), phases[1:], p95, strict=True):
         print(
             f"  {kind:18s} {name:10s} {len(phase):4d} reads: median"
             f" {statistics.median(phase):5.1f} ms, p95 {slow:5.1f} ms, slowest {max(phase):5.1f} ms"

@@ -15,20 +15,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import multiprocessing
+import os
+import subprocess
+import sys
 import threading
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.connection import Connection as PipeEnd
 
 from sqlalchemy import Connection, Engine, text
 
 from meterhub.aio import wait_for_event
-from meterhub.db import make_engine
 from meterhub.storage import chunks, rollups
 from meterhub.storage.codec import Columns
-from meterhub.storage.retention import drop_before, retention_day
 from meterhub.storage.series import merge
 from meterhub.storage.sqlite_pages import fill_order, page_size
 from meterhub.times import DAY_US, now_us
@@ -199,14 +197,16 @@ def reclaim(engine: Engine) -> None:
 
 
 class Compactor:
-    """Compacts in the background of ``serve``, a pass every ``interval`` seconds, and then
-    drops the points past ``retain_us`` when set.
+    """Compacts in the background of ``serve``: a pass ``first_pass_after`` seconds after it
+    starts, then one every ``interval`` seconds, each followed by dropping the points past
+    ``retain_us`` when set.
 
-    Each pass runs in a process of its own (``_PROCESSES``): compaction is CPU work in
-    Python, and in a thread of the serving process it held the interpreter lock against
-    every request (a read answering in 1-2 ms took 32 ms on SQLite and 62 ms on PostgreSQL
-    at the 95th percentile while a backlog was compacted). The pass stops after the day it
-    is moving when ``serve`` stops, or when the serving process is gone."""
+    Each pass runs in a process of its own (``compact_pass``), in a session of its own:
+    compaction is CPU work in Python, and in a thread of the serving process it held the
+    interpreter lock against every request (a read answering in about 1 ms took 12-32 ms on
+    SQLite and 15-62 ms on PostgreSQL at the 95th percentile while a backlog was compacted);
+    Ctrl-C in a terminal reaches the server alone. The pass stops after the day it is
+    moving when ``serve`` stops, or when the serving process is gone."""
 
     def __init__(
         self,
@@ -215,91 +215,54 @@ class Compactor:
         settle_us: int,
         retain_us: int | None = None,
         interval: float = 600.0,
+        first_pass_after: float = 5.0,
     ) -> None:
         self._database_url = database_url
         self._settle_us = settle_us
         self._retain_us = retain_us
         self._interval = interval
+        self._first_pass_after = first_pass_after
         self._halt = threading.Event()
 
     def _pass(self) -> None:
-        halted, halt = _PROCESSES.Pipe(duplex=False)  # closing ``halt`` halts the pass
-        answers, answer = _PROCESSES.Pipe(duplex=False)
-        args = (self._database_url, self._settle_us, self._retain_us, halted, answer)
-        process = _PROCESSES.Process(
-            target=_compact_pass, args=args, name="meterhub-compact", daemon=True
-        )
-        process.start()
-        halted.close()
-        answer.close()
-        while process.exitcode is None:
-            if self._halt.wait(0.2):
-                halt.close()
-                process.join()
-        halt.close()
-        outcome = answers.recv() if answers.poll() else None
-        answers.close()
-        if isinstance(outcome, str):
-            log.error("compaction pass failed; retrying in %.0f s\n%s", self._interval, outcome)
-        elif outcome is None:
-            log.error("compaction process ended with code %s", process.exitcode)
-        else:
-            moved, dropped = outcome
-            if moved:
-                log.info("compacted %d points into day chunks", moved)
-            if dropped:
-                log.info("dropped %d points past the raw retention", dropped)
+        command = [sys.executable, "-m", "meterhub.storage.compact_pass", str(self._settle_us)]
+        if self._retain_us is not None:
+            command.append(str(self._retain_us))
+        env = {**os.environ, "METERHUB_DATABASE_URL": self._database_url}
+        pipe = subprocess.PIPE
+        with subprocess.Popen(
+            command, env=env, stdin=pipe, stdout=pipe, start_new_session=True
+        ) as process:
+            assert process.stdin is not None
+            assert process.stdout is not None
+            while process.poll() is None:
+                if self._halt.wait(0.2):
+                    process.stdin.close()  # the pass stops after the day it is moving
+                    process.wait()
+            answer = process.stdout.read()
+        if process.returncode:
+            log.error("compaction pass ended with code %d", process.returncode)
+            return
+        done = json.loads(answer)
+        if done["moved"]:
+            log.info("compacted %d points into day chunks", done["moved"])
+        if done["dropped"]:
+            log.info("dropped %d points past the raw retention", done["dropped"])
 
     async def run(self, stop: asyncio.Event) -> None:
         """Compact until ``stop``; a pass in progress ends after the day it is moving."""
         watcher = asyncio.create_task(self._relay(stop))
+        pause = self._first_pass_after
         try:
-            while not stop.is_set():
+            while not await wait_for_event(stop, pause):
                 try:
                     await asyncio.to_thread(self._pass)
                 except Exception:
                     log.exception("compaction pass failed; retrying in %.0f s", self._interval)
-                await wait_for_event(stop, self._interval)
+                pause = self._interval
         finally:
             watcher.cancel()
 
     async def _relay(self, stop: asyncio.Event) -> None:
         await stop.wait()
         self._halt.set()
-
-
-_PROCESSES = multiprocessing.get_context("forkserver")
-"""Where compaction passes run: forked from a process started once that has imported this
-module and nothing else (no threads, no connections to share)."""
-_PROCESSES.set_forkserver_preload([__name__])
-
-
-def _compact_pass(
-    database_url: str,
-    settle_us: int,
-    retain_us: int | None,
-    halted: PipeEnd,
-    answer: PipeEnd,
-) -> None:
-    """A compaction pass, then retention, in the process ``Compactor`` starts: ``(moved,
-    dropped)`` on ``answer``, or the error's traceback. Stops between two days once the
-    other end of ``halted`` is closed: by ``Compactor``, or with the process that holds it."""
-    stop = threading.Event()
-    threading.Thread(target=_halt_on, args=(halted, stop), daemon=True).start()
-    engine = make_engine(database_url)
-    try:
-        moved = compact(engine, settle_us=settle_us, stop=stop)
-        dropped = 0
-        if retain_us is not None and not stop.is_set():
-            dropped = drop_before(engine, retention_day(retain_us))
-        answer.send((moved, dropped))
-    except Exception:
-        answer.send(traceback.format_exc())
-    finally:
-        engine.dispose()
-
-
-def _halt_on(halted: PipeEnd, stop: threading.Event) -> None:
-    """Set ``stop`` once the other end of ``halted`` is closed (or written to)."""
-    halted.poll(None)
-    stop.set()
