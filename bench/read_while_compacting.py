@@ -2,8 +2,8 @@
 once it is done.
 
 The two tags of ``bench/long_range.py`` (1.5M points: 1M at 1 s and a year of minutes) are
-written to the row table, uncompacted; ``meterhub serve`` starts with compaction on (each
-pass in a process of its own) and a third tag's latest value is read through
+written to the row table, uncompacted; ``meterhub serve`` starts with compaction on (its
+first pass compacts them) and a third tag's latest value is read through
 ``/smt/data/get`` every READ_EVERY seconds, while the backlog is compacted (from its first
 chunk to its last, the chunks counted between reads) and for as long again afterwards.
 Printed per database: the reads' median, 95th percentile and slowest, in each phase, and
