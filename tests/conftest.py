@@ -112,10 +112,8 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 @pytest.fixture
 def api(database_url: str) -> Iterator[TestClient]:
-    """The real app in-process (no collector, no background compaction), on a fresh database
-    of each kind."""
-    settings = Settings(database_url=database_url, collector_enabled=False, compact_enabled=False)
-    app = create_app(settings)
+    """The real app in-process (no collector), on a fresh database of each kind."""
+    app = create_app(Settings(database_url=database_url, collector_enabled=False))
     headers = {"Authorization": f"token {admin_token(database_url)}"}
     with TestClient(app, headers=headers) as client:
         yield client

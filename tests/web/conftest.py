@@ -49,18 +49,13 @@ def log_in(client: TestClient, username: str, password: str) -> None:
 
 @pytest.fixture
 def dashboard(database_url: str) -> Iterator[Dashboard]:
-    """The app (no collector, scheduler or compaction) with an administrator logged in; no
-    redirects are followed, so tests see each answer."""
+    """The app (no collector, no scheduler) with an administrator logged in; no redirects
+    are followed, so tests see each answer."""
     engine = make_engine(database_url)
     with engine.begin() as conn:
         create_user(conn, "operator", "correct horse", is_admin=True)
     engine.dispose()
-    settings = Settings(
-        database_url=database_url,
-        collector_enabled=False,
-        scheduler_enabled=False,
-        compact_enabled=False,
-    )
+    settings = Settings(database_url=database_url, collector_enabled=False, scheduler_enabled=False)
     with Dashboard(create_app(settings), follow_redirects=False) as client:
         log_in(client, "operator", "correct horse")
         yield client

@@ -138,7 +138,7 @@ def _leader_duties(settings: Settings, engine: Engine) -> Duties | None:
         if settings.compact_enabled:
             retain = settings.raw_retention_days
             compactor = Compactor(
-                settings.database_url,
+                engine,
                 settle_us=round(settings.compact_after * DAY_US),
                 retain_us=None if retain is None else round(retain * DAY_US),
             )

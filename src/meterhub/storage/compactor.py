@@ -15,9 +15,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +24,7 @@ from sqlalchemy import Connection, Engine, text
 from meterhub.aio import wait_for_event
 from meterhub.storage import chunks, rollups
 from meterhub.storage.codec import Columns
+from meterhub.storage.retention import drop_before, retention_day
 from meterhub.storage.series import merge
 from meterhub.storage.sqlite_pages import fill_order, page_size
 from meterhub.times import DAY_US, now_us
@@ -197,69 +195,42 @@ def reclaim(engine: Engine) -> None:
 
 
 class Compactor:
-    """Compacts in the background of ``serve``: a pass ``first_pass_after`` seconds after it
-    starts (at once by default), then one every ``interval`` seconds, each followed by
-    dropping the points past ``retain_us`` when set.
-
-    Each pass runs in a process of its own (``compact_pass``), in a session of its own:
-    compaction is CPU work in Python, and in a thread of the serving process it held the
-    interpreter lock against every request (a read answering in about 1 ms took 12-32 ms on
-    SQLite and 15-62 ms on PostgreSQL at the 95th percentile while a backlog was compacted);
-    Ctrl-C in a terminal reaches the server alone. The pass stops after the day it is
-    moving when ``serve`` stops, or when the serving process is gone."""
+    """Compacts in the background of ``serve``, a pass every ``interval`` seconds, and then
+    drops the points past ``retain_us`` when set."""
 
     def __init__(
         self,
-        database_url: str,
+        engine: Engine,
         *,
         settle_us: int,
         retain_us: int | None = None,
         interval: float = 600.0,
-        first_pass_after: float = 0.0,
     ) -> None:
-        self._database_url = database_url
+        self._engine = engine
         self._settle_us = settle_us
         self._retain_us = retain_us
         self._interval = interval
-        self._first_pass_after = first_pass_after
         self._halt = threading.Event()
 
     def _pass(self) -> None:
-        command = [sys.executable, "-m", "meterhub.storage.compact_pass", str(self._settle_us)]
-        if self._retain_us is not None:
-            command.append(str(self._retain_us))
-        env = {**os.environ, "METERHUB_DATABASE_URL": self._database_url}
-        pipe = subprocess.PIPE
-        with subprocess.Popen(
-            command, env=env, stdin=pipe, stdout=pipe, start_new_session=True
-        ) as process:
-            assert process.stdin is not None
-            assert process.stdout is not None
-            while process.poll() is None:
-                if self._halt.wait(0.2):
-                    process.stdin.close()  # the pass stops after the day it is moving
-                    process.wait()
-            answer = process.stdout.read()
-        if process.returncode:
-            log.error("compaction pass ended with code %d", process.returncode)
-            return
-        done = json.loads(answer)
-        if done["moved"]:
-            log.info("compacted %d points into day chunks", done["moved"])
-        if done["dropped"]:
-            log.info("dropped %d points past the raw retention", done["dropped"])
+        moved = compact(self._engine, settle_us=self._settle_us, stop=self._halt)
+        if moved:
+            log.info("compacted %d points into day chunks", moved)
+        if self._retain_us is not None and not self._halt.is_set():
+            dropped = drop_before(self._engine, retention_day(self._retain_us))
+            if dropped:
+                log.info("dropped %d points past the raw retention", dropped)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Compact until ``stop``; a pass in progress ends after the day it is moving."""
         watcher = asyncio.create_task(self._relay(stop))
-        pause = self._first_pass_after
         try:
-            while not await wait_for_event(stop, pause):
+            while not stop.is_set():
                 try:
                     await asyncio.to_thread(self._pass)
                 except Exception:
                     log.exception("compaction pass failed; retrying in %.0f s", self._interval)
-                pause = self._interval
+                await wait_for_event(stop, self._interval)
         finally:
             watcher.cancel()
 
