@@ -164,6 +164,29 @@ def test_thinning_reads_stored_points_only_where_hours_cross_a_bucket(engine: En
         assert plain(found) == plain(thinned)
 
 
+def test_a_period_thinned_again_after_a_day_is_rewritten_reads_the_new_rollups(
+    engine: Engine,
+) -> None:
+    """A period's rollups are cached joined under its chunks' stamps: once a day of it is
+    compacted again (a new stamp), thinning the same period reads that day's new rollups."""
+    times = reading_times(3)
+    with engine.begin() as conn:
+        write_meter(conn, 1, 2, times)
+    compact(engine, settle_us=0, now=T0 + 4 * DAY_US)
+    span = TimeRange(T0, None)
+    with engine.connect() as conn:
+        before, _ = thin_span(conn, 1, span, 40)  # joined and cached
+    assert (times[1500], 1e6, 0) not in plain(before)
+    with engine.begin() as conn:
+        write_points(conn, [Point(1, times[1500], 1e6)])  # the highest point of day two
+        compact_day(conn, 1, DAY0 + 1)
+    with engine.connect() as conn:
+        after, excess = thin_span(conn, 1, span, 40)
+        assert excess
+        assert (times[1500], 1e6, 0) in plain(after)
+        assert plain(after) == plain(thin(read_span(conn, 1, span), 40))
+
+
 def test_db_compact_rolls_up_chunks_made_without_rollups(engine: Engine) -> None:
     with engine.begin() as conn:
         write_meter(conn, 1, 2, reading_times(2))
