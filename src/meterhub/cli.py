@@ -596,6 +596,7 @@ def _db_compact(args: argparse.Namespace) -> int:
     from meterhub.storage.compactor import (
         Progress,
         compact,
+        mark_unmarked,
         reclaim,
         roll_up_unrolled,
     )
@@ -620,6 +621,7 @@ def _db_compact(args: argparse.Namespace) -> int:
         if moved:
             sys.stderr.write("\n")
         rolled = roll_up_unrolled(engine)
+        marked = mark_unmarked(engine)
         retain = settings.raw_retention_days
         dropped = (
             0 if retain is None else drop_before(engine, retention_day(round(retain * DAY_US)))
@@ -630,6 +632,8 @@ def _db_compact(args: argparse.Namespace) -> int:
     print(f"compacted {moved} points into day chunks: {settings.database_url}")
     if rolled:
         print(f"rolled up {rolled} chunks made before hourly rollups")
+    if marked:
+        print(f"marked the hours of {marked} blocks of 32 days compacted before hour marks")
     if dropped:
         print(f"dropped {dropped} points past the raw retention; their hourly rollups stay")
     return 0

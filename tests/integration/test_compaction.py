@@ -3,9 +3,10 @@
 Each example stores the same random history (jittered times, gaps, register drops) under
 three pairs of tags, writes the same late and repeated points into each, and compacts the
 second and third pair, some days before the late writes and some after; the third pair's
-hourly rollups are then dropped, so its reads decode every chunk. Every read the product
-makes (history in all its forms, daily consumption, neighbours as billing reads them, flagged
-drops, channels side by side, latest values) must then answer the same for all three pairs.
+hourly rollups and hour marks are then dropped, so its reads decode every chunk. Every read
+the product makes (history in all its forms, daily consumption, neighbours as billing reads
+them, flagged drops, channels side by side, latest values) must then answer the same for all
+three pairs.
 ``make test`` tries 8 histories (``METERHUB_PROPERTY_EXAMPLES``); ``make fuzz`` 100.
 """
 
@@ -30,8 +31,8 @@ from meterhub.storage.daily import daily_consumption
 from meterhub.storage.history import History, HistoryQuery, read_history
 from meterhub.storage.series import drops, near
 from meterhub.storage.sides import NO_POINT, sides
-from meterhub.storage.tables import chunks, points, rollups
-from meterhub.times import DAY_US
+from meterhub.storage.tables import chunks, hour_marks, points, rollups
+from meterhub.times import DAY_US, HOUR_US
 
 DAY0 = 20_454  # 2026-01-01, as a UTC day number
 T0 = DAY0 * DAY_US
@@ -113,6 +114,7 @@ def answers(
     for zone in ZONES:
         found.append(daily_consumption(conn, register, date(2025, 12, 30), date(2026, 1, 7), zone))
     instants = [T0 + o + d for o in offsets[::7] for d in (-1, 0, 1)] + [T0 - 1, T0 + 2 * SPAN]
+    instants += range(T0, T0 + SPAN + 1, HOUR_US)  # where hour marks answer
     found.append(
         [
             tuple(None if p is None else p[1:] for p in sides)
@@ -178,6 +180,7 @@ def test_every_answer_is_the_same_after_compaction(
                 compact_day(conn, tag, day)
     unrolled = [unrolled_tags, unrolled_tags + 1]
     conn.execute(delete(rollups).where(rollups.c.tag_id.in_(unrolled)))
+    conn.execute(delete(hour_marks).where(hour_marks.c.tag_id.in_(unrolled)))
     fresh = update(chunks).where(chunks.c.tag_id.in_(unrolled)).values(stamp=chunks.c.stamp + 1)
     conn.execute(fresh)  # nothing cached of them applies
     conn.commit()

@@ -252,12 +252,3 @@ def delete_tags(conn: Connection, tag_ids: Sequence[int]) -> None:
     for (lender, day), borrowers in pending.items():
         _return_times(conn, lender, day, borrowers)
     conn.execute(delete(chunks).where(c.tag_id.in_(ids)))
-
-
-def delete_days_before(conn: Connection, day: int) -> int:
-    """Delete every chunk of a UTC day before ``day`` (lenders go with their borrowers);
-    returns how many points went."""
-    gone = select(func.coalesce(func.sum(chunks.c.count), 0)).where(chunks.c.day < day)
-    points = int(conn.execute(gone).scalar_one())
-    conn.execute(delete(chunks).where(chunks.c.day < day))
-    return points

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, Engine, text
 
 from meterhub.aio import wait_for_event
-from meterhub.storage import chunks, rollups
+from meterhub.storage import chunks, marks, rollups
 from meterhub.storage.codec import Columns
 from meterhub.storage.retention import drop_before, retention_day
 from meterhub.storage.series import merge
@@ -143,7 +143,7 @@ def compact_day(conn: Connection, tag_id: int, day: int) -> int:
     held = chunks.load_day(conn, tag_id, day, for_update=True)
     columns = rows if held is None else merge(held, rows)
     stamp = chunks.write(conn, tag_id, day, columns, held=held is not None)
-    rollups.write(conn, tag_id, day, stamp, columns)
+    marks.put_day(conn, tag_id, day, rollups.write(conn, tag_id, day, stamp, columns))
     return len(found)
 
 
@@ -165,7 +165,28 @@ def roll_up_unrolled(engine: Engine, *, stop: threading.Event | None = None) -> 
         with engine.begin() as conn:
             columns = chunks.load_day(conn, tag, day, for_update=True)
             if columns is not None:
-                rollups.write(conn, tag, day, stamp, columns)
+                marks.put_day(conn, tag, day, rollups.write(conn, tag, day, stamp, columns))
+    return len(pending)
+
+
+_UNMARKED = text(f"""
+SELECT DISTINCT c.tag_id, c.day / {marks.BLOCK_DAYS} FROM chunks c
+LEFT JOIN hour_marks m ON m.tag_id = c.tag_id AND m.block = c.day / {marks.BLOCK_DAYS}
+WHERE m.tag_id IS NULL ORDER BY 1, 2
+""")
+
+
+def mark_unmarked(engine: Engine, *, stop: threading.Event | None = None) -> int:
+    """Make the hour marks of blocks compacted before marks existed (a database upgraded
+    from an earlier version); the number of blocks marked."""
+    with engine.begin() as conn:
+        pending = conn.execute(_UNMARKED).all()
+    for first in range(0, len(pending), 100):
+        if stop is not None and stop.is_set():
+            break
+        with engine.begin() as conn:
+            for tag, block in pending[first : first + 100]:
+                marks.make(conn, tag, block)
     return len(pending)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from meterhub.db import driver_rows
 from meterhub.errors import NotKept
+from meterhub.storage import marks
 from meterhub.storage.tables import chunks, storage_state
 from meterhub.times import DAY_US, iso, now_us
 
@@ -75,6 +76,7 @@ def drop_before(engine: Engine, day: int) -> int:
                 delete(chunks).where(chunks.c.day == old).returning(chunks.c.count)
             )
             dropped += sum(result.scalars())
+            marks.delete_block_of(conn, old)
     return dropped
 
 

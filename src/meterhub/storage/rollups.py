@@ -150,13 +150,16 @@ def decode(day: int, int_blob: bytes, float_blob: bytes) -> Hours | None:
     return Hours(ints, unpack_floats(float_blob).reshape(6, -1))
 
 
-def write(conn: Connection, tag_id: int, day: int, stamp: int, columns: Columns) -> None:
-    """Store the rollups of ``columns``, the points of the chunk of ``tag_id`` on ``day``."""
-    int_blob, float_blob = encode(hourly(columns))
+def write(conn: Connection, tag_id: int, day: int, stamp: int, columns: Columns) -> Hours | None:
+    """Store the rollups of ``columns``, the points of the chunk of ``tag_id`` on ``day``;
+    the hours stored (``None``: an empty rollup)."""
+    hours = hourly(columns)
+    int_blob, float_blob = encode(hours)
     where = (rollups.c.tag_id == tag_id, rollups.c.day == day)
     conn.execute(delete(rollups).where(*where))
     values = {"stamp": stamp, "int_blob": int_blob, "float_blob": float_blob}
     conn.execute(rollups.insert().values(tag_id=tag_id, day=day, **values))
+    return hours if int_blob else None
 
 
 def load(

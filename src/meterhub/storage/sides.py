@@ -23,10 +23,12 @@ import numpy.typing as npt
 from sqlalchemy import Connection
 
 from meterhub.db import driver_rows
+from meterhub.storage import marks
 from meterhub.storage.codec import Columns, unpack_floats_joined, unpack_ints
+from meterhub.storage.marks import Marks
 from meterhub.storage.points import Point
 from meterhub.storage.series import Near, near
-from meterhub.times import DAY_US
+from meterhub.times import DAY_US, HOUR_US
 
 NO_POINT = np.iinfo(np.int64).min
 """The time of a side with no point."""
@@ -38,7 +40,10 @@ _DAY_BITS = 37  # µs within a UTC day fit in 37 bits
 _TAG_DAY_BITS = 20  # days since 1970 fit in 20 bits for the next two thousand years
 _DAY_MASK = (1 << _TAG_DAY_BITS) - 1
 
+_BLOCK_US = marks.BLOCK_DAYS * DAY_US
+
 Ints = npt.NDArray[np.int64]
+Marked = npt.NDArray[np.bool_]
 
 
 class Sides(NamedTuple):
@@ -90,23 +95,31 @@ def _columns(points: Sequence[Point | None]) -> Columns:
 def _fill(conn: Connection, tags: Ints, times: Ints, where: Ints, found: Sides) -> None:
     """Answer the instants (sorted by tag, then time) into ``found`` at ``where``."""
     days = times // DAY_US
+    marked = _from_marks(conn, tags, times, where, found)
     keys = tags << _TAG_DAY_BITS | days.clip(0, _DAY_MASK)
-    chunks = _chunks(conn, np.unique(keys[(days >= 0) & (days <= _DAY_MASK)]))
-    quick = np.zeros(len(times), bool)
+    in_range = (days >= 0) & (days <= _DAY_MASK)
+    chunks = _chunks(conn, np.unique(keys[in_range & ~marked])) if not marked.all() else None
+    in_chunk = np.zeros(len(times), bool)
     if chunks is not None:
         j = np.searchsorted(chunks.keys, keys).clip(max=len(chunks.keys) - 1)
-        quick = (
-            (chunks.keys[j] == keys) & (chunks.first_ts[j] <= times) & (times <= chunks.last_ts[j])
+        in_chunk = (
+            ~marked
+            & (chunks.keys[j] == keys)
+            & (chunks.first_ts[j] <= times)
+            & (times <= chunks.last_ts[j])
         )
-        if quick.any():
-            rows = _first_rows(conn, tags[quick], days[quick])
-            k = np.searchsorted(rows.tags, tags).clip(max=max(len(rows.tags) - 1, 0))
-            has_row = np.zeros(len(times), bool)
-            if len(rows.tags):
-                has_row = rows.tags[k] == tags
-                quick &= ~has_row | (times < rows.points.ts[k])
-            _from_chunks(chunks, j[quick], times[quick], where[quick], found)
-            _rows_after(rows, k[quick & has_row], where[quick & has_row], found)
+    quick = marked | in_chunk
+    if quick.any():
+        rows = _first_rows(conn, tags[quick], days[quick])
+        k = np.searchsorted(rows.tags, tags).clip(max=max(len(rows.tags) - 1, 0))
+        has_row = np.zeros(len(times), bool)
+        if len(rows.tags):
+            has_row = rows.tags[k] == tags
+            quick &= ~has_row | (times < rows.points.ts[k])
+        if chunks is not None:
+            in_chunk &= quick
+            _from_chunks(chunks, j[in_chunk], times[in_chunk], where[in_chunk], found)
+        _rows_after(rows, k[quick & has_row], where[quick & has_row], found)
     slow = np.flatnonzero(~quick)
     if len(slow):
         answers = Sides.of(
@@ -114,6 +127,94 @@ def _fill(conn: Connection, tags: Ints, times: Ints, where: Ints, found: Sides) 
         )
         _put(found.before, where[slow], answers.before)
         _put(found.after, where[slow], answers.after)
+
+
+_SEGMENT_BITS = 42  # µs within a block of marks fit in 42 bits
+_MARKS_FROM = 3
+"""Instants a (tag, block) is asked at for its hour marks to be read: fewer read their days'
+chunks, whose value columns decode faster than a block's marks."""
+
+
+def _from_marks(conn: Connection, tags: Ints, times: Ints, where: Ints, found: Sides) -> Marked:
+    """Instants between two hours' points of a day with hour marks: both sides from the
+    marks, into ``found``; which instants were answered."""
+    blocks = times // _BLOCK_US
+    keys = tags << _TAG_DAY_BITS | blocks.clip(0, _DAY_MASK)
+    in_range = (blocks >= 0) & (blocks <= _DAY_MASK)
+    pairs, asked = np.unique(keys[in_range], return_counts=True)
+    held = _marks(conn, pairs[asked >= _MARKS_FROM]) if (asked >= _MARKS_FROM).any() else None
+    if held is None:
+        return np.zeros(len(times), bool)
+    pair_keys, marks = held
+    r = np.searchsorted(pair_keys, keys).clip(max=len(pair_keys) - 1)
+    origin = (r << _SEGMENT_BITS) - blocks * _BLOCK_US  # a time's key less the time
+    at = times + origin
+    day_start = times // DAY_US * DAY_US + origin
+    last = len(marks.start) - 1
+    lo = np.searchsorted(marks.start, day_start)  # the day's first hour, and its last
+    hi = np.searchsorted(marks.start, day_start + DAY_US) - 1
+    has_hours = lo <= hi
+    lo, hi = lo.clip(max=last), hi.clip(min=0)
+    before = (np.searchsorted(marks.first_ts, at, "right") - 1).clip(min=0)
+    after = np.searchsorted(marks.last_ts, at).clip(max=last)
+    last_before = marks.last_ts[before] <= at
+    first_after = marks.first_ts[after] >= at
+    answered: Marked = (
+        in_range
+        & (pair_keys[r] == keys)
+        & has_hours
+        & (marks.first_ts[lo] <= at)
+        & (at <= marks.last_ts[hi])
+        & (last_before | (marks.first_ts[before] == at))
+        & (first_after | (marks.last_ts[after] == at))
+        & (marks.flagged[before] == 0)
+        & (marks.flagged[after] == 0)
+    )
+    which = np.flatnonzero(answered)
+    before, after, at, origin = before[which], after[which], at[which], origin[which]
+    for side, ts, value in (
+        (
+            found.before,
+            np.where(last_before[which], marks.last_ts[before], at),
+            np.where(last_before[which], marks.last[before], marks.first[before]),
+        ),
+        (
+            found.after,
+            np.where(first_after[which], marks.first_ts[after], at),
+            np.where(first_after[which], marks.first[after], marks.last[after]),
+        ),
+    ):
+        _put(side, where[which], Columns(ts - origin, value, np.zeros(len(which), np.int16)))
+    return answered
+
+
+def _marks(conn: Connection, wanted: Ints) -> tuple[Ints, Marks] | None:
+    """The marks of the (tag, block) pairs ``wanted`` (as keys, ascending) that exist, laid
+    end to end with every time keyed by the pair's place and its µs within the block; and
+    the pairs' keys. ``None`` if none exists."""
+    tags, blocks = np.unique(wanted >> _TAG_DAY_BITS), np.unique(wanted & _DAY_MASK)
+    if len(tags) * len(blocks) > _CROSS * len(wanted):
+        rows = _fetch(conn, _MARKS_OF_PAIRS, wanted >> _TAG_DAY_BITS, wanted & _DAY_MASK)
+    else:
+        rows = _select(conn, _MARKS, tags, blocks)
+    asked = set(wanted.tolist())
+    ints, floats, keys = [], [], []
+    for tag, block, int_blob, float_blob in rows:
+        key = tag << _TAG_DAY_BITS | block
+        if int_blob and key in asked:
+            found = marks.stored(bytes(int_blob), bytes(float_blob))
+            ints.append(found[0])
+            floats.append(found[1])
+            keys.append(key)
+    if not keys:
+        return None
+    hour, flagged, first_ts, last_ts = np.concatenate(ints, axis=1)
+    first, last = np.concatenate(floats, axis=1)
+    sizes = [len(column[0]) for column in ints]
+    start = np.repeat(np.arange(len(keys), dtype=np.int64) << _SEGMENT_BITS, sizes)
+    start += hour * HOUR_US
+    found_marks = Marks(start, flagged, start + first_ts, start + last_ts, first, last)
+    return np.array(keys, np.int64), found_marks
 
 
 class _Chunks(NamedTuple):
@@ -251,6 +352,15 @@ _CHUNKS_OF_PAIRS = (
 _CROSS = 4
 """How many times the (tag, day) pairs asked every tag on every day may be and still be
 read as that (a batch of bills mostly asks each tag for the same days)."""
+_MARK_COLUMNS = "m.tag_id, m.block, m.int_blob, m.float_blob"
+_MARKS = (
+    f"SELECT {_MARK_COLUMNS} FROM hour_marks m WHERE m.tag_id {{tags}} AND m.block {{days}}"
+    " ORDER BY m.tag_id, m.block"
+)
+_MARKS_OF_PAIRS = (
+    f"SELECT {_MARK_COLUMNS} FROM {{q}} JOIN hour_marks m ON m.tag_id = q.a AND m.block = q.b"
+    " ORDER BY m.tag_id, m.block"
+)
 _TIMES = "SELECT tag_id, day, ts_blob FROM chunks WHERE tag_id {tags} AND day {days}"
 _FIRST_ROWS = {
     "sqlite": "SELECT q.a, p.ts, p.value, p.quality FROM {q} JOIN points p ON p.tag_id = q.a"

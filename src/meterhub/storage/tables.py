@@ -114,6 +114,18 @@ rollups = Table(
 """Hourly aggregates of a compacted UTC day of a tag (``storage.rollups``), made with its
 chunk and under the same ``stamp``; kept when retention drops the chunk."""
 
+hour_marks = Table(
+    "hour_marks",
+    metadata,
+    Column("tag_id", Integer, nullable=False),
+    Column("block", Integer, nullable=False),
+    Column("int_blob", LargeBinary, nullable=False),
+    Column("float_blob", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("tag_id", "block", name="pk_hour_marks"),
+)
+"""Each hour's first and last point of a tag's block of 32 UTC days (``storage.marks``),
+taken from the rollups of the block's chunks."""
+
 storage_state = Table(
     "storage_state",
     metadata,

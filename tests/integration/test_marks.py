@@ -1,0 +1,115 @@
+"""Hour marks stay the hours of their block's rollups through compaction, late points
+compacted again, days with too few points to roll up, deletes and retention; made anew for
+an upgraded database, they are the same; and billing's neighbours of the hour boundaries
+read from them are ``near``'s."""
+
+from __future__ import annotations
+
+import numpy as np
+from sqlalchemy import Connection, Engine, delete, select
+
+from meterhub.storage import Point, write_points
+from meterhub.storage import marks as hour_marks_
+from meterhub.storage.compactor import compact, mark_unmarked
+from meterhub.storage.removal import delete_points
+from meterhub.storage.retention import drop_before
+from meterhub.storage.series import near
+from meterhub.storage.sides import NO_POINT, sides
+from meterhub.storage.tables import hour_marks
+from meterhub.times import DAY_US, HOUR_US
+
+DAY0 = 20_479  # 2026-01-26, the last day of block 639: the days read cross into block 640
+T0 = DAY0 * DAY_US
+MINUTE = 60_000_000
+DAYS = 3
+DENSE, SPARSE, GONE = 1, 2, 3
+
+
+def fill(engine: Engine) -> None:
+    """A register read every minute with one flagged drop, one read every two hours (too few
+    to roll up), and one more register, over ``DAYS`` days; all compacted."""
+    minutes = range(DAYS * 1440)
+    with engine.begin() as conn:
+        write_points(
+            conn,
+            [Point(DENSE, T0 + n * MINUTE + 7_000, 100.0 + n, int(n == 1500)) for n in minutes]
+            + [Point(SPARSE, T0 + n * 2 * HOUR_US, float(n)) for n in range(DAYS * 12)]
+            + [Point(GONE, T0 + n * MINUTE, float(n)) for n in minutes],
+        )
+    compact(engine, settle_us=0, now=T0 + (DAYS + 1) * DAY_US)
+
+
+def stored(conn: Connection) -> dict[tuple[int, int], hour_marks_.Marks]:
+    rows = conn.execute(select(hour_marks).order_by(hour_marks.c.tag_id, hour_marks.c.block))
+    return {
+        (row.tag_id, row.block): hour_marks_.decode(row.block, row.int_blob, row.float_blob)
+        for row in rows
+    }
+
+
+def assert_made_anew_alike(engine: Engine) -> dict[tuple[int, int], hour_marks_.Marks]:
+    """The marks kept equal those made from the rollups alone; the marks kept."""
+    with engine.connect() as conn, conn.begin() as transaction:
+        kept = stored(conn)
+        conn.execute(delete(hour_marks))
+        for tag, block in kept:
+            hour_marks_.make(conn, tag, block)
+        made = stored(conn)
+        transaction.rollback()
+    assert made.keys() == kept.keys()
+    for key, marks in kept.items():
+        for column, again in zip(marks, made[key], strict=True):
+            assert np.array_equal(column, again), key
+    return kept
+
+
+def test_hour_marks_are_the_hours_of_their_blocks_rollups(engine: Engine) -> None:
+    fill(engine)
+    kept = assert_made_anew_alike(engine)
+    assert sorted(kept) == [(t, b) for t in (DENSE, SPARSE, GONE) for b in (639, 640)]
+    dense = kept[DENSE, 639]
+    assert len(dense.start) == 24  # DAY0's hours; the newest point, never moved, is a row
+    assert dense.first_ts[5] == T0 + 5 * HOUR_US + 7_000
+    assert not len(kept[SPARSE, 639].start)  # rolled up empty: none
+    assert int(kept[DENSE, 640].flagged.sum()) == 1
+
+    with engine.begin() as conn:  # late points into a compacted day, one a rewrite
+        write_points(conn, [Point(DENSE, T0 + 5 * HOUR_US + 10, 1.0), Point(DENSE, T0, 2.0)])
+    compact(engine, settle_us=0, now=T0 + (DAYS + 1) * DAY_US)
+    kept = assert_made_anew_alike(engine)
+    assert kept[DENSE, 639].first_ts[5] == T0 + 5 * HOUR_US + 10
+    assert kept[DENSE, 639].first[5] == 1.0
+    assert kept[DENSE, 639].first_ts[0] == T0
+    assert kept[DENSE, 639].first[0] == 2.0
+
+    with engine.begin() as conn:  # an upgraded database: no marks yet
+        conn.execute(delete(hour_marks))
+    assert mark_unmarked(engine) == 6
+    assert_made_anew_alike(engine)
+
+    with engine.begin() as conn:
+        delete_points(conn, [GONE])
+        assert {tag for tag, _ in stored(conn)} == {DENSE, SPARSE}
+    drop_before(engine, DAY0 + 1)  # the block of the days dropped loses its marks
+    with engine.connect() as conn:
+        assert sorted(stored(conn)) == [(DENSE, 640), (SPARSE, 640)]
+
+
+def test_neighbours_of_hour_boundaries_are_near_s(engine: Engine) -> None:
+    """At, and a µs either side of, every hour of the days (the flagged drop's hour, the
+    sparse days' and the edges of the blocks among them), as ``near`` finds them."""
+    fill(engine)
+    asked = [
+        (tag, T0 + h * HOUR_US + d)
+        for tag in (DENSE, SPARSE, GONE)
+        for h in range(-1, DAYS * 24 + 2)
+        for d in (-1, 0, 1)
+    ]
+    with engine.connect() as conn:
+        tags, times = (np.array(column) for column in zip(*asked, strict=True))
+        found = sides(conn, tags, times)
+        expected = near(conn, asked)
+    for n, pair in enumerate(expected):
+        for side, point in zip(found, pair, strict=True):
+            at = (int(side.ts[n]), float(side.value[n]), int(side.quality[n]))
+            assert at == ((NO_POINT, 0.0, 0) if point is None else point[1:]), asked[n]
