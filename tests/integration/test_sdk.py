@@ -381,6 +381,7 @@ class Resources:
                 self.databases[kind],
                 self.tmp,
                 METERHUB_COLLECTOR_ENABLED="false",
+                METERHUB_COMPACT_ENABLED="false",  # the cases count the rows stored
                 METERHUB_TIMEZONE=TZ_NAME,
             )
             self.servers[kind] = self.exit.enter_context(server)
