@@ -12,7 +12,6 @@ Usage: .venv/bin/python -m bench.ingest_while_compacting [--postgres URL | --no-
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import tempfile
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
-from bench.databases import scratch_postgres, scratch_sqlite
+from bench.databases import on_each_database
 from bench.servers import serving
 from meterhub.db import make_engine
 from meterhub.migrations import upgrade
@@ -106,16 +105,12 @@ def measure(url: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--postgres", default="postgresql://127.0.0.1:5432/test")
-    parser.add_argument("--no-postgres", dest="use_postgres", action="store_false")
-    args = parser.parse_args()
-    print(f"SDK ingest, rounds of {ROUND} points, while {TAGS} closed days are compacted:")
-    with scratch_sqlite("ingest_compacting") as url:
-        measure(url)
-    if args.use_postgres:
-        with scratch_postgres(args.postgres, "ingest_compacting") as url:
-            measure(url)
+    on_each_database(
+        __doc__,
+        "ingest_compacting",
+        f"SDK ingest, rounds of {ROUND} points, while {TAGS} closed days are compacted:",
+        measure,
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ Usage: .venv/bin/python -m bench.read_while_compacting [--postgres URL | --no-po
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import statistics
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import text
 
-from bench.databases import scratch_postgres, scratch_sqlite
+from bench.databases import on_each_database
 from bench.long_range import SERIES, SOURCE, series
 from bench.servers import serving
 from meterhub.db import make_engine
@@ -92,16 +91,12 @@ def measure(url: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--postgres", default="postgresql://127.0.0.1:5432/test")
-    parser.add_argument("--no-postgres", dest="use_postgres", action="store_false")
-    args = parser.parse_args()
-    print(f"latest value of one tag, read every {READ_EVERY * 1000:.0f} ms through the server:")
-    with scratch_sqlite("compacting") as url:
-        measure(url)
-    if args.use_postgres:
-        with scratch_postgres(args.postgres, "compacting") as url:
-            measure(url)
+    on_each_database(
+        __doc__,
+        "compacting",
+        f"latest value of one tag, read every {READ_EVERY * 1000:.0f} ms through the server:",
+        measure,
+    )
 
 
 if __name__ == "__main__":
