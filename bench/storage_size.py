@@ -137,8 +137,8 @@ def reference_rate(url: str, batches: Iterable[list[Point]]) -> float:
     return rate
 
 
-_COMPACT = ("chunks", "rollups")
-"""The tables of compacted points: chunks and their rollups."""
+_COMPACT = ("chunks", "rollups", "hour_marks")
+"""The tables of compacted points: chunks, their rollups and hour marks."""
 
 
 def stored_bytes(engine: Engine, url: str) -> tuple[int, int]:
@@ -240,11 +240,12 @@ def measure(url: str, reference_url: str, data: Dataset, parquet: float) -> None
     total, packed = (size / n for size in stored_bytes(engine, url))
     newest = row_table_bytes(engine) / n
     with engine.connect() as conn:
-        payload, hours = conn.execute(
+        payload, hours, marks = conn.execute(
             text(
                 "SELECT (SELECT sum(length(ts_blob) + length(value_blob)"
                 " + length(quality_blob)) FROM chunks),"
-                " (SELECT sum(length(int_blob) + length(float_blob)) FROM rollups)"
+                " (SELECT sum(length(int_blob) + length(float_blob)) FROM rollups),"
+                " (SELECT sum(length(int_blob) + length(float_blob)) FROM hour_marks)"
             )
         ).one()
     engine.dispose()
@@ -255,7 +256,8 @@ def measure(url: str, reference_url: str, data: Dataset, parquet: float) -> None
         f" the plain {plain} ({reference:.0f}/s); rows {rows:5.1f} B/point;"
         f" compacted {packed:4.2f} B/point"
         f" = {packed / parquet:4.2f}x Parquet (pcodec payload: points {payload / n:4.2f},"
-        f" hourly rollups {hours / n:4.2f}; newest rows {newest:4.2f});"
+        f" hourly rollups {hours / n:4.2f}, hour marks {marks / n:4.2f};"
+        f" newest rows {newest:4.2f});"
         f" store on disk {total:5.2f} B/point;"
         f" compaction {compact_rate:7.0f} points/s"
     )

@@ -1,7 +1,7 @@
 """Hour marks stay the hours of their block's rollups through compaction, late points
-compacted again, days with too few points to roll up, deletes and retention; made anew for
-an upgraded database, they are the same; and billing's neighbours of the hour boundaries
-read from them are ``near``'s."""
+compacted again, days with too few points to roll up or that do not rise (a gauge's),
+deletes and retention; made anew for an upgraded database, they are the same; and billing's
+neighbours of the hour boundaries read from them are ``near``'s."""
 
 from __future__ import annotations
 
@@ -22,19 +22,21 @@ DAY0 = 20_479  # 2026-01-26, the last day of block 639: the days read cross into
 T0 = DAY0 * DAY_US
 MINUTE = 60_000_000
 DAYS = 3
-DENSE, SPARSE, GONE = 1, 2, 3
+DENSE, SPARSE, GONE, GAUGE = 1, 2, 3, 4
 
 
 def fill(engine: Engine) -> None:
-    """A register read every minute with one flagged drop, one read every two hours (too few
-    to roll up), and one more register, over ``DAYS`` days; all compacted."""
+    """A register read every minute with one flagged point, one read every two hours (too few
+    to roll up), one more register, and a gauge read every minute, over ``DAYS`` days; all
+    compacted."""
     minutes = range(DAYS * 1440)
     with engine.begin() as conn:
         write_points(
             conn,
             [Point(DENSE, T0 + n * MINUTE + 7_000, 100.0 + n, int(n == 1500)) for n in minutes]
             + [Point(SPARSE, T0 + n * 2 * HOUR_US, float(n)) for n in range(DAYS * 12)]
-            + [Point(GONE, T0 + n * MINUTE, float(n)) for n in minutes],
+            + [Point(GONE, T0 + n * MINUTE, float(n)) for n in minutes]
+            + [Point(GAUGE, T0 + n * MINUTE, float(n * 37 % 11)) for n in minutes],
         )
     compact(engine, settle_us=0, now=T0 + (DAYS + 1) * DAY_US)
 
@@ -66,42 +68,48 @@ def assert_made_anew_alike(engine: Engine) -> dict[tuple[int, int], hour_marks_.
 def test_hour_marks_are_the_hours_of_their_blocks_rollups(engine: Engine) -> None:
     fill(engine)
     kept = assert_made_anew_alike(engine)
-    assert sorted(kept) == [(t, b) for t in (DENSE, SPARSE, GONE) for b in (639, 640)]
+    assert sorted(kept) == [(t, b) for t in (DENSE, SPARSE, GONE, GAUGE) for b in (639, 640)]
     dense = kept[DENSE, 639]
     assert len(dense.start) == 24  # DAY0's hours; the newest point, never moved, is a row
     assert dense.first_ts[5] == T0 + 5 * HOUR_US + 7_000
     assert not len(kept[SPARSE, 639].start)  # rolled up empty: none
+    assert not len(kept[GAUGE, 639].start) + len(kept[GAUGE, 640].start)  # not a register
     assert int(kept[DENSE, 640].flagged.sum()) == 1
 
-    with engine.begin() as conn:  # late points into a compacted day, one a rewrite
-        write_points(conn, [Point(DENSE, T0 + 5 * HOUR_US + 10, 1.0), Point(DENSE, T0, 2.0)])
+    with engine.begin() as conn:  # late points into a compacted day
+        write_points(conn, [Point(DENSE, T0 + 5 * HOUR_US + 10, 399.5), Point(DENSE, T0, 2.0)])
     compact(engine, settle_us=0, now=T0 + (DAYS + 1) * DAY_US)
     kept = assert_made_anew_alike(engine)
     assert kept[DENSE, 639].first_ts[5] == T0 + 5 * HOUR_US + 10
-    assert kept[DENSE, 639].first[5] == 1.0
+    assert kept[DENSE, 639].first[5] == 399.5
     assert kept[DENSE, 639].first_ts[0] == T0
     assert kept[DENSE, 639].first[0] == 2.0
+    with engine.begin() as conn:  # a fall without a flag: the day no longer rises
+        write_points(conn, [Point(DENSE, T0 + 5 * HOUR_US + 20, 1.0)])
+    compact(engine, settle_us=0, now=T0 + (DAYS + 1) * DAY_US)
+    assert not len(assert_made_anew_alike(engine)[DENSE, 639].start)
 
     with engine.begin() as conn:  # an upgraded database: no marks yet
         conn.execute(delete(hour_marks))
-    assert mark_unmarked(engine) == 6
+    assert mark_unmarked(engine) == 8
     assert_made_anew_alike(engine)
 
     with engine.begin() as conn:
         delete_points(conn, [GONE])
-        assert {tag for tag, _ in stored(conn)} == {DENSE, SPARSE}
+        assert {tag for tag, _ in stored(conn)} == {DENSE, SPARSE, GAUGE}
     drop_before(engine, DAY0 + 1)  # the block of the days dropped loses its marks
     with engine.connect() as conn:
-        assert sorted(stored(conn)) == [(DENSE, 640), (SPARSE, 640)]
+        assert sorted(stored(conn)) == [(DENSE, 640), (SPARSE, 640), (GAUGE, 640)]
 
 
 def test_neighbours_of_hour_boundaries_are_near_s(engine: Engine) -> None:
-    """At, and a µs either side of, every hour of the days (the flagged drop's hour, the
-    sparse days' and the edges of the blocks among them), as ``near`` finds them."""
+    """At, and a µs either side of, every hour of the days (the flagged point's hour, the
+    sparse days', the gauge's and the edges of the blocks among them), as ``near`` finds
+    them."""
     fill(engine)
     asked = [
         (tag, T0 + h * HOUR_US + d)
-        for tag in (DENSE, SPARSE, GONE)
+        for tag in (DENSE, SPARSE, GONE, GAUGE)
         for h in range(-1, DAYS * 24 + 2)
         for d in (-1, 0, 1)
     ]

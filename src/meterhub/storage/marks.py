@@ -8,11 +8,11 @@ without the block's chunks: a month of meters is read in a few rows a meter inst
 chunk a day (``sides``).
 
 The marks of a block are its days' rollups taken together (days with an empty rollup, too
-few points to roll up, have none), and are kept so in the transaction that changes a rollup
-(``rollups.write``): the day's hours are put in place of its old ones, or, where the block has
-no marks yet, the block's are made from its chunks' rollups. Deleting a tag deletes its
-marks; retention deletes the marks of the blocks it drops days of, so marks never answer for
-a day without its chunk.
+few points to roll up, have none, and so do days that do not rise as a register does), kept
+so in the transaction that rolls a day up (``compactor``): the day's hours are put in place
+of its old ones, or, where the block has no marks yet, the block's are made from its
+chunks' rollups. Deleting a tag deletes its marks; retention deletes the marks of the
+blocks it drops days of, so marks never answer for a day without its chunk.
 """
 
 from __future__ import annotations
@@ -106,7 +106,7 @@ def put_day(conn: Connection, tag_id: int, day: int, hours: rollups.Hours | None
     old = decode(block, row.int_blob, row.float_blob)
     days = old.start // DAY_US
     parts = [old.take(days < day), old.take(days > day)]
-    if hours is not None:
+    if hours is not None and rising(hours):
         parts.insert(1, _of_hours(hours))
     conn.execute(delete(hour_marks).where(*where))
     _insert(conn, tag_id, block, Marks.join(parts))
@@ -122,8 +122,19 @@ def make(conn: Connection, tag_id: int, block: int) -> None:
         .order_by(c.day)
     )
     held = rollups.load(conn, tag_id, [(day, stamp) for day, stamp in conn.execute(query)])
-    found = [_of_hours(hours) for hours in held.values() if hours is not None]
+    found = [_of_hours(hours) for hours in held.values() if hours is not None and rising(hours)]
     _insert(conn, tag_id, block, Marks.join(found) if found else Marks.empty())
+
+
+def rising(hours: rollups.Hours) -> bool:
+    """Whether a day's hours look like a register's, the readings bills read at boundaries:
+    in each hour without flagged points the first point is the lowest and the last the
+    highest, and none starts below the hour before it ends. A gauge's days, which bills
+    never read, keep no marks."""
+    calm = hours.flagged == 0
+    inside = (hours.low == hours.first) & (hours.high == hours.last)
+    across = hours.first[1:] >= hours.last[:-1]
+    return bool(np.all(inside | ~calm) and np.all(across | ~calm[1:]))
 
 
 def _insert(conn: Connection, tag_id: int, block: int, marks: Marks) -> None:
