@@ -633,7 +633,7 @@ def _db_compact(args: argparse.Namespace) -> int:
     if rolled:
         print(f"rolled up {rolled} chunks made before hourly rollups")
     if marked:
-        print(f"marked the hours of {marked} blocks of 32 days compacted before hour marks")
+        print(f"marked the hours of {marked} months of tags compacted before hour marks")
     if dropped:
         print(f"dropped {dropped} points past the raw retention; their hourly rollups stay")
     return 0

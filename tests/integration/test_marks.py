@@ -6,7 +6,7 @@ neighbours of the hour boundaries read from them are ``near``'s."""
 from __future__ import annotations
 
 import numpy as np
-from sqlalchemy import Connection, Engine, delete, select
+from sqlalchemy import Connection, Engine, delete, select, text
 
 from meterhub.storage import Point, write_points
 from meterhub.storage import marks as hour_marks_
@@ -18,7 +18,7 @@ from meterhub.storage.sides import NO_POINT, sides
 from meterhub.storage.tables import hour_marks
 from meterhub.times import DAY_US, HOUR_US
 
-DAY0 = 20_479  # 2026-01-26, the last day of block 639: the days read cross into block 640
+DAY0 = 20_484  # 2026-01-31: the days read cross from block 672 (January 2026) into 673
 T0 = DAY0 * DAY_US
 MINUTE = 60_000_000
 DAYS = 3
@@ -68,26 +68,26 @@ def assert_made_anew_alike(engine: Engine) -> dict[tuple[int, int], hour_marks_.
 def test_hour_marks_are_the_hours_of_their_blocks_rollups(engine: Engine) -> None:
     fill(engine)
     kept = assert_made_anew_alike(engine)
-    assert sorted(kept) == [(t, b) for t in (DENSE, SPARSE, GONE, GAUGE) for b in (639, 640)]
-    dense = kept[DENSE, 639]
+    assert sorted(kept) == [(t, b) for t in (DENSE, SPARSE, GONE, GAUGE) for b in (672, 673)]
+    dense = kept[DENSE, 672]
     assert len(dense.start) == 24  # DAY0's hours; the newest point, never moved, is a row
     assert dense.first_ts[5] == T0 + 5 * HOUR_US + 7_000
-    assert not len(kept[SPARSE, 639].start)  # rolled up empty: none
-    assert not len(kept[GAUGE, 639].start) + len(kept[GAUGE, 640].start)  # not a register
-    assert int(kept[DENSE, 640].flagged.sum()) == 1
+    assert not len(kept[SPARSE, 672].start)  # rolled up empty: none
+    assert not len(kept[GAUGE, 672].start) + len(kept[GAUGE, 673].start)  # not a register
+    assert int(kept[DENSE, 673].flagged.sum()) == 1
 
     with engine.begin() as conn:  # late points into a compacted day
         write_points(conn, [Point(DENSE, T0 + 5 * HOUR_US + 10, 399.5), Point(DENSE, T0, 2.0)])
     compact(engine, settle_us=0, now=T0 + (DAYS + 1) * DAY_US)
     kept = assert_made_anew_alike(engine)
-    assert kept[DENSE, 639].first_ts[5] == T0 + 5 * HOUR_US + 10
-    assert kept[DENSE, 639].first[5] == 399.5
-    assert kept[DENSE, 639].first_ts[0] == T0
-    assert kept[DENSE, 639].first[0] == 2.0
+    assert kept[DENSE, 672].first_ts[5] == T0 + 5 * HOUR_US + 10
+    assert kept[DENSE, 672].first[5] == 399.5
+    assert kept[DENSE, 672].first_ts[0] == T0
+    assert kept[DENSE, 672].first[0] == 2.0
     with engine.begin() as conn:  # a fall without a flag: the day no longer rises
         write_points(conn, [Point(DENSE, T0 + 5 * HOUR_US + 20, 1.0)])
     compact(engine, settle_us=0, now=T0 + (DAYS + 1) * DAY_US)
-    assert not len(assert_made_anew_alike(engine)[DENSE, 639].start)
+    assert not len(assert_made_anew_alike(engine)[DENSE, 672].start)
 
     with engine.begin() as conn:  # an upgraded database: no marks yet
         conn.execute(delete(hour_marks))
@@ -99,7 +99,23 @@ def test_hour_marks_are_the_hours_of_their_blocks_rollups(engine: Engine) -> Non
         assert {tag for tag, _ in stored(conn)} == {DENSE, SPARSE, GAUGE}
     drop_before(engine, DAY0 + 1)  # the block of the days dropped loses its marks
     with engine.connect() as conn:
-        assert sorted(stored(conn)) == [(DENSE, 640), (SPARSE, 640), (GAUGE, 640)]
+        assert sorted(stored(conn)) == [(DENSE, 673), (SPARSE, 673), (GAUGE, 673)]
+
+
+def test_a_block_is_a_utc_month_alike_in_python_numpy_and_sql(engine: Engine) -> None:
+    days = [0, 30, 31, 58, 59, 20_484, 20_485, 20_512, 20_513, 21_243, 21_244, 22_279, 22_280]
+    blocks = [hour_marks_.block_of(day) for day in days]
+    assert blocks[:5] == [0, 0, 1, 1, 2]
+    assert blocks[5:] == [672, 673, 673, 674, 697, 698, 731, 732]  # 31 Jan 2026 ... 1 Jan 2031
+    for day, block in zip(days, blocks, strict=True):
+        assert hour_marks_.first_day(block) <= day < hour_marks_.first_day(block + 1)
+    times = np.array(days, np.int64) * DAY_US + DAY_US - 1
+    assert hour_marks_.blocks_of(times).tolist() == blocks
+    starts = hour_marks_.starts_of(np.array(blocks, np.int64))
+    assert (starts == [hour_marks_.first_day(b) * DAY_US for b in blocks]).all()
+    of_day = hour_marks_.BLOCK_OF_DAY[engine.dialect.name].format(day=":day")
+    with engine.connect() as conn:
+        assert [conn.execute(text(f"SELECT {of_day}"), {"day": d}).scalar() for d in days] == blocks
 
 
 def test_neighbours_of_hour_boundaries_are_near_s(engine: Engine) -> None:

@@ -196,18 +196,19 @@ def roll_up_unrolled(engine: Engine, *, stop: threading.Event | None = None) -> 
     return len(pending)
 
 
-_UNMARKED = text(f"""
-SELECT DISTINCT c.tag_id, c.day / {marks.BLOCK_DAYS} FROM chunks c
-LEFT JOIN hour_marks m ON m.tag_id = c.tag_id AND m.block = c.day / {marks.BLOCK_DAYS}
+_UNMARKED = """
+SELECT DISTINCT c.tag_id, {block} FROM chunks c
+LEFT JOIN hour_marks m ON m.tag_id = c.tag_id AND m.block = {block}
 WHERE m.tag_id IS NULL ORDER BY 1, 2
-""")
+"""
 
 
 def mark_unmarked(engine: Engine, *, stop: threading.Event | None = None) -> int:
     """Make the hour marks of blocks compacted before marks existed (a database upgraded
     from an earlier version); the number of blocks marked."""
+    of_day = marks.BLOCK_OF_DAY[engine.dialect.name].format(day="c.day")
     with engine.begin() as conn:
-        pending = conn.execute(_UNMARKED).all()
+        pending = conn.execute(text(_UNMARKED.format(block=of_day))).all()
     for first in range(0, len(pending), 100):
         if stop is not None and stop.is_set():
             break

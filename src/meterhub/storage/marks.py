@@ -1,11 +1,12 @@
-"""Hour marks: per tag and block of 32 UTC days, each hour's first and last point and whether
-it holds flagged points, taken from the hourly rollups of the block's chunks.
+"""Hour marks: per tag and UTC calendar month (a *block*), each hour's first and last point
+and whether it holds flagged points, taken from the hourly rollups of the block's chunks.
 
 A time-of-use bill reads a meter's register at dozens of period boundaries a month, nearly
 all of them on the hour. Between two hours' points the neighbours of such an instant are the
 last point of one hour and the first of the next, which one row of marks per block answers
-without the block's chunks: a month of meters is read in a few rows a meter instead of a
-chunk a day (``sides``).
+without the block's chunks: a month of meters is read in a row or two a meter instead of a
+chunk a day (``sides``). Blocks are months so that a monthly bill decodes about its own
+month of hours; a bill's ends in a neighbouring month are read from their chunks.
 
 The marks of a block are its days' rollups taken together (days with an empty rollup, too
 few points to roll up, have none, and so do days that do not rise as a register does), kept
@@ -18,18 +19,29 @@ blocks it drops days of, so marks never answer for a day without its chunk.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date, timedelta
 from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+from pcodec.standalone import simple_decompress_into
 from sqlalchemy import Connection, delete, select
 
 from meterhub.storage import rollups
-from meterhub.storage.codec import pack, unpack_floats, unpack_ints
+from meterhub.storage.codec import pack
 from meterhub.storage.tables import chunks, hour_marks
 from meterhub.times import DAY_US, HOUR_US
 
-BLOCK_DAYS = 32
+MOST_HOURS = 31 * 24
+"""Hours of a block at most."""
+EPOCH = date(1970, 1, 1)
+BLOCK_OF_DAY = {
+    "sqlite": "((CAST(strftime('%Y', {day} * 86400, 'unixepoch') AS INTEGER) - 1970) * 12"
+    " + CAST(strftime('%m', {day} * 86400, 'unixepoch') AS INTEGER) - 1)",
+    "postgresql": "CAST((extract(year FROM date '1970-01-01' + {day}) - 1970) * 12"
+    " + extract(month FROM date '1970-01-01' + {day}) - 1 AS integer)",
+}
+"""``block_of`` in each database's SQL, of the day number ``{day}``."""
 
 Ints = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -62,35 +74,99 @@ class Marks(NamedTuple):
 
 
 def block_of(day: int) -> int:
-    return day // BLOCK_DAYS
+    """The block (months since January 1970) holding UTC ``day`` (days since 1970)."""
+    found = EPOCH + timedelta(days=day)
+    return (found.year - 1970) * 12 + found.month - 1
+
+
+def first_day(block: int) -> int:
+    """The first UTC day of ``block``."""
+    years, month = divmod(block, 12)
+    return (date(1970 + years, month + 1, 1) - EPOCH).days
+
+
+def blocks_of(times: Ints) -> Ints:
+    """The block of each µs time."""
+    months: Ints = times.astype("datetime64[us]").astype("datetime64[M]").astype(np.int64)
+    return months
+
+
+def starts_of(blocks: Ints) -> Ints:
+    """The µs each block starts at."""
+    starts: Ints = blocks.astype("datetime64[M]").astype("datetime64[us]").astype(np.int64)
+    return starts
+
+
+ABSENT = -1
+"""The flagged points of an hour without marks, in a block's stored rows."""
 
 
 def encode(marks: Marks, block: int) -> tuple[bytes, bytes]:
+    """A block's marks as rows, one per hour of the block up to its last marked one: flagged
+    points (``ABSENT`` for an hour without marks), first and last µs from the hour's start
+    (ints); first and last value (floats). Compressed at pcodec's level 4, whose blocks decode
+    a fifth to two fifths faster than at 8, for 1% to 6% more bytes."""
     if not len(marks.start):
         return b"", b""
-    ints = np.concatenate(
-        [
-            (marks.start - block * BLOCK_DAYS * DAY_US) // HOUR_US,
-            marks.flagged,
-            marks.first_ts - marks.start,
-            marks.last_ts - marks.start,
-        ]
-    )
-    return pack(ints), pack(np.concatenate([marks.first, marks.last]))
-
-
-def stored(int_blob: bytes, float_blob: bytes) -> tuple[Ints, Floats]:
-    """A block's marks as ``encode`` stores them: rows of the hour in the block, flagged
-    points, first and last µs from the hour's start; rows of first and last value."""
-    return unpack_ints(int_blob).reshape(4, -1), unpack_floats(float_blob).reshape(2, -1)
+    hour = (marks.start - first_day(block) * DAY_US) // HOUR_US
+    ints = np.zeros((int(hour[-1]) + 1, 3), np.int64)
+    ints[:, 0] = ABSENT
+    ints[hour] = np.stack([marks.flagged, marks.first_ts, marks.last_ts], 1)
+    ints[hour, 1:] -= marks.start[:, None]
+    floats = np.zeros((len(ints), 2), np.float64)
+    floats[hour] = np.stack([marks.first, marks.last], axis=1)
+    return pack(ints.reshape(-1), level=4), pack(floats.reshape(-1), level=4)
 
 
 def decode(block: int, int_blob: bytes, float_blob: bytes) -> Marks:
     if not int_blob:
         return Marks.empty()
-    (hour, flagged, first_ts, last_ts), (first, last) = stored(int_blob, float_blob)
-    start = block * BLOCK_DAYS * DAY_US + hour * HOUR_US
-    return Marks(start, flagged, start + first_ts, start + last_ts, first, last)
+    rows = Rows.of([(int_blob, float_blob)])
+    hour = np.flatnonzero(rows.flagged[: rows.sizes[0]] != ABSENT)
+    start = first_day(block) * DAY_US + hour * HOUR_US
+    return Marks(
+        start,
+        rows.flagged[hour],
+        start + rows.first_ts[hour],
+        start + rows.last_ts[hour],
+        rows.first[hour],
+        rows.last[hour],
+    )
+
+
+class Rows(NamedTuple):
+    """Stored blocks decoded: block ``n``'s row of hour ``h`` is row ``n * MOST_HOURS + h``
+    of each column, for ``h`` below ``sizes[n]`` (rows past it are undefined)."""
+
+    sizes: Ints
+    flagged: Ints
+    first_ts: Ints
+    last_ts: Ints
+    first: Floats
+    last: Floats
+
+    @classmethod
+    def of(cls, blobs: Sequence[tuple[bytes, bytes]]) -> Rows:
+        """The stored marks ``(int_blob, float_blob)`` of non-empty blocks, each decoded in
+        place; ``ValueError`` for blobs that do not hold a block's rows."""
+        ints = np.empty((len(blobs) * MOST_HOURS + 1, 3), np.int64)  # untouched pages are free
+        floats = np.empty((len(blobs) * MOST_HOURS + 1, 2), np.float64)
+        sizes = np.empty(len(blobs), np.int64)
+        for n, (int_blob, float_blob) in enumerate(blobs):
+            at = slice(n * MOST_HOURS, (n + 1) * MOST_HOURS + 1)  # a spare row: overflow
+            sizes[n] = _decoded(int_blob, ints[at])
+            if _decoded(float_blob, floats[at]) != sizes[n]:
+                raise ValueError("a block's values are not its hours'")
+        return cls(sizes, *ints.T, *floats.T)
+
+
+def _decoded(blob: bytes, into: npt.NDArray[Any]) -> int:
+    """Decode ``blob`` into the rows of ``into``, in place: how many rows it filled."""
+    width: int = into.shape[1]
+    done = simple_decompress_into(blob, into.reshape(-1))
+    if not done.finished or done.n_processed % width or done.n_processed == into.size:
+        raise ValueError("a blob does not hold a block's rows")
+    return int(done.n_processed) // width
 
 
 def put_day(conn: Connection, tag_id: int, day: int, hours: rollups.Hours | None) -> None:
@@ -114,11 +190,10 @@ def put_day(conn: Connection, tag_id: int, day: int, hours: rollups.Hours | None
 
 def make(conn: Connection, tag_id: int, block: int) -> None:
     """Store the marks of a block that has none, from the rollups of its chunks."""
-    first = block * BLOCK_DAYS
     c = chunks.c
     query = (
         select(c.day, c.stamp)
-        .where(c.tag_id == tag_id, c.day >= first, c.day < first + BLOCK_DAYS)
+        .where(c.tag_id == tag_id, c.day >= first_day(block), c.day < first_day(block + 1))
         .order_by(c.day)
     )
     held = rollups.load(conn, tag_id, [(day, stamp) for day, stamp in conn.execute(query)])

@@ -25,7 +25,6 @@ from sqlalchemy import Connection
 from meterhub.db import driver_rows
 from meterhub.storage import marks
 from meterhub.storage.codec import Columns, unpack_floats_joined, unpack_ints
-from meterhub.storage.marks import Marks
 from meterhub.storage.points import Point
 from meterhub.storage.series import Near, near
 from meterhub.times import DAY_US, HOUR_US
@@ -39,8 +38,6 @@ SIDES_TAGS = 2_000
 _DAY_BITS = 37  # µs within a UTC day fit in 37 bits
 _TAG_DAY_BITS = 20  # days since 1970 fit in 20 bits for the next two thousand years
 _DAY_MASK = (1 << _TAG_DAY_BITS) - 1
-
-_BLOCK_US = marks.BLOCK_DAYS * DAY_US
 
 Ints = npt.NDArray[np.int64]
 Marked = npt.NDArray[np.bool_]
@@ -129,92 +126,78 @@ def _fill(conn: Connection, tags: Ints, times: Ints, where: Ints, found: Sides) 
         _put(found.after, where[slow], answers.after)
 
 
-_SEGMENT_BITS = 42  # µs within a block of marks fit in 42 bits
 _MARKS_FROM = 3
 """Instants a (tag, block) is asked at for its hour marks to be read: fewer read their days'
 chunks, whose value columns decode faster than a block's marks."""
 
 
 def _from_marks(conn: Connection, tags: Ints, times: Ints, where: Ints, found: Sides) -> Marked:
-    """Instants between two hours' points of a day with hour marks: both sides from the
-    marks, into ``found``; which instants were answered."""
-    blocks = times // _BLOCK_US
+    """Instants the hour marks answer, both sides from them into ``found``: at an hour's first
+    or last point, before its first with the hour before marked, or after its last with the
+    hour after marked (no point lies between two marked hours' points); which instants
+    were answered."""
+    blocks = marks.blocks_of(times)
     keys = tags << _TAG_DAY_BITS | blocks.clip(0, _DAY_MASK)
     in_range = (blocks >= 0) & (blocks <= _DAY_MASK)
     pairs, asked = np.unique(keys[in_range], return_counts=True)
-    held = _marks(conn, pairs[asked >= _MARKS_FROM]) if (asked >= _MARKS_FROM).any() else None
+    wanted = pairs[asked >= _MARKS_FROM]
+    held = _marks(conn, wanted) if len(wanted) else None
     if held is None:
         return np.zeros(len(times), bool)
-    pair_keys, marks = held
+    pair_keys, rows = held
     r = np.searchsorted(pair_keys, keys).clip(max=len(pair_keys) - 1)
-    origin = (r << _SEGMENT_BITS) - blocks * _BLOCK_US  # a time's key less the time
-    at = times + origin
-    day_start = times // DAY_US * DAY_US + origin
-    last = len(marks.start) - 1
-    lo = np.searchsorted(marks.start, day_start)  # the day's first hour, and its last
-    hi = np.searchsorted(marks.start, day_start + DAY_US) - 1
-    has_hours = lo <= hi
-    lo, hi = lo.clip(max=last), hi.clip(min=0)
-    before = (np.searchsorted(marks.first_ts, at, "right") - 1).clip(min=0)
-    after = np.searchsorted(marks.last_ts, at).clip(max=last)
-    last_before = marks.last_ts[before] <= at
-    first_after = marks.first_ts[after] >= at
-    answered: Marked = (
-        in_range
-        & (pair_keys[r] == keys)
-        & has_hours
-        & (marks.first_ts[lo] <= at)
-        & (at <= marks.last_ts[hi])
-        & (last_before | (marks.first_ts[before] == at))
-        & (first_after | (marks.last_ts[after] == at))
-        & (marks.flagged[before] == 0)
-        & (marks.flagged[after] == 0)
-    )
+    hour_start = times // HOUR_US * HOUR_US
+    hour = (hour_start - marks.starts_of(blocks)) // HOUR_US
+    size = rows.sizes[r]
+    held_at = in_range & (pair_keys[r] == keys) & (hour < size)
+    i = np.where(held_at, r * marks.MOST_HOURS + hour, 0)
+    at = times - hour_start
+    first_ts, last_ts = rows.first_ts[i], rows.last_ts[i]
+    on_first, on_last = at == first_ts, at == last_ts
+    early = (at < first_ts) & (hour > 0)
+    late = (at > last_ts) & (hour + 1 < size)
+    early &= rows.flagged[(i - 1).clip(min=0)] == 0
+    late &= rows.flagged[i + 1] == 0
+    answered: Marked = held_at & (rows.flagged[i] == 0) & (on_first | on_last | early | late)
     which = np.flatnonzero(answered)
-    before, after, at, origin = before[which], after[which], at[which], origin[which]
-    for side, ts, value in (
-        (
-            found.before,
-            np.where(last_before[which], marks.last_ts[before], at),
-            np.where(last_before[which], marks.last[before], marks.first[before]),
-        ),
-        (
-            found.after,
-            np.where(first_after[which], marks.first_ts[after], at),
-            np.where(first_after[which], marks.first[after], marks.last[after]),
-        ),
-    ):
-        _put(side, where[which], Columns(ts - origin, value, np.zeros(len(which), np.int16)))
+    i, start = i[which], hour_start[which]
+    on_first, early, late = on_first[which], early[which], late[which]
+    point = Columns(  # the instant's own point, at its hour's first or last
+        start + np.where(on_first, first_ts[which], last_ts[which]),
+        np.where(on_first, rows.first[i], rows.last[i]),
+        np.zeros(len(which), np.int16),
+    )
+    before = Columns(point.ts.copy(), point.value.copy(), point.quality)
+    after = Columns(point.ts.copy(), point.value.copy(), point.quality)
+    e = np.flatnonzero(early)  # the hour before's last, then the hour's first
+    before.ts[e] = start[e] - HOUR_US + rows.last_ts[i[e] - 1]
+    before.value[e] = rows.last[i[e] - 1]
+    after.ts[e], after.value[e] = start[e] + first_ts[which][e], rows.first[i[e]]
+    n = np.flatnonzero(late)  # the hour's last, then the hour after's first
+    before.ts[n], before.value[n] = start[n] + last_ts[which][n], rows.last[i[n]]
+    after.ts[n] = start[n] + HOUR_US + rows.first_ts[i[n] + 1]
+    after.value[n] = rows.first[i[n] + 1]
+    _put(found.before, where[which], before)
+    _put(found.after, where[which], after)
     return answered
 
 
-def _marks(conn: Connection, wanted: Ints) -> tuple[Ints, Marks] | None:
-    """The marks of the (tag, block) pairs ``wanted`` (as keys, ascending) that exist, laid
-    end to end with every time keyed by the pair's place and its µs within the block; and
-    the pairs' keys. ``None`` if none exists."""
+def _marks(conn: Connection, wanted: Ints) -> tuple[Ints, marks.Rows] | None:
+    """The stored marks of the (tag, block) pairs ``wanted`` (as keys, ascending) that hold
+    any, decoded; and those pairs' keys. ``None`` if none does."""
     tags, blocks = np.unique(wanted >> _TAG_DAY_BITS), np.unique(wanted & _DAY_MASK)
     if len(tags) * len(blocks) > _CROSS * len(wanted):
         rows = _fetch(conn, _MARKS_OF_PAIRS, wanted >> _TAG_DAY_BITS, wanted & _DAY_MASK)
     else:
         rows = _select(conn, _MARKS, tags, blocks)
     asked = set(wanted.tolist())
-    ints, floats, keys = [], [], []
+    keys, blobs = [], []
     for tag, block, int_blob, float_blob in rows:
         key = tag << _TAG_DAY_BITS | block
         if int_blob and key in asked:
-            found = marks.stored(bytes(int_blob), bytes(float_blob))
-            ints.append(found[0])
-            floats.append(found[1])
             keys.append(key)
-    if not keys:
-        return None
-    hour, flagged, first_ts, last_ts = np.concatenate(ints, axis=1)
-    first, last = np.concatenate(floats, axis=1)
-    sizes = [len(column[0]) for column in ints]
-    start = np.repeat(np.arange(len(keys), dtype=np.int64) << _SEGMENT_BITS, sizes)
-    start += hour * HOUR_US
-    found_marks = Marks(start, flagged, start + first_ts, start + last_ts, first, last)
-    return np.array(keys, np.int64), found_marks
+            blobs.append((bytes(int_blob), bytes(float_blob)))
+    return (np.array(keys, np.int64), marks.Rows.of(blobs)) if keys else None
 
 
 class _Chunks(NamedTuple):

@@ -123,7 +123,7 @@ hour_marks = Table(
     Column("float_blob", LargeBinary, nullable=False),
     PrimaryKeyConstraint("tag_id", "block", name="pk_hour_marks"),
 )
-"""Each hour's first and last point of a tag's block of 32 UTC days (``storage.marks``),
+"""Each hour's first and last point of a tag's block, a UTC calendar month (``storage.marks``),
 taken from the rollups of the block's chunks."""
 
 storage_state = Table(
