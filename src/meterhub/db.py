@@ -6,6 +6,7 @@ import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Connection, MetaData, event
@@ -74,6 +75,11 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
             yield conn
         finally:
             conn.rollback()
+
+
+sqlite3.register_adapter(Decimal, str)
+"""sqlite3 binds a ``Decimal`` as its exact text, which a NUMERIC column stores as a number
+(without this it refuses one)."""
 
 
 def _sqlite_pragmas(dbapi_connection: sqlite3.Connection, _record: Any) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import tzinfo
 from decimal import Decimal
 from typing import Any
@@ -26,7 +26,7 @@ from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from meterhub.billing.consumption import register_value, registers, usage
-from meterhub.billing.tables import bill_items, billing_runs, billing_tasks, bills
+from meterhub.billing.tables import billing_runs, billing_tasks, bills
 from meterhub.billing.tariff_store import project_tariffs
 from meterhub.billing.tariffs import text as text_of
 from meterhub.billing.tasks import Task, get_task
@@ -401,13 +401,16 @@ def _bill(
 
 
 BILL_COLUMNS = tuple(c.name for c in bills.columns if c.name != "id")
-ITEM_COLUMNS = tuple(c.name for c in bill_items.columns)
-ITEM_FIELDS = tuple(f.name for f in fields(Item))
+ITEM_COLUMNS = (
+    *("bill_id", "seq", "period", "start_register", "end_register", "consumption"),
+    *("price", "charge", "estimated", "note"),
+)
 
 
 def _insert_bills(conn: Connection, rows: list[dict[str, Any]]) -> None:
     """Insert bills; one already there for (task, device, period end) is left as it is."""
-    _insert(conn, "bills", BILL_COLUMNS, "task_key, device_pk, to_time", rows)
+    values = [tuple(map(row.get, BILL_COLUMNS)) for row in rows]
+    _insert(conn, "bills", BILL_COLUMNS, "task_key, device_pk, to_time", values)
 
 
 def _insert_items(
@@ -423,8 +426,18 @@ def _insert_items(
         bills.c.device_pk.between(min(items), max(items)),
     )
     rows = [
-        {name: getattr(item, name) for name in ITEM_FIELDS}
-        | {"bill_id": bill_id, "price": text_of(item.price)}
+        (
+            bill_id,
+            item.seq,
+            item.period,
+            item.start_register,
+            item.end_register,
+            item.consumption,
+            text_of(item.price),
+            item.charge,
+            item.estimated,
+            item.note,
+        )
         for bill_id, device_pk in conn.execute(query)
         if device_pk in items
         for item in items[device_pk]
@@ -433,12 +446,10 @@ def _insert_items(
 
 
 def _insert(
-    conn: Connection, table: str, columns: Sequence[str], key: str, rows: list[dict[str, Any]]
+    conn: Connection, table: str, columns: Sequence[str], key: str, rows: list[tuple[Any, ...]]
 ) -> None:
-    """Insert ``rows`` into ``table``, leaving a row whose ``key`` is there already as it is.
-
-    Straight through the driver's executemany: the rows are plain values already.
-    """
+    """Insert ``rows`` (values of ``columns``) into ``table``, leaving a row whose ``key`` is
+    there already as it is; straight through the driver's executemany."""
     if not rows:
         return
     marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
@@ -446,13 +457,4 @@ def _insert(
         f"INSERT INTO {table} ({', '.join(columns)}) "
         f"VALUES ({', '.join([marker] * len(columns))}) ON CONFLICT ({key}) DO NOTHING"
     )
-    as_text = conn.dialect.name == "sqlite"  # sqlite3 cannot bind Decimal
-    conn.exec_driver_sql(
-        sql,
-        [
-            tuple(
-                str(v) if as_text and isinstance(v, Decimal) else v for v in map(row.get, columns)
-            )
-            for row in rows
-        ],
-    )
+    conn.exec_driver_sql(sql, rows)

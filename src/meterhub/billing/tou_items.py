@@ -133,8 +133,8 @@ def tou_bills(
     registers = milli[:, ends_at].tolist()  # the bill's start and end, then each item's
     bills = []
     for i, row_totals in enumerate(totals):
-        start, end, *item_ends = (Decimal(m).scaleb(-3) for m in registers[i])
-        consumption = [Decimal(total).scaleb(-3) for total in row_totals]
+        start, end, *item_ends = [Decimal(m) * REGISTER_STEP for m in registers[i]]
+        consumption = [Decimal(total) * REGISTER_STEP for total in row_totals]
         amounts, _, charge = tariff.amounts(consumption)
         notes = {}
         if estimated[i]:
@@ -154,19 +154,19 @@ def tou_bills(
             )
             for n, (p, ks) in enumerate(layout)
         ]
-        found = rules.get(i, set())
-        if unexplained[i]:
-            found.add(REGISTER_DECREASED_UNEXPLAINED)
+        found = rules.get(i, ())
+        rule = None
+        if unexplained[i] or REGISTER_DECREASED_UNEXPLAINED in found:
+            rule = REGISTER_DECREASED_UNEXPLAINED
+        elif REGISTER_RESET in found:
+            rule = REGISTER_RESET
         bills.append(
             TouBill(
                 start=start,
                 end=end,
                 consumption=sum(consumption, Decimal(0)),
                 charge=charge,
-                rule=next(
-                    (r for r in (REGISTER_DECREASED_UNEXPLAINED, REGISTER_RESET) if r in found),
-                    None,
-                ),
+                rule=rule,
                 estimated=estimated[i],
                 items=items,
             )
