@@ -58,6 +58,38 @@ def driver_rows(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
         return list(cursor.fetchall())
 
 
+def insert_rows(
+    conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """Insert ``rows`` (values of ``columns``) into ``table`` in bulk: on PostgreSQL one COPY;
+    on SQLite statements of up to ``_SQLITE_ROWS`` rows each, of a few distinct sizes, so
+    the driver keeps each prepared (several times quicker than a statement a row). A row
+    whose key is taken fails them all."""
+    if not rows:
+        return
+    names = ", ".join(columns)
+    driver: Any = conn.connection.driver_connection
+    with contextlib.closing(driver.cursor()) as cursor:
+        if conn.dialect.name == "postgresql":
+            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return
+        width = len(columns)
+        full = min(_SQLITE_ROWS, driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+        done = 0
+        while done < len(rows):
+            left = len(rows) - done
+            size = full if left >= full else 1 << (left.bit_length() - 1)
+            values = ", ".join([f"({', '.join('?' * width)})"] * size)
+            params = [value for row in rows[done : done + size] for value in row]
+            cursor.execute(f"INSERT INTO {table} ({names}) VALUES {values}", params)
+            done += size
+
+
+_SQLITE_ROWS = 256
+
+
 @contextmanager
 def snapshot(engine: Engine) -> Iterator[Connection]:
     """A connection whose statements all see the database as of its first one, for reads of

@@ -32,6 +32,7 @@ from meterhub.billing.tariffs import text as text_of
 from meterhub.billing.tasks import Task, get_task
 from meterhub.billing.tou import AnyTariff, TouTariff
 from meterhub.billing.tou_items import Item, Plan, TouBill, tou_bills
+from meterhub.db import insert_rows
 from meterhub.errors import InvalidInput
 from meterhub.registry.channels import DeviceType
 from meterhub.registry.projects import Project, get_project
@@ -178,7 +179,7 @@ def bill_devices(
             )
         items = {row["device_pk"]: row.pop("items") for row in rows if "items" in row}
         _insert_bills(conn, rows)
-        _insert_items(conn, task.key, scheduled_at, items)
+        _insert_items(conn, task.key, scheduled_at, run_id, items)
         billed += len(rows)
         skipped += passed
     return billed, skipped
@@ -414,16 +415,18 @@ def _insert_bills(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def _insert_items(
-    conn: Connection, task_key: str, end: int, items: Mapping[int, list[Item]]
+    conn: Connection, task_key: str, end: int, run_id: int, items: Mapping[int, list[Item]]
 ) -> None:
-    """Insert the items of the bills (of ``task_key`` ending at ``end``) of each device pk;
-    a bill's items already there are left as they are (key: bill, seq)."""
+    """Insert the items of the bills (of ``task_key`` ending at ``end``) that run ``run_id``
+    just wrote, of each device pk; a bill found there already, another run's, keeps the
+    items it has."""
     if not items:
         return
     query = select(bills.c.id, bills.c.device_pk).where(
         bills.c.task_key == task_key,
         bills.c.to_time == end,
         bills.c.device_pk.between(min(items), max(items)),
+        bills.c.run_id == run_id,
     )
     rows = [
         (
@@ -442,7 +445,7 @@ def _insert_items(
         if device_pk in items
         for item in items[device_pk]
     ]
-    _insert(conn, "bill_items", ITEM_COLUMNS, "bill_id, seq", rows)
+    insert_rows(conn, "bill_items", ITEM_COLUMNS, rows)
 
 
 def _insert(

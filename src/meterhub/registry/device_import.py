@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection
 
+from meterhub.db import insert_rows
 from meterhub.errors import InvalidInput
 from meterhub.registry.channels import Channel, DeviceType, tag_key
 from meterhub.registry.devices import (
@@ -419,7 +419,7 @@ def _create(
             )
             for device_id, s in batch
         ]
-        _insert(conn, "devices", (*_NEW_DEVICE, "created_at"), device_rows)
+        insert_rows(conn, "devices", (*_NEW_DEVICE, "created_at"), device_rows)
         channels = [
             (device_id, device_channels(s.type, models.get(s.wiring.model or "")))
             for device_id, s in batch
@@ -462,7 +462,7 @@ def _attach_tags(
         for key, (pk, channel) in wanted.items()
         if key not in left
     ]
-    _insert(conn, "tags", _NEW_TAG, rows)
+    insert_rows(conn, "tags", _NEW_TAG, rows)
 
 
 def _update(conn: Connection, changed: Sequence[tuple[int, _State, _State]]) -> None:
@@ -517,41 +517,3 @@ def _execute_many(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -
         sql = sql.replace("?", "%s")
     with _cursor(conn) as cursor:
         cursor.executemany(sql, rows)
-
-
-def _insert(
-    conn: Connection, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """Insert ``rows`` (PostgreSQL: one COPY; SQLite: statements of many rows each, as
-    ``registry.tags.create_tags`` does)."""
-    if not rows:
-        return
-    names = ", ".join(columns)
-    with _cursor(conn) as cursor:
-        if conn.dialect.name == "postgresql":
-            with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            return
-        _insert_sqlite(cursor, table, names, rows)
-
-
-_SQLITE_ROWS = 256
-
-
-def _insert_sqlite(
-    cursor: sqlite3.Cursor, table: str, names: str, rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """Statements of up to ``_SQLITE_ROWS`` rows (a few distinct sizes, so the driver keeps
-    each prepared)."""
-    width = len(rows[0])
-    limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-    full = min(_SQLITE_ROWS, limit // width)
-    done = 0
-    while done < len(rows):
-        left = len(rows) - done
-        size = full if left >= full else 1 << (left.bit_length() - 1)
-        values = ", ".join([f"({', '.join('?' * width)})"] * size)
-        params = [value for row in rows[done : done + size] for value in row]
-        cursor.execute(f"INSERT INTO {table} ({names}) VALUES {values}", params)
-        done += size

@@ -7,9 +7,7 @@ is also ``{"tagName": "kW", "parentObjectId": "44"}``.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -17,7 +15,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Select, delete, func, select, update
 
-from meterhub.db import driver_rows
+from meterhub.db import driver_rows, insert_rows
 from meterhub.errors import InvalidInput, SourceInactive, UnknownTag
 from meterhub.registry.tables import tags
 from meterhub.times import now_us
@@ -179,40 +177,14 @@ def create_tags(conn: Connection, source_id: str | None, specs: Sequence[TagSpec
         )
         for key, t in zip(keys, new, strict=True)
     ]
-    driver = conn.connection.driver_connection
-    with contextlib.closing(driver.cursor()) as cursor:  # type: ignore[union-attr]
-        if conn.dialect.name == "postgresql":
-            with cursor.copy(f"COPY tags ({_COLUMNS}, kind, active) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row((*row, "gauge", True))
-        else:
-            _insert_sqlite(cursor, rows)
+    insert_rows(conn, "tags", _COLUMNS, [(*row, "gauge", True) for row in rows])
 
 
 _COLUMNS = (
-    "key, source_id, unit, value_type, scale, attributes, tag_name, parent_object_id, created_at"
+    *("key", "source_id", "unit", "value_type", "scale", "attributes", "tag_name"),
+    *("parent_object_id", "created_at", "kind", "active"),
 )
-"""The columns of a new tag's row, in ``create_tags``' order (then ``kind`` and ``active``)."""
-
-
-def _insert_sqlite(cursor: sqlite3.Cursor, rows: list[tuple[Any, ...]]) -> None:
-    """Insert tag rows by statements of up to ``_SQLITE_ROWS`` rows (a few distinct sizes, so
-    the driver keeps each prepared): several times quicker than a statement a row."""
-    width = len(rows[0])
-    full = min(
-        _SQLITE_ROWS, cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width
-    )
-    done = 0
-    while done < len(rows):
-        left = len(rows) - done
-        size = full if left >= full else 1 << (left.bit_length() - 1)
-        values = ", ".join([f"({', '.join('?' * width)}, 'gauge', TRUE)"] * size)
-        params = [value for row in rows[done : done + size] for value in row]
-        cursor.execute(f"INSERT INTO tags ({_COLUMNS}, kind, active) VALUES {values}", params)
-        done += size
-
-
-_SQLITE_ROWS = 256
+"""The columns of a new tag's row, in ``create_tags``' order."""
 
 
 def _taken(conn: Connection, keys: Collection[str]) -> list[str]:
