@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import tzinfo
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -43,8 +42,7 @@ from meterhub.storage.sides import Sides
 from meterhub.times import iso
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(NamedTuple):
     """One period of a bill: the register at its first and last instant in the bill, its
     consumption over all its stretches, its price and charge (shown rounded to cents)."""
 
@@ -74,8 +72,7 @@ class Item:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class TouBill:
+class TouBill(NamedTuple):
     start: Decimal
     end: Decimal
     consumption: Decimal
@@ -131,28 +128,29 @@ def tou_bills(
     layout = [(p, ks.tolist()) for p, ks in plan.parts.items()]
     ends_at = [0, width - 1, *(k for _, ks in layout for k in (ks[0], ks[-1] + 1))]
     registers = milli[:, ends_at].tolist()  # the bill's start and end, then each item's
+    periods = [(n, p, tariff.periods[p], ks) for n, (p, ks) in enumerate(layout)]
     bills = []
     for i, row_totals in enumerate(totals):
         start, end, *item_ends = [Decimal(m) * REGISTER_STEP for m in registers[i]]
         consumption = [Decimal(total) * REGISTER_STEP for total in row_totals]
         amounts, _, charge = tariff.amounts(consumption)
-        notes = {}
+        notes = None
         if estimated[i]:
             around = sides.take(slice(firsts[i], firsts[i] + width))
             notes = _notes(Registers(milli[i], how[i]), around, plan.instants, zone)
-        items = [
+        items = [  # positional: in Item's field order
             Item(
-                period=tariff.periods[p].name,
-                seq=p,
-                start_register=item_ends[2 * n],
-                end_register=item_ends[2 * n + 1],
-                consumption=consumption[p],
-                price=tariff.periods[p].price,
-                charge=cents(amounts[p]),
-                estimated=held_in[i][p],
-                note=_said(notes, ks) if notes else None,
+                period.name,
+                p,
+                item_ends[2 * n],
+                item_ends[2 * n + 1],
+                consumption[p],
+                period.price,
+                cents(amounts[p]),
+                held_in[i][p],
+                _said(notes, ks) if notes else None,
             )
-            for n, (p, ks) in enumerate(layout)
+            for n, p, period, ks in periods
         ]
         found = rules.get(i, ())
         rule = None
@@ -160,17 +158,8 @@ def tou_bills(
             rule = REGISTER_DECREASED_UNEXPLAINED
         elif REGISTER_RESET in found:
             rule = REGISTER_RESET
-        bills.append(
-            TouBill(
-                start=start,
-                end=end,
-                consumption=sum(consumption, Decimal(0)),
-                charge=charge,
-                rule=rule,
-                estimated=estimated[i],
-                items=items,
-            )
-        )
+        total = Decimal(sum(row_totals)) * REGISTER_STEP
+        bills.append(TouBill(start, end, total, charge, rule, estimated[i], items))
     return bills
 
 
