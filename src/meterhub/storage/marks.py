@@ -122,42 +122,36 @@ def decode(block: int, int_blob: bytes, float_blob: bytes) -> Marks:
     if not int_blob:
         return Marks.empty()
     rows = Rows.of([(int_blob, float_blob)])
-    hour = np.flatnonzero(rows.flagged[: rows.sizes[0]] != ABSENT)
+    flagged, first_ts, last_ts = rows.ints[: rows.sizes[0]].T
+    hour = np.flatnonzero(flagged != ABSENT)
     start = first_day(block) * DAY_US + hour * HOUR_US
-    return Marks(
-        start,
-        rows.flagged[hour],
-        start + rows.first_ts[hour],
-        start + rows.last_ts[hour],
-        rows.first[hour],
-        rows.last[hour],
-    )
+    first, last = rows.values[hour].T
+    return Marks(start, flagged[hour], start + first_ts[hour], start + last_ts[hour], first, last)
 
 
 class Rows(NamedTuple):
-    """Stored blocks decoded: block ``n``'s row of hour ``h`` is row ``n * MOST_HOURS + h``
-    of each column, for ``h`` below ``sizes[n]`` (rows past it are undefined)."""
+    """Stored blocks decoded: block ``n``'s row of hour ``h`` is row ``n * MOST_HOURS + h``,
+    for ``h`` below ``sizes[n]`` (rows past it are undefined): in ``ints`` its flagged
+    points and first and last µs from the hour's start, in ``values`` its first and last
+    value."""
 
     sizes: Ints
-    flagged: Ints
-    first_ts: Ints
-    last_ts: Ints
-    first: Floats
-    last: Floats
+    ints: Ints
+    values: Floats
 
     @classmethod
     def of(cls, blobs: Sequence[tuple[bytes, bytes]]) -> Rows:
         """The stored marks ``(int_blob, float_blob)`` of non-empty blocks, each decoded in
         place; ``ValueError`` for blobs that do not hold a block's rows."""
         ints = np.empty((len(blobs) * MOST_HOURS + 1, 3), np.int64)  # untouched pages are free
-        floats = np.empty((len(blobs) * MOST_HOURS + 1, 2), np.float64)
+        values = np.empty((len(blobs) * MOST_HOURS + 1, 2), np.float64)
         sizes = np.empty(len(blobs), np.int64)
         for n, (int_blob, float_blob) in enumerate(blobs):
             at = slice(n * MOST_HOURS, (n + 1) * MOST_HOURS + 1)  # a spare row: overflow
             sizes[n] = _decoded(int_blob, ints[at])
-            if _decoded(float_blob, floats[at]) != sizes[n]:
+            if _decoded(float_blob, values[at]) != sizes[n]:
                 raise ValueError("a block's values are not its hours'")
-        return cls(sizes, *ints.T, *floats.T)
+        return cls(sizes, ints, values)
 
 
 def _decoded(blob: bytes, into: npt.NDArray[Any]) -> int:

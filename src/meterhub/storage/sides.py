@@ -152,31 +152,33 @@ def _from_marks(conn: Connection, tags: Ints, times: Ints, where: Ints, found: S
     held_at = in_range & (pair_keys[r] == keys) & (hour < size)
     i = np.where(held_at, r * marks.MOST_HOURS + hour, 0)
     at = times - hour_start
-    first_ts, last_ts = rows.first_ts[i], rows.last_ts[i]
+    flagged, first_in, last_in = rows.ints.T
+    first_value, last_value = rows.values.T
+    first_ts, last_ts = first_in[i], last_in[i]
     on_first, on_last = at == first_ts, at == last_ts
     early = (at < first_ts) & (hour > 0)
     late = (at > last_ts) & (hour + 1 < size)
-    early &= rows.flagged[(i - 1).clip(min=0)] == 0
-    late &= rows.flagged[i + 1] == 0
-    answered: Marked = held_at & (rows.flagged[i] == 0) & (on_first | on_last | early | late)
+    early &= flagged[(i - 1).clip(min=0)] == 0
+    late &= flagged[i + 1] == 0
+    answered: Marked = held_at & (flagged[i] == 0) & (on_first | on_last | early | late)
     which = np.flatnonzero(answered)
     i, start = i[which], hour_start[which]
     on_first, early, late = on_first[which], early[which], late[which]
     point = Columns(  # the instant's own point, at its hour's first or last
         start + np.where(on_first, first_ts[which], last_ts[which]),
-        np.where(on_first, rows.first[i], rows.last[i]),
+        np.where(on_first, first_value[i], last_value[i]),
         np.zeros(len(which), np.int16),
     )
     before = Columns(point.ts.copy(), point.value.copy(), point.quality)
     after = Columns(point.ts.copy(), point.value.copy(), point.quality)
     e = np.flatnonzero(early)  # the hour before's last, then the hour's first
-    before.ts[e] = start[e] - HOUR_US + rows.last_ts[i[e] - 1]
-    before.value[e] = rows.last[i[e] - 1]
-    after.ts[e], after.value[e] = start[e] + first_ts[which][e], rows.first[i[e]]
+    before.ts[e] = start[e] - HOUR_US + last_in[i[e] - 1]
+    before.value[e] = last_value[i[e] - 1]
+    after.ts[e], after.value[e] = start[e] + first_ts[which][e], first_value[i[e]]
     n = np.flatnonzero(late)  # the hour's last, then the hour after's first
-    before.ts[n], before.value[n] = start[n] + last_ts[which][n], rows.last[i[n]]
-    after.ts[n] = start[n] + HOUR_US + rows.first_ts[i[n] + 1]
-    after.value[n] = rows.first[i[n] + 1]
+    before.ts[n], before.value[n] = start[n] + last_ts[which][n], last_value[i[n]]
+    after.ts[n] = start[n] + HOUR_US + first_in[i[n] + 1]
+    after.value[n] = first_value[i[n] + 1]
     _put(found.before, where[which], before)
     _put(found.after, where[which], after)
     return answered
