@@ -209,13 +209,20 @@ def mark_unmarked(engine: Engine, *, stop: threading.Event | None = None) -> int
     of_day = marks.BLOCK_OF_DAY[engine.dialect.name].format(day="c.day")
     with engine.begin() as conn:
         pending = conn.execute(text(_UNMARKED.format(block=of_day))).all()
-    for first in range(0, len(pending), 100):
-        if stop is not None and stop.is_set():
-            break
-        with engine.begin() as conn:
-            for tag, block in pending[first : first + 100]:
-                marks.make(conn, tag, block)
+    by_block: dict[int, list[int]] = {}
+    for tag, block in pending:
+        by_block.setdefault(block, []).append(tag)
+    for block, tags in by_block.items():
+        for first in range(0, len(tags), _MARKED_TOGETHER):
+            if stop is not None and stop.is_set():
+                return len(pending)
+            with engine.begin() as conn:
+                marks.make(conn, block, tags[first : first + _MARKED_TOGETHER])
     return len(pending)
+
+
+_MARKED_TOGETHER = 200
+"""Tags whose marks of a block one transaction makes, from rollups read by one statement."""
 
 
 _SIZE = text(

@@ -18,7 +18,7 @@ blocks it drops days of, so marks never answer for a day without its chunk.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any, NamedTuple
 
@@ -27,7 +27,7 @@ import numpy.typing as npt
 from pcodec.standalone import simple_decompress_into
 from sqlalchemy import Connection, delete, select
 
-from meterhub.storage import rollups
+from meterhub.storage import rollups, tables
 from meterhub.storage.codec import pack
 from meterhub.storage.tables import chunks, hour_marks
 from meterhub.times import DAY_US, HOUR_US
@@ -171,7 +171,7 @@ def put_day(conn: Connection, tag_id: int, day: int, hours: rollups.Hours | None
     held = conn.execute(select(hour_marks.c.int_blob, hour_marks.c.float_blob).where(*where))
     row = held.first()
     if row is None:
-        make(conn, tag_id, block)
+        make(conn, block, [tag_id])
         return
     old = decode(block, row.int_blob, row.float_blob)
     days = old.start // DAY_US
@@ -179,20 +179,35 @@ def put_day(conn: Connection, tag_id: int, day: int, hours: rollups.Hours | None
     if hours is not None and rising(hours):
         parts.insert(1, _of_hours(hours))
     conn.execute(delete(hour_marks).where(*where))
-    _insert(conn, tag_id, block, Marks.join(parts))
+    _insert(conn, block, {tag_id: Marks.join(parts)})
 
 
-def make(conn: Connection, tag_id: int, block: int) -> None:
-    """Store the marks of a block that has none, from the rollups of its chunks."""
-    c = chunks.c
+def make(conn: Connection, block: int, tag_ids: Sequence[int]) -> None:
+    """Store the marks of ``block`` for tags that have none there, from the rollups of their
+    chunks (a rollup counts when its stamp is its chunk's), all read by one statement."""
+    c, r = chunks.c, tables.rollups.c
     query = (
-        select(c.day, c.stamp)
-        .where(c.tag_id == tag_id, c.day >= first_day(block), c.day < first_day(block + 1))
-        .order_by(c.day)
+        select(r.tag_id, r.day, r.int_blob, r.float_blob)
+        .join(chunks, (c.tag_id == r.tag_id) & (c.day == r.day) & (c.stamp == r.stamp))
+        .where(r.tag_id.in_(list(tag_ids)), r.day >= first_day(block))
+        .where(r.day < first_day(block + 1))
+        .order_by(r.tag_id, r.day)
     )
-    held = rollups.load(conn, tag_id, [(day, stamp) for day, stamp in conn.execute(query)])
-    found = [_of_hours(hours) for hours in held.values() if hours is not None and rising(hours)]
-    _insert(conn, tag_id, block, Marks.join(found) if found else Marks.empty())
+    found: dict[int, list[Marks]] = {tag_id: [] for tag_id in tag_ids}
+    for tag_id, day, int_blob, float_blob in conn.execute(query):
+        hours = rollups.decode(day, int_blob, float_blob)
+        if hours is not None and rising(hours):
+            found[tag_id].append(_of_hours(hours))
+    _insert(conn, block, {t: Marks.join(p) if p else Marks.empty() for t, p in found.items()})
+
+
+def _insert(conn: Connection, block: int, by_tag: Mapping[int, Marks]) -> None:
+    blobs = {tag_id: encode(marks, block) for tag_id, marks in by_tag.items()}
+    rows = [
+        {"tag_id": tag_id, "block": block, "int_blob": ints, "float_blob": floats}
+        for tag_id, (ints, floats) in blobs.items()
+    ]
+    conn.execute(hour_marks.insert(), rows)
 
 
 def rising(hours: rollups.Hours) -> bool:
@@ -204,12 +219,6 @@ def rising(hours: rollups.Hours) -> bool:
     inside = (hours.low == hours.first) & (hours.high == hours.last)
     across = hours.first[1:] >= hours.last[:-1]
     return bool(np.all(inside | ~calm) and np.all(across | ~calm[1:]))
-
-
-def _insert(conn: Connection, tag_id: int, block: int, marks: Marks) -> None:
-    int_blob, float_blob = encode(marks, block)
-    values = {"tag_id": tag_id, "block": block, "int_blob": int_blob, "float_blob": float_blob}
-    conn.execute(hour_marks.insert().values(**values))
 
 
 def _of_hours(hours: rollups.Hours) -> Marks:
