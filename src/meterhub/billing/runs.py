@@ -409,9 +409,17 @@ ITEM_COLUMNS = (
 
 
 def _insert_bills(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Insert bills; one already there for (task, device, period end) is left as it is."""
-    values = [tuple(map(row.get, BILL_COLUMNS)) for row in rows]
-    _insert(conn, "bills", BILL_COLUMNS, "task_key, device_pk, to_time", values)
+    """Insert bills, straight through the driver's executemany; one already there for
+    (task, device, period end) is left as it is."""
+    if not rows:
+        return
+    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = (
+        f"INSERT INTO bills ({', '.join(BILL_COLUMNS)})"
+        f" VALUES ({', '.join([marker] * len(BILL_COLUMNS))})"
+        " ON CONFLICT (task_key, device_pk, to_time) DO NOTHING"
+    )
+    conn.exec_driver_sql(sql, [tuple(map(row.get, BILL_COLUMNS)) for row in rows])
 
 
 def _insert_items(
@@ -446,18 +454,3 @@ def _insert_items(
         for item in items[device_pk]
     ]
     insert_rows(conn, "bill_items", ITEM_COLUMNS, rows)
-
-
-def _insert(
-    conn: Connection, table: str, columns: Sequence[str], key: str, rows: list[tuple[Any, ...]]
-) -> None:
-    """Insert ``rows`` (values of ``columns``) into ``table``, leaving a row whose ``key`` is
-    there already as it is; straight through the driver's executemany."""
-    if not rows:
-        return
-    marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = (
-        f"INSERT INTO {table} ({', '.join(columns)}) "
-        f"VALUES ({', '.join([marker] * len(columns))}) ON CONFLICT ({key}) DO NOTHING"
-    )
-    conn.exec_driver_sql(sql, rows)

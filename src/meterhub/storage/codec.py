@@ -9,7 +9,7 @@ lossless: floats round-trip bit for bit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -67,14 +67,24 @@ def unpack_floats(blob: bytes) -> npt.NDArray[np.float64]:
     return array
 
 
+def unpack_into(blob: bytes, into: npt.NDArray[Any]) -> int:
+    """Decode ``blob`` in place into ``into`` (of its type; its rows, if it has two
+    dimensions): how many values, or rows, it holds. ``ValueError`` if it fills ``into``
+    (leave a spare place to tell a longer blob) or does not fill whole rows."""
+    width: int = into.shape[1] if into.ndim == 2 else 1
+    done = simple_decompress_into(blob, into.reshape(-1))
+    if not done.finished or done.n_processed % width or done.n_processed == into.size:
+        raise ValueError("a blob does not hold what its place has room for")
+    return int(done.n_processed) // width
+
+
 def unpack_floats_joined(blobs: Sequence[bytes], sizes: Sequence[int]) -> npt.NDArray[np.float64]:
     """The float columns of ``blobs``, of ``sizes[i]`` values each, laid end to end (decoded
     in place: no array per blob); ``ValueError`` if a blob holds another number of values."""
     array = np.empty(sum(sizes) + 1, np.float64)  # one spare: a longer blob overflows into it
     at = 0
     for blob, size in zip(blobs, sizes, strict=True):
-        done = simple_decompress_into(blob, array[at : at + size + 1])
-        if done.n_processed != size or not done.finished:
+        if unpack_into(blob, array[at : at + size + 1]) != size:
             raise ValueError(f"a blob does not hold the {size} values its column has")
         at += size
     return array[:-1]

@@ -24,11 +24,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from pcodec.standalone import simple_decompress_into
 from sqlalchemy import Connection, delete, select
 
 from meterhub.storage import rollups, tables
-from meterhub.storage.codec import pack
+from meterhub.storage.codec import pack, unpack_into
 from meterhub.storage.tables import chunks, hour_marks
 from meterhub.times import DAY_US, HOUR_US
 
@@ -148,19 +147,10 @@ class Rows(NamedTuple):
         sizes = np.empty(len(blobs), np.int64)
         for n, (int_blob, float_blob) in enumerate(blobs):
             at = slice(n * MOST_HOURS, (n + 1) * MOST_HOURS + 1)  # a spare row: overflow
-            sizes[n] = _decoded(int_blob, ints[at])
-            if _decoded(float_blob, values[at]) != sizes[n]:
+            sizes[n] = unpack_into(int_blob, ints[at])
+            if unpack_into(float_blob, values[at]) != sizes[n]:
                 raise ValueError("a block's values are not its hours'")
         return cls(sizes, ints, values)
-
-
-def _decoded(blob: bytes, into: npt.NDArray[Any]) -> int:
-    """Decode ``blob`` into the rows of ``into``, in place: how many rows it filled."""
-    width: int = into.shape[1]
-    done = simple_decompress_into(blob, into.reshape(-1))
-    if not done.finished or done.n_processed % width or done.n_processed == into.size:
-        raise ValueError("a blob does not hold a block's rows")
-    return int(done.n_processed) // width
 
 
 def put_day(conn: Connection, tag_id: int, day: int, hours: rollups.Hours | None) -> None:

@@ -7,7 +7,9 @@ is a chunk, which spans it, is answered from that chunk's points: the chunks of 
 read at the same instants have, once), and all instants are found in one ``searchsorted``.
 A row of the tag at or after the start of its earliest such day is found by one seek per
 tag: an instant before it is answered from its chunk, the row taking the after side when it
-is as near (rows win ties). Every other instant goes to ``series.near``. The answers are
+is as near (rows win ties). At the hour, the instants of a (tag, month) asked three times or
+more are answered from the tag's hour marks (``storage.marks``), a row a month, instead of
+a chunk a day. Every other instant goes to ``series.near``. The answers are
 ``near``'s, point for point.
 """
 
@@ -164,8 +166,9 @@ def _from_marks(conn: Connection, tags: Ints, times: Ints, where: Ints, found: S
     which = np.flatnonzero(answered)
     i, start = i[which], hour_start[which]
     on_first, early, late = on_first[which], early[which], late[which]
+    first_ts, last_ts = first_ts[which], last_ts[which]
     point = Columns(  # the instant's own point, at its hour's first or last
-        start + np.where(on_first, first_ts[which], last_ts[which]),
+        start + np.where(on_first, first_ts, last_ts),
         np.where(on_first, first_value[i], last_value[i]),
         np.zeros(len(which), np.int16),
     )
@@ -174,9 +177,9 @@ def _from_marks(conn: Connection, tags: Ints, times: Ints, where: Ints, found: S
     e = np.flatnonzero(early)  # the hour before's last, then the hour's first
     before.ts[e] = start[e] - HOUR_US + last_in[i[e] - 1]
     before.value[e] = last_value[i[e] - 1]
-    after.ts[e], after.value[e] = start[e] + first_ts[which][e], first_value[i[e]]
+    after.ts[e], after.value[e] = start[e] + first_ts[e], first_value[i[e]]
     n = np.flatnonzero(late)  # the hour's last, then the hour after's first
-    before.ts[n], before.value[n] = start[n] + last_ts[which][n], last_value[i[n]]
+    before.ts[n], before.value[n] = start[n] + last_ts[n], last_value[i[n]]
     after.ts[n] = start[n] + HOUR_US + first_in[i[n] + 1]
     after.value[n] = first_value[i[n] + 1]
     _put(found.before, where[which], before)
