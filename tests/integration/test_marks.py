@@ -129,6 +129,27 @@ def test_neighbours_of_hour_boundaries_are_near_s(engine: Engine) -> None:
         for h in range(-1, DAYS * 24 + 2)
         for d in (-1, 0, 1)
     ]
+    assert_sides_are_near(engine, asked)
+
+
+def test_neighbours_across_the_end_of_a_short_month_are_near_s(engine: Engine) -> None:
+    """February's block ends short of a block's most hours and March's first hour has no
+    hour before it in its block: instants around them, and after the last marked hour with
+    the next point days later, are answered as ``near`` finds them."""
+    leap_day = 20_512  # 2026-02-28
+    start = leap_day * DAY_US
+    with engine.begin() as conn:
+        write_points(
+            conn,
+            [Point(DENSE, start + n * MINUTE + 7_000, 10.0 + n) for n in range(2 * 1440)]
+            + [Point(DENSE, start + 5 * DAY_US + 12 * HOUR_US, 9_000.0)],  # newest: a row
+        )
+    compact(engine, settle_us=0, now=start + 4 * DAY_US)
+    asked = [(DENSE, start + h * HOUR_US + d) for h in range(-1, 50) for d in (-1, 0, 1)]
+    assert_sides_are_near(engine, asked)
+
+
+def assert_sides_are_near(engine: Engine, asked: list[tuple[int, int]]) -> None:
     with engine.connect() as conn:
         tags, times = (np.array(column) for column in zip(*asked, strict=True))
         found = sides(conn, tags, times)

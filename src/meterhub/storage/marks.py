@@ -120,37 +120,76 @@ def encode(marks: Marks, block: int) -> tuple[bytes, bytes]:
 def decode(block: int, int_blob: bytes, float_blob: bytes) -> Marks:
     if not int_blob:
         return Marks.empty()
-    rows = Rows.of([(int_blob, float_blob)])
-    flagged, first_ts, last_ts = rows.ints[: rows.sizes[0]].T
+    ints = np.empty((MOST_HOURS + 1, 3), np.int64)
+    values = np.empty((MOST_HOURS + 1, 2), np.float64)
+    size = _decode_into(int_blob, float_blob, ints, values)
+    flagged, first_ts, last_ts = ints[:size].T
     hour = np.flatnonzero(flagged != ABSENT)
     start = first_day(block) * DAY_US + hour * HOUR_US
-    first, last = rows.values[hour].T
+    first, last = values[hour].T
     return Marks(start, flagged[hour], start + first_ts[hour], start + last_ts[hour], first, last)
 
 
-class Rows(NamedTuple):
-    """Stored blocks decoded: block ``n``'s row of hour ``h`` is row ``n * MOST_HOURS + h``,
-    for ``h`` below ``sizes[n]`` (rows past it are undefined): in ``ints`` its flagged
-    points and first and last µs from the hour's start, in ``values`` its first and last
-    value."""
+def _decode_into(int_blob: bytes, float_blob: bytes, ints: Ints, values: Floats) -> int:
+    """Decode a stored block's rows in place into ``ints`` and ``values`` (a row more than a
+    block has): how many; ``ValueError`` for blobs that do not hold a block's rows."""
+    size = unpack_into(int_blob, ints)
+    if unpack_into(float_blob, values) != size:
+        raise ValueError("a block's values are not its hours'")
+    return size
 
-    sizes: Ints
-    ints: Ints
-    values: Floats
 
-    @classmethod
-    def of(cls, blobs: Sequence[tuple[bytes, bytes]]) -> Rows:
-        """The stored marks ``(int_blob, float_blob)`` of non-empty blocks, each decoded in
-        place; ``ValueError`` for blobs that do not hold a block's rows."""
-        ints = np.empty((len(blobs) * MOST_HOURS + 1, 3), np.int64)  # untouched pages are free
-        values = np.empty((len(blobs) * MOST_HOURS + 1, 2), np.float64)
-        sizes = np.empty(len(blobs), np.int64)
-        for n, (int_blob, float_blob) in enumerate(blobs):
-            at = slice(n * MOST_HOURS, (n + 1) * MOST_HOURS + 1)  # a spare row: overflow
-            sizes[n] = unpack_into(int_blob, ints[at])
-            if unpack_into(float_blob, values[at]) != sizes[n]:
-                raise ValueError("a block's values are not its hours'")
-        return cls(sizes, ints, values)
+class Around(NamedTuple):
+    """Per instant, the stored row of its hour, the hour before's last point and the hour
+    after's first, times in µs from each one's hour's start; the flagged points of an hour
+    the block holds no row for are ``ABSENT``."""
+
+    flagged: Ints
+    first_ts: Ints
+    last_ts: Ints
+    first: Floats
+    last: Floats
+    flagged_before: Ints
+    last_ts_before: Ints
+    last_before: Floats
+    flagged_after: Ints
+    first_ts_after: Ints
+    first_after: Floats
+
+
+GROUP = 64
+"""Blocks decoded into one buffer at a time: small enough (2 MB) to stay in the processor's
+cache while the rows of their instants are taken, where a buffer of every block of a batch
+(hundreds of MB) would be fresh pages."""
+
+
+def around(blobs: Sequence[tuple[bytes, bytes]], block: Ints, hour: Ints) -> Around:
+    """The marks around each instant in hour ``hour[i]`` of the stored block ``blobs[block[i]]``
+    (``(int_blob, float_blob)`` of non-empty blocks; ``block`` ascending)."""
+    i8, f8 = np.int64, np.float64
+    kinds = (i8, i8, i8, f8, f8, i8, i8, f8, i8, i8, f8)
+    columns: list[Any] = [np.empty(len(block), kind) for kind in kinds]
+    found = Around(*columns)
+    ints = np.empty((GROUP * MOST_HOURS + 1, 3), np.int64)
+    values = np.empty((GROUP * MOST_HOURS + 1, 2), np.float64)
+    sizes = np.empty(GROUP, np.int64)
+    bounds = np.searchsorted(block, np.arange(0, len(blobs) + GROUP, GROUP)).tolist()
+    for g, first in enumerate(range(0, len(blobs), GROUP)):
+        for k, (int_blob, float_blob) in enumerate(blobs[first : first + GROUP]):
+            at = slice(k * MOST_HOURS, (k + 1) * MOST_HOURS + 1)  # a spare row: overflow
+            sizes[k] = _decode_into(int_blob, float_blob, ints[at], values[at])
+        these = slice(bounds[g], bounds[g + 1])
+        n, h = block[these] - first, hour[these]
+        size, i = sizes[n], n * MOST_HOURS + h
+        rows, before, after = ints[i], ints[i - 1], ints[i + 1]  # masked where outside
+        found.flagged[these] = np.where(h < size, rows[:, 0], ABSENT)
+        found.first_ts[these], found.last_ts[these] = rows[:, 1], rows[:, 2]
+        found.first[these], found.last[these] = values[i].T
+        found.flagged_before[these] = np.where((h > 0) & (h <= size), before[:, 0], ABSENT)
+        found.last_ts_before[these], found.last_before[these] = before[:, 2], values[i - 1, 1]
+        found.flagged_after[these] = np.where(h + 1 < size, after[:, 0], ABSENT)
+        found.first_ts_after[these], found.first_after[these] = after[:, 1], values[i + 1, 0]
+    return found
 
 
 def put_day(conn: Connection, tag_id: int, day: int, hours: rollups.Hours | None) -> None:

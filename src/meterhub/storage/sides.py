@@ -139,57 +139,55 @@ def _from_marks(conn: Connection, tags: Ints, times: Ints, where: Ints, found: S
     hour after marked (no point lies between two marked hours' points); which instants
     were answered."""
     blocks = marks.blocks_of(times)
-    keys = tags << _TAG_DAY_BITS | blocks.clip(0, _DAY_MASK)
+    keys = tags << _TAG_DAY_BITS | blocks.clip(0, _DAY_MASK)  # ascending, as the instants are
     in_range = (blocks >= 0) & (blocks <= _DAY_MASK)
-    pairs, asked = np.unique(keys[in_range], return_counts=True)
-    wanted = pairs[asked >= _MARKS_FROM]
-    held = _marks(conn, wanted) if len(wanted) else None
+    firsts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    asked = np.diff(np.r_[firsts, len(keys)])
+    held = _marks(conn, keys[firsts[(asked >= _MARKS_FROM) & in_range[firsts]]])
+    answered = np.zeros(len(times), bool)
     if held is None:
-        return np.zeros(len(times), bool)
-    pair_keys, rows = held
+        return answered
+    pair_keys, blobs = held
     r = np.searchsorted(pair_keys, keys).clip(max=len(pair_keys) - 1)
-    hour_start = times // HOUR_US * HOUR_US
-    hour = (hour_start - marks.starts_of(blocks)) // HOUR_US
-    size = rows.sizes[r]
-    held_at = in_range & (pair_keys[r] == keys) & (hour < size)
-    i = np.where(held_at, r * marks.MOST_HOURS + hour, 0)
-    at = times - hour_start
-    flagged, first_in, last_in = rows.ints.T
-    first_value, last_value = rows.values.T
-    first_ts, last_ts = first_in[i], last_in[i]
-    on_first, on_last = at == first_ts, at == last_ts
-    early = (at < first_ts) & (hour > 0)
-    late = (at > last_ts) & (hour + 1 < size)
-    early &= flagged[(i - 1).clip(min=0)] == 0
-    late &= flagged[i + 1] == 0
-    answered: Marked = held_at & (flagged[i] == 0) & (on_first | on_last | early | late)
-    which = np.flatnonzero(answered)
-    i, start = i[which], hour_start[which]
-    on_first, early, late = on_first[which], early[which], late[which]
-    first_ts, last_ts = first_ts[which], last_ts[which]
-    point = Columns(  # the instant's own point, at its hour's first or last
-        start + np.where(on_first, first_ts, last_ts),
-        np.where(on_first, first_value[i], last_value[i]),
-        np.zeros(len(which), np.int16),
+    which = np.flatnonzero(in_range & (pair_keys[r] == keys))
+    times = times[which]
+    start = times // HOUR_US * HOUR_US
+    near = marks.around(blobs, r[which], (start - marks.starts_of(blocks[which])) // HOUR_US)
+    at = times - start
+    on_first, on_last = at == near.first_ts, at == near.last_ts
+    early = (at < near.first_ts) & (near.flagged_before == 0)
+    late = (at > near.last_ts) & (near.flagged_after == 0)
+    ok = (near.flagged == 0) & (on_first | on_last | early | late)
+    near = marks.Around(*(column[ok] for column in near))
+    start, on_first, early, late = start[ok], on_first[ok], early[ok], late[ok]
+    own_ts = start + np.where(on_first, near.first_ts, near.last_ts)  # the hour's first or last
+    own = np.where(on_first, near.first, near.last)  # (its last when early or late)
+    before = Columns(  # early: the hour before's last
+        np.where(early, start - HOUR_US + near.last_ts_before, own_ts),
+        np.where(early, near.last_before, own),
+        np.zeros(len(own), np.int16),
     )
-    before = Columns(point.ts.copy(), point.value.copy(), point.quality)
-    after = Columns(point.ts.copy(), point.value.copy(), point.quality)
-    e = np.flatnonzero(early)  # the hour before's last, then the hour's first
-    before.ts[e] = start[e] - HOUR_US + last_in[i[e] - 1]
-    before.value[e] = last_value[i[e] - 1]
-    after.ts[e], after.value[e] = start[e] + first_ts[e], first_value[i[e]]
-    n = np.flatnonzero(late)  # the hour's last, then the hour after's first
-    before.ts[n], before.value[n] = start[n] + last_ts[n], last_value[i[n]]
-    after.ts[n] = start[n] + HOUR_US + first_in[i[n] + 1]
-    after.value[n] = first_value[i[n] + 1]
+    after = Columns(  # early: the hour's first; late: the hour after's first
+        np.where(
+            early,
+            start + near.first_ts,
+            np.where(late, start + HOUR_US + near.first_ts_after, own_ts),
+        ),
+        np.where(early, near.first, np.where(late, near.first_after, own)),
+        before.quality,
+    )
+    which = which[ok]
     _put(found.before, where[which], before)
     _put(found.after, where[which], after)
+    answered[which] = True
     return answered
 
 
-def _marks(conn: Connection, wanted: Ints) -> tuple[Ints, marks.Rows] | None:
-    """The stored marks of the (tag, block) pairs ``wanted`` (as keys, ascending) that hold
-    any, decoded; and those pairs' keys. ``None`` if none does."""
+def _marks(conn: Connection, wanted: Ints) -> tuple[Ints, list[tuple[bytes, bytes]]] | None:
+    """The stored marks ``(int_blob, float_blob)`` of the (tag, block) pairs ``wanted`` (as
+    keys, ascending) that hold any, and those pairs' keys. ``None`` if none does."""
+    if not len(wanted):
+        return None
     tags, blocks = np.unique(wanted >> _TAG_DAY_BITS), np.unique(wanted & _DAY_MASK)
     if len(tags) * len(blocks) > _CROSS * len(wanted):
         rows = _fetch(conn, _MARKS_OF_PAIRS, wanted >> _TAG_DAY_BITS, wanted & _DAY_MASK)
@@ -202,7 +200,7 @@ def _marks(conn: Connection, wanted: Ints) -> tuple[Ints, marks.Rows] | None:
         if int_blob and key in asked:
             keys.append(key)
             blobs.append((bytes(int_blob), bytes(float_blob)))
-    return (np.array(keys, np.int64), marks.Rows.of(blobs)) if keys else None
+    return (np.array(keys, np.int64), blobs) if keys else None
 
 
 class _Chunks(NamedTuple):
