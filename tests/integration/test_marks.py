@@ -44,7 +44,9 @@ def fill(engine: Engine) -> None:
 def stored(conn: Connection) -> dict[tuple[int, int], hour_marks_.Marks]:
     rows = conn.execute(select(hour_marks).order_by(hour_marks.c.tag_id, hour_marks.c.block))
     return {
-        (row.tag_id, row.block): hour_marks_.decode(row.block, row.int_blob, row.float_blob)
+        (row.tag_id, row.block): hour_marks_.decode(
+            row.block, hour_marks_.Stored(row.int_blob, row.float_blob, row.scale)
+        )
         for row in rows
     }
 
@@ -135,17 +137,27 @@ def test_neighbours_of_hour_boundaries_are_near_s(engine: Engine) -> None:
 def test_neighbours_across_the_end_of_a_short_month_are_near_s(engine: Engine) -> None:
     """February's block ends short of a block's most hours and March's first hour has no
     hour before it in its block: instants around them, and after the last marked hour with
-    the next point days later, are answered as ``near`` finds them."""
+    the next point days later, are answered as ``near`` finds them; for values kept as
+    integers of a decimal scale and as floats (thirds have no decimal scale)."""
     leap_day = 20_512  # 2026-02-28
     start = leap_day * DAY_US
     with engine.begin() as conn:
-        write_points(
-            conn,
-            [Point(DENSE, start + n * MINUTE + 7_000, 10.0 + n) for n in range(2 * 1440)]
-            + [Point(DENSE, start + 5 * DAY_US + 12 * HOUR_US, 9_000.0)],  # newest: a row
-        )
+        for tag, step in ((DENSE, 0.5), (GONE, 1 / 3)):
+            write_points(
+                conn,
+                [Point(tag, start + n * MINUTE + 7_000, 10.0 + n * step) for n in range(2 * 1440)]
+                + [Point(tag, start + 5 * DAY_US + 12 * HOUR_US, 9_000.0)],  # newest: a row
+            )
     compact(engine, settle_us=0, now=start + 4 * DAY_US)
-    asked = [(DENSE, start + h * HOUR_US + d) for h in range(-1, 50) for d in (-1, 0, 1)]
+    with engine.connect() as conn:
+        scales = conn.execute(select(hour_marks.c.tag_id, hour_marks.c.scale)).all()
+    assert sorted(set(scales)) == [(DENSE, 1), (GONE, None)]
+    asked = [
+        (tag, start + h * HOUR_US + d)
+        for tag in (DENSE, GONE)
+        for h in range(-1, 50)
+        for d in (-1, 0, 1)
+    ]
     assert_sides_are_near(engine, asked)
 
 

@@ -183,9 +183,9 @@ def _from_marks(conn: Connection, tags: Ints, times: Ints, where: Ints, found: S
     return answered
 
 
-def _marks(conn: Connection, wanted: Ints) -> tuple[Ints, list[tuple[bytes, bytes]]] | None:
-    """The stored marks ``(int_blob, float_blob)`` of the (tag, block) pairs ``wanted`` (as
-    keys, ascending) that hold any, and those pairs' keys. ``None`` if none does."""
+def _marks(conn: Connection, wanted: Ints) -> tuple[Ints, list[marks.Stored]] | None:
+    """The stored marks of the (tag, block) pairs ``wanted`` (as keys, ascending) that hold
+    any, and those pairs' keys. ``None`` if none does."""
     if not len(wanted):
         return None
     tags, blocks = np.unique(wanted >> _TAG_DAY_BITS), np.unique(wanted & _DAY_MASK)
@@ -195,11 +195,11 @@ def _marks(conn: Connection, wanted: Ints) -> tuple[Ints, list[tuple[bytes, byte
         rows = _select(conn, _MARKS, tags, blocks)
     asked = set(wanted.tolist())
     keys, blobs = [], []
-    for tag, block, int_blob, float_blob in rows:
+    for tag, block, int_blob, float_blob, scale in rows:
         key = tag << _TAG_DAY_BITS | block
         if int_blob and key in asked:
             keys.append(key)
-            blobs.append((bytes(int_blob), bytes(float_blob)))
+            blobs.append(marks.Stored(bytes(int_blob), bytes(float_blob), scale))
     return (np.array(keys, np.int64), blobs) if keys else None
 
 
@@ -338,7 +338,7 @@ _CHUNKS_OF_PAIRS = (
 _CROSS = 4
 """How many times the (tag, day) pairs asked every tag on every day may be and still be
 read as that (a batch of bills mostly asks each tag for the same days)."""
-_MARK_COLUMNS = "m.tag_id, m.block, m.int_blob, m.float_blob"
+_MARK_COLUMNS = "m.tag_id, m.block, m.int_blob, m.float_blob, m.scale"
 _MARKS = (
     f"SELECT {_MARK_COLUMNS} FROM hour_marks m WHERE m.tag_id {{tags}} AND m.block {{days}}"
     " ORDER BY m.tag_id, m.block"

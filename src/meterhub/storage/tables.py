@@ -121,6 +121,7 @@ hour_marks = Table(
     Column("block", Integer, nullable=False),
     Column("int_blob", LargeBinary, nullable=False),
     Column("float_blob", LargeBinary, nullable=False),
+    Column("scale", SmallInteger, nullable=True),  # values as integers of 10**-scale; NULL: floats
     PrimaryKeyConstraint("tag_id", "block", name="pk_hour_marks"),
 )
 """Each hour's first and last point of a tag's block, a UTC calendar month (``storage.marks``),
