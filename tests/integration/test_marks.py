@@ -21,6 +21,7 @@ from meterhub.times import DAY_US, HOUR_US
 DAY0 = 20_484  # 2026-01-31: the days read cross from block 672 (January 2026) into 673
 T0 = DAY0 * DAY_US
 MINUTE = 60_000_000
+QUARTER = 15 * MINUTE
 DAYS = 3
 DENSE, SPARSE, GONE, GAUGE = 1, 2, 3, 4
 
@@ -138,23 +139,35 @@ def test_neighbours_across_the_end_of_a_short_month_are_near_s(engine: Engine) -
     """February's block ends short of a block's most hours and March's first hour has no
     hour before it in its block: instants around them, and after the last marked hour with
     the next point days later, are answered as ``near`` finds them; for values kept as
-    integers of a decimal scale and as floats (thirds have no decimal scale)."""
-    leap_day = 20_512  # 2026-02-28
-    start = leap_day * DAY_US
+    integers of a decimal scale and as floats (thirds have no decimal scale). Tags read for
+    longer come first, so that the blocks decoded after theirs lie where their hours were."""
+    start = 20_512 * DAY_US  # 2026-02-28
+    longer = list(
+        range(100, 100 + hour_marks_.GROUP // 2)
+    )  # a group of blocks: Februaries, Marches
+    halves, thirds = 200, 201
     with engine.begin() as conn:
-        for tag, step in ((DENSE, 0.5), (GONE, 1 / 3)):
+        write_points(
+            conn,
+            [
+                Point(tag, start - DAY_US + n * QUARTER, 1.0 + n * 0.25)
+                for tag in longer
+                for n in range(5 * 96)
+            ],
+        )
+        for tag, step in ((halves, 0.5), (thirds, 1 / 3)):
             write_points(
                 conn,
                 [Point(tag, start + n * MINUTE + 7_000, 10.0 + n * step) for n in range(2 * 1440)]
                 + [Point(tag, start + 5 * DAY_US + 12 * HOUR_US, 9_000.0)],  # newest: a row
             )
-    compact(engine, settle_us=0, now=start + 4 * DAY_US)
+    compact(engine, settle_us=0, now=start + 5 * DAY_US)
     with engine.connect() as conn:
         scales = conn.execute(select(hour_marks.c.tag_id, hour_marks.c.scale)).all()
-    assert sorted(set(scales)) == [(DENSE, 1), (GONE, None)]
+    assert sorted(set(scales)) == [*((tag, 2) for tag in longer), (halves, 1), (thirds, None)]
     asked = [
         (tag, start + h * HOUR_US + d)
-        for tag in (DENSE, GONE)
+        for tag in (*longer, halves, thirds)
         for h in range(-1, 50)
         for d in (-1, 0, 1)
     ]

@@ -72,10 +72,30 @@ def unpack_into(blob: bytes, into: npt.NDArray[Any]) -> int:
     dimensions): how many values, or rows, it holds. ``ValueError`` if it fills ``into``
     (leave a spare place to tell a longer blob) or does not fill whole rows."""
     width: int = into.shape[1] if into.ndim == 2 else 1
-    done = simple_decompress_into(blob, into.reshape(-1))
-    if not done.finished or done.n_processed % width or done.n_processed == into.size:
+    count = int(unpack_each_into([blob], into, into.size - 1)[0])
+    if count % width:
+        raise ValueError("a blob does not hold whole rows")
+    return count // width
+
+
+def unpack_each_into(
+    blobs: Sequence[bytes | None], into: npt.NDArray[Any], room: int
+) -> npt.NDArray[np.int64]:
+    """Decode each blob ``n`` in place into ``into`` (of its type, contiguous) from its
+    ``n * room``-th value on, with room for ``room`` values (``into`` holds a value more
+    than ``len(blobs) * room``, where a longer blob shows): how many values each holds
+    (``None``: no blob, none). ``ValueError`` if one holds more."""
+    if not into.flags.c_contiguous:
+        raise ValueError("blobs are decoded into contiguous places only")
+    flat = into.reshape(-1)
+    counts = np.zeros(len(blobs), np.int64)
+    for n, blob in enumerate(blobs):
+        if blob is not None:
+            at = n * room
+            counts[n] = simple_decompress_into(blob, flat[at : at + room + 1]).n_processed
+    if (counts > room).any():
         raise ValueError("a blob does not hold what its place has room for")
-    return int(done.n_processed) // width
+    return counts
 
 
 def unpack_floats_joined(blobs: Sequence[bytes], sizes: Sequence[int]) -> npt.NDArray[np.float64]:

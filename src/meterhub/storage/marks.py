@@ -27,7 +27,7 @@ import numpy.typing as npt
 from sqlalchemy import Connection, delete, select
 
 from meterhub.storage import rollups, tables
-from meterhub.storage.codec import pack, unpack_into
+from meterhub.storage.codec import pack, unpack_each_into
 from meterhub.storage.tables import chunks, hour_marks
 from meterhub.times import DAY_US, HOUR_US
 
@@ -155,33 +155,43 @@ def decode(block: int, stored: Stored) -> Marks:
         return Marks.empty()
     ints = np.empty((MOST_HOURS + 1, 3), np.int64)
     values = np.empty((MOST_HOURS + 1, 2), np.float64)
-    size = _decode_into(stored, ints, values)
+    size = int(_decode_into([stored], ints, values)[0])
     flagged, first_ts, last_ts = ints[:size].T
     hour = np.flatnonzero(flagged != ABSENT)
     start = first_day(block) * DAY_US + hour * HOUR_US
-    first, last = _values(values.view(np.int64)[hour], stored.scale).T
+    first, last = _values(values.view(np.int64)[hour], _divisors([stored])[0]).T
     return Marks(start, flagged[hour], start + first_ts[hour], start + last_ts[hour], first, last)
 
 
-def _decode_into(stored: Stored, ints: Ints, values: Floats) -> int:
-    """Decode a block's rows in place into ``ints`` and ``values`` (a row more than a block
-    has; values kept as integers are left so, in the floats' place, for ``_values``): how
-    many; ``ValueError`` for blobs that do not hold a block's rows."""
-    size = unpack_into(stored.ints, ints)
-    kept = values if stored.scale is None else values.view(np.int64)
-    if unpack_into(stored.values, kept) != size:
+def _decode_into(blocks: Sequence[Stored], ints: Ints, values: Floats) -> Ints:
+    """Decode block ``n``'s rows in place into ``ints`` and ``values`` from row ``n *
+    MOST_HOURS`` on (each holds a row more than that many blocks: a longer block shows
+    there; values kept as integers are left so, in the floats' place, for ``_values``): how
+    many rows each has; ``ValueError`` for blobs that do not hold a block's rows."""
+    counts = unpack_each_into([b.ints for b in blocks], ints, MOST_HOURS * 3)
+    scaled = [b.values if b.scale is not None else None for b in blocks]
+    floats = [b.values if b.scale is None else None for b in blocks]
+    room = MOST_HOURS * 2
+    kept = unpack_each_into(scaled, values.view(np.int64), room)
+    kept += unpack_each_into(floats, values, room)
+    if (counts % 3).any() or (kept != counts // 3 * 2).any():
         raise ValueError("a block's values are not its hours'")
-    return size
+    sizes: Ints = counts // 3
+    return sizes
 
 
-def _values(kept: Ints, scale: int | float | Floats | None) -> Floats:
-    """Values decoded in place (``_decode_into``), seen as integers: as floats, those of
-    ``scale`` (``None`` or NaN: floats already) divided by ``10**scale``."""
-    if scale is None:
-        floats: Floats = kept.view(np.float64)
-        return floats
-    divided: Floats = np.where(np.isnan(scale), kept.view(np.float64), kept / 10.0**scale)
-    return divided
+def _values(kept: Ints, divisor: float | Floats) -> Floats:
+    """Values decoded in place (``_decode_into``), seen as integers: as floats, divided by
+    ``divisor`` (``10**scale``; NaN: floats already)."""
+    floats = np.isnan(divisor)
+    divided: Floats = kept / divisor
+    return np.where(floats, kept.view(np.float64), divided) if np.any(floats) else divided
+
+
+def _divisors(blocks: Sequence[Stored]) -> Floats:
+    """``10**scale`` of each block, NaN for a block of floats."""
+    divisors: Floats = 10.0 ** np.array([b.scale for b in blocks], np.float64)  # None: NaN
+    return divisors
 
 
 class Around(NamedTuple):
@@ -202,10 +212,6 @@ class Around(NamedTuple):
     first_after: Floats
 
 
-_VALUES = ("first", "last", "last_before", "first_after")
-"""``Around``'s values, taken as kept and then made floats."""
-
-
 GROUP = 64
 """Blocks decoded into one buffer at a time: small enough (2 MB) to stay in the processor's
 cache while the rows of their instants are taken, where a buffer of every block of a batch
@@ -215,31 +221,38 @@ cache while the rows of their instants are taken, where a buffer of every block 
 def around(blocks: Sequence[Stored], block: Ints, hour: Ints) -> Around:
     """The marks around each instant in hour ``hour[i]`` of the stored block ``blocks[block[i]]``
     (non-empty blocks; ``block`` ascending)."""
-    columns: dict[str, Any] = {name: np.empty(len(block), np.int64) for name in Around._fields}
-    found = Around(**columns)
+    rows = np.empty((3, len(block), 3), np.int64)  # of the hour, the one before, the one after
+    kept_rows = np.empty((3, len(block), 2), np.int64)  # their values, as kept
+    sizes = np.empty(len(blocks), np.int64)
     ints = np.empty((GROUP * MOST_HOURS + 1, 3), np.int64)
     values = np.empty((GROUP * MOST_HOURS + 1, 2), np.float64)
-    kept = values.view(np.int64)
-    sizes = np.empty(GROUP, np.int64)
     bounds = np.searchsorted(block, np.arange(0, len(blocks) + GROUP, GROUP)).tolist()
-    for g, first in enumerate(range(0, len(blocks), GROUP)):
-        for k, stored in enumerate(blocks[first : first + GROUP]):
-            at = slice(k * MOST_HOURS, (k + 1) * MOST_HOURS + 1)  # a spare row: overflow
-            sizes[k] = _decode_into(stored, ints[at], values[at])
+    for g, start in enumerate(range(0, len(blocks), GROUP)):
+        group = blocks[start : start + GROUP]
+        sizes[start : start + len(group)] = _decode_into(group, ints, values)
         these = slice(bounds[g], bounds[g + 1])
-        n, h = block[these] - first, hour[these]
-        size, i = sizes[n], n * MOST_HOURS + h
-        rows, before, after = ints[i], ints[i - 1], ints[i + 1]  # masked where outside
-        found.flagged[these] = np.where(h < size, rows[:, 0], ABSENT)
-        found.first_ts[these], found.last_ts[these] = rows[:, 1], rows[:, 2]
-        found.first[these], found.last[these] = kept[i].T
-        found.flagged_before[these] = np.where((h > 0) & (h <= size), before[:, 0], ABSENT)
-        found.last_ts_before[these], found.last_before[these] = before[:, 2], kept[i - 1, 1]
-        found.flagged_after[these] = np.where(h + 1 < size, after[:, 0], ABSENT)
-        found.first_ts_after[these], found.first_after[these] = after[:, 1], kept[i + 1, 0]
-    scales = np.array([np.nan if b.scale is None else b.scale for b in blocks])[block]
-    floats: dict[str, Any] = {name: _values(getattr(found, name), scales) for name in _VALUES}
-    return found._replace(**floats)
+        i = (block[these] - start) * MOST_HOURS + hour[these]
+        for side, at in enumerate((i, i - 1, i + 1)):  # the row before the first: masked below
+            np.take(ints, at, axis=0, out=rows[side, these], mode="clip")
+            np.take(values.view(np.int64), at, axis=0, out=kept_rows[side, these], mode="clip")
+    size = sizes[block]
+    divisor = _divisors(blocks)[block]
+    first, last, last_before, first_after = (
+        _values(kept_rows[side, :, k], divisor) for side, k in ((0, 0), (0, 1), (1, 1), (2, 0))
+    )
+    return Around(
+        np.where(hour < size, rows[0, :, 0], ABSENT),
+        rows[0, :, 1],
+        rows[0, :, 2],
+        first,
+        last,
+        np.where((hour > 0) & (hour <= size), rows[1, :, 0], ABSENT),
+        rows[1, :, 2],
+        last_before,
+        np.where(hour + 1 < size, rows[2, :, 0], ABSENT),
+        rows[2, :, 1],
+        first_after,
+    )
 
 
 def put_day(conn: Connection, tag_id: int, day: int, hours: rollups.Hours | None) -> None:
