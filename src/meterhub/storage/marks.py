@@ -258,9 +258,8 @@ def around(blocks: Sequence[Stored], block: Ints, hour: Ints) -> Around:
 def put_day(conn: Connection, tag_id: int, day: int, hours: rollups.Hours | None) -> None:
     """Put ``hours`` (``None``: an empty rollup) in the marks of ``tag_id`` as those of UTC
     ``day``, whose rollup was just written."""
-    block = block_of(day)
-    where = (hour_marks.c.tag_id == tag_id, hour_marks.c.block == block)
-    m = hour_marks.c
+    block, m = block_of(day), hour_marks.c
+    where = (m.tag_id == tag_id, m.block == block)
     row = conn.execute(select(m.int_blob, m.float_blob, m.scale).where(*where)).first()
     if row is None:
         make(conn, block, [tag_id])
