@@ -1,9 +1,8 @@
 """On PostgreSQL a serving connection keeps the statements it runs prepared (psycopg prepares
 one after its fifth run on a connection and drops them all on a ROLLBACK): the pool hands out
 the connection given back last, and reads on a connection of their own (a request's token
-check, the periodic reads beside serving) commit. The apps here run without background
-compaction, whose check for closed days at start could take a connection of its own amid
-the requests and be the one given back last."""
+check, the periodic reads beside serving) commit. The apps here run without the loops
+beside serving (those reads are tested on their own)."""
 
 from __future__ import annotations
 
@@ -57,6 +56,19 @@ def _chunks_read_prepared(engine: Engine) -> bool:
     return _prepared(engine, "chunks")
 
 
+def _requests_only(database_url: str) -> Settings:
+    """An app's settings with none of its loops beside serving, whose first reads at start
+    could take a connection of their own amid the requests and be the one given back last."""
+    return Settings(
+        database_url=database_url,
+        collector_enabled=False,
+        scheduler_enabled=False,
+        compact_enabled=False,
+        mqtt_enabled=False,
+        alerts_enabled=False,
+    )
+
+
 def test_repeated_reads_run_on_a_warm_connection(engine: Engine) -> None:
     with ExitStack() as burst:  # three connections left idle in the pool, as after a burst
         for _ in range(3):
@@ -98,9 +110,7 @@ def test_the_periodic_reads_beside_serving_keep_them(
 
 
 def test_a_requests_token_check_keeps_them(database_url: str) -> None:
-    app = create_app(
-        Settings(database_url=database_url, collector_enabled=False, compact_enabled=False)
-    )
+    app = create_app(_requests_only(database_url))
     headers = {"Authorization": f"token {admin_token(database_url)}"}
     with TestClient(app, headers=headers) as api:
         api.post("/api/v1/data-sources/", json={"id": "plant-1"}).raise_for_status()
@@ -112,9 +122,7 @@ def test_a_requests_token_check_keeps_them(database_url: str) -> None:
 def test_a_dashboard_pages_session_check_keeps_them(engine: Engine, database_url: str) -> None:
     with engine.begin() as conn:
         create_user(conn, "operator", "correct horse", is_admin=True)
-    app = create_app(
-        Settings(database_url=database_url, collector_enabled=False, compact_enabled=False)
-    )
+    app = create_app(_requests_only(database_url))
     with Dashboard(app, follow_redirects=False) as dashboard:
         log_in(dashboard, "operator", "correct horse")
         for _ in range(6):  # each checks the session on a connection of its own first
