@@ -72,41 +72,43 @@ def unpack_into(blob: bytes, into: npt.NDArray[Any]) -> int:
     dimensions): how many values, or rows, it holds. ``ValueError`` if it fills ``into``
     (leave a spare place to tell a longer blob) or does not fill whole rows."""
     width: int = into.shape[1] if into.ndim == 2 else 1
-    count = int(unpack_each_into([blob], into, into.size - 1)[0])
+    count = int(unpack_each_into([blob], into, [into.size - 1])[0])
     if count % width:
         raise ValueError("a blob does not hold whole rows")
     return count // width
 
 
 def unpack_each_into(
-    blobs: Sequence[bytes | None], into: npt.NDArray[Any], room: int
+    blobs: Sequence[bytes | None], into: npt.NDArray[Any], ends: Sequence[int]
 ) -> npt.NDArray[np.int64]:
-    """Decode each blob ``n`` in place into ``into`` (of its type, contiguous) from its
-    ``n * room``-th value on, with room for ``room`` values (``into`` holds a value more
-    than ``len(blobs) * room``, where a longer blob shows): how many values each holds
-    (``None``: no blob, none). ``ValueError`` if one holds more."""
+    """Decode each blob ``n`` in place into ``into`` (of its type, contiguous, as one row of
+    values) at its place, from ``ends[n - 1]`` (0 for the first) to ``ends[n]``, and a spare
+    value after it (the next place's first; ``into`` holds one past the last end), where a
+    longer blob shows: how many values each holds (``None``: no blob, none). ``ValueError``
+    if one holds more than its place."""
     if not into.flags.c_contiguous:
         raise ValueError("blobs are decoded into contiguous places only")
     flat = into.reshape(-1)
-    counts = np.zeros(len(blobs), np.int64)
-    for n, blob in enumerate(blobs):
-        if blob is not None:
-            at = n * room
-            counts[n] = simple_decompress_into(blob, flat[at : at + room + 1]).n_processed
-    if (counts > room).any():
+    counts = []
+    start = 0
+    for blob, end in zip(blobs, ends, strict=True):
+        counts.append(
+            0 if blob is None else simple_decompress_into(blob, flat[start : end + 1]).n_processed
+        )
+        start = end
+    found = np.array(counts, np.int64)
+    if (found > np.diff(ends, prepend=0)).any():
         raise ValueError("a blob does not hold what its place has room for")
-    return counts
+    return found
 
 
 def unpack_floats_joined(blobs: Sequence[bytes], sizes: Sequence[int]) -> npt.NDArray[np.float64]:
     """The float columns of ``blobs``, of ``sizes[i]`` values each, laid end to end (decoded
     in place: no array per blob); ``ValueError`` if a blob holds another number of values."""
-    array = np.empty(sum(sizes) + 1, np.float64)  # one spare: a longer blob overflows into it
-    at = 0
-    for blob, size in zip(blobs, sizes, strict=True):
-        if unpack_into(blob, array[at : at + size + 1]) != size:
-            raise ValueError(f"a blob does not hold the {size} values its column has")
-        at += size
+    ends = np.cumsum(sizes, dtype=np.int64)
+    array = np.empty(int(ends[-1]) + 1 if len(ends) else 1, np.float64)  # a spare: see above
+    if (unpack_each_into(blobs, array, ends.tolist()) != sizes).any():
+        raise ValueError("a blob does not hold the values its column has")
     return array[:-1]
 
 

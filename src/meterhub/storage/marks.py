@@ -168,16 +168,21 @@ def _decode_into(blocks: Sequence[Stored], ints: Ints, values: Floats) -> Ints:
     MOST_HOURS`` on (each holds a row more than that many blocks: a longer block shows
     there; values kept as integers are left so, in the floats' place, for ``_values``): how
     many rows each has; ``ValueError`` for blobs that do not hold a block's rows."""
-    counts = unpack_each_into([b.ints for b in blocks], ints, MOST_HOURS * 3)
+    counts = unpack_each_into([b.ints for b in blocks], ints, _ends(len(blocks), MOST_HOURS * 3))
     scaled = [b.values if b.scale is not None else None for b in blocks]
     floats = [b.values if b.scale is None else None for b in blocks]
-    room = MOST_HOURS * 2
-    kept = unpack_each_into(scaled, values.view(np.int64), room)
-    kept += unpack_each_into(floats, values, room)
+    ends = _ends(len(blocks), MOST_HOURS * 2)
+    kept = unpack_each_into(scaled, values.view(np.int64), ends)
+    kept += unpack_each_into(floats, values, ends)
     if (counts % 3).any() or (kept != counts // 3 * 2).any():
         raise ValueError("a block's values are not its hours'")
     sizes: Ints = counts // 3
     return sizes
+
+
+def _ends(count: int, room: int) -> list[int]:
+    """Where each of ``count`` places of ``room`` values ends, one after the other."""
+    return list(range(room, (count + 1) * room, room))
 
 
 def _values(kept: Ints, divisor: float | Floats) -> Floats:
