@@ -28,10 +28,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from meterhub.billing.consumption import register_value, registers, usage
 from meterhub.billing.tables import billing_runs, billing_tasks, bills
 from meterhub.billing.tariff_store import project_tariffs
-from meterhub.billing.tariffs import text as text_of
 from meterhub.billing.tasks import Task, get_task
 from meterhub.billing.tou import AnyTariff, TouTariff
-from meterhub.billing.tou_items import Item, Plan, TouBill, tou_bills
+from meterhub.billing.tou_items import ItemRow, Plan, TouBill, tou_bills
 from meterhub.db import insert_rows
 from meterhub.errors import InvalidInput
 from meterhub.registry.channels import DeviceType
@@ -171,13 +170,12 @@ def bill_devices(
         _add_plans(batch, task, tariffs, scheduled_at, project.zone)
         _add_ends(conn, batch, scheduled_at)
         resets = drops(conn, [t["tag_id"] for t in batch], TimeRange(None, scheduled_at))
-        rows, passed = _bills(task, project, tariffs, batch, resets, scheduled_at, kept)
+        rows, items, passed = _bills(task, project, tariffs, batch, resets, scheduled_at, kept)
         created = now_us()
         for row in rows:
             row.update(
                 run_id=run_id, created_at=created, residents=people.get(row.pop("house_id"), "[]")
             )
-        items = {row["device_pk"]: row.pop("items") for row in rows if "items" in row}
         _insert_bills(conn, rows)
         _insert_items(conn, task.key, scheduled_at, run_id, items)
         billed += len(rows)
@@ -284,9 +282,10 @@ def _bills(
     resets: Mapping[int, list[tuple[int, float, float]]],
     end: int,
     kept: int | None,
-) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Bill rows for the billable targets, and why each other one was skipped (``kept``: the
-    raw retention horizon, if points were dropped)."""
+) -> tuple[list[dict[str, Any]], dict[int, tuple[ItemRow, ...]], list[dict[str, str]]]:
+    """Bill rows for the billable targets, the items of those with a time-of-use tariff (by
+    device pk), and why each other one was skipped (``kept``: the raw retention horizon, if
+    points were dropped)."""
     billed: list[tuple[Mapping[str, Any], AnyTariff, list[tuple[int, Decimal, Decimal]]]] = []
     skipped: list[dict[str, str]] = []
     for target in targets:
@@ -307,7 +306,7 @@ def _bills(
         _bill(task, project, tariff, target, inside, end, priced)
         for target, tariff, inside in billed
     ]
-    return rows, skipped
+    return rows, {pk: bill[6] for pk, bill in priced.items()}, skipped
 
 
 def _time_of_use(
@@ -316,14 +315,15 @@ def _time_of_use(
 ) -> dict[int, TouBill]:
     """The time-of-use bills of ``billed`` by device pk, priced together per tariff and plan
     (``tou_items.tou_bills``)."""
-    groups: dict[tuple[int, int], list[tuple[Mapping[str, Any], TouTariff, Any]]] = {}
-    for target, tariff, inside in billed:
+    groups: dict[tuple[int, int], list[tuple[Mapping[str, Any], AnyTariff, Any]]] = {}
+    for entry in billed:
+        target, tariff, _ = entry
         if isinstance(tariff, TouTariff):
-            key = (id(tariff), id(target["plan"]))
-            groups.setdefault(key, []).append((target, tariff, inside))
+            groups.setdefault((id(tariff), id(target["plan"])), []).append(entry)
     priced: dict[int, TouBill] = {}
     for group in groups.values():
         first, tariff, _ = group[0]
+        assert isinstance(tariff, TouTariff)
         ends, around, _ = first["ends"]  # one batch: every target's boundaries in these
         found = tou_bills(
             tariff,
@@ -378,15 +378,14 @@ def _bill(
         "currency": project.currency,
     }
     if isinstance(tariff, TouTariff):
-        bill = priced[t["device_pk"]]
+        first, last, consumption, charge, rule, estimated, _ = priced[t["device_pk"]]
         return row | {
-            "previous_reading": bill.start,
-            "reading": bill.end,
-            "consumption": bill.consumption,
-            "charge": bill.charge,
-            "estimated": bill.estimated,
-            "rule": bill.rule,
-            "items": bill.items,
+            "previous_reading": first,
+            "reading": last,
+            "consumption": consumption,
+            "charge": charge,
+            "estimated": estimated,
+            "rule": rule,
         }
     ends, _, at = t["ends"]
     start, stop = ends.end(at), ends.end(at + 1)
@@ -423,7 +422,7 @@ def _insert_bills(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 
 def _insert_items(
-    conn: Connection, task_key: str, end: int, run_id: int, items: Mapping[int, list[Item]]
+    conn: Connection, task_key: str, end: int, run_id: int, items: Mapping[int, Sequence[ItemRow]]
 ) -> None:
     """Insert the items of the bills (of ``task_key`` ending at ``end``) that run ``run_id``
     just wrote, of each device pk; a bill found there already, another run's, keeps the
@@ -437,18 +436,7 @@ def _insert_items(
         bills.c.run_id == run_id,
     )
     rows = [
-        (
-            bill_id,
-            item.seq,
-            item.period,
-            item.start_register,
-            item.end_register,
-            item.consumption,
-            text_of(item.price),
-            item.charge,
-            item.estimated,
-            item.note,
-        )
+        (bill_id, *item)
         for bill_id, device_pk in conn.execute(query)
         if device_pk in items
         for item in items[device_pk]

@@ -36,7 +36,7 @@ from meterhub.billing.consumption import (
     Registers,
     usage,
 )
-from meterhub.billing.tariffs import CENT, cents
+from meterhub.billing.tariffs import CENT, cents, text
 from meterhub.billing.tou import Stretch, TouTariff
 from meterhub.storage.sides import Sides
 from meterhub.times import iso
@@ -72,14 +72,17 @@ class Item(NamedTuple):
         )
 
 
-class TouBill(NamedTuple):
-    start: Decimal
-    end: Decimal
-    consumption: Decimal
-    charge: Decimal
-    rule: str | None
-    estimated: bool
-    items: list[Item]
+ItemRow = tuple[int, str, Decimal, Decimal, Decimal, str, Decimal, bool, str | None]
+"""An item as a run writes it, after its bill's id: ``seq, period, start_register,
+end_register, consumption, price`` (exact text), ``charge, estimated, note``. A plain tuple of
+plain values, which Python's collector of cyclic garbage stops tracking at its first pass (it
+never does so for a named tuple): a run holds a batch's items, and tracked ones would have it
+walk them all again at each full collection."""
+
+
+TouBill = tuple[Decimal, Decimal, Decimal, Decimal, str | None, bool, tuple[ItemRow, ...]]
+"""A priced bill: ``start, end`` (registers), ``consumption, charge, rule, estimated,
+items``; a plain tuple, as ``ItemRow`` is."""
 
 
 class Plan:
@@ -120,38 +123,44 @@ def tou_bills(
     falling = (used < 0) & ~counted
     unexplained = falling.any(axis=1).tolist()
     used[falling] = 0
-    of_period = np.zeros((width - 1, len(tariff.periods)), np.int64)
+    count = len(tariff.periods)
+    of_period = np.zeros((width - 1, count), np.int64)
     of_period[np.arange(width - 1), plan.period] = 1
-    totals = (used @ of_period).tolist()
-    held_in = (((held[:, :-1] | held[:, 1:]).astype(np.int64) @ of_period) > 0).tolist()
+    totals = (used @ of_period).ravel().tolist()  # bill i's periods at [i * count:]
+    held_in = (((held[:, :-1] | held[:, 1:]).astype(np.int64) @ of_period) > 0).ravel().tolist()
     estimated = held.any(axis=1).tolist()
     layout = [(p, ks.tolist()) for p, ks in plan.parts.items()]
     ends_at = [0, width - 1, *(k for _, ks in layout for k in (ks[0], ks[-1] + 1))]
-    registers = milli[:, ends_at].tolist()  # the bill's start and end, then each item's
-    periods = [(n, p, tariff.periods[p], ks) for n, (p, ks) in enumerate(layout)]
+    registers = milli[:, ends_at].ravel().tolist()  # the bill's start and end, then each item's
+    periods = [(p, tariff.periods[p].name, text(tariff.periods[p].price), ks) for p, ks in layout]
     bills = []
-    for i, row_totals in enumerate(totals):
-        start, end, *item_ends = [Decimal(m) * REGISTER_STEP for m in registers[i]]
+    for i in range(len(firsts)):
+        start, end, *item_ends = [
+            Decimal(m) * REGISTER_STEP for m in registers[i * len(ends_at) : (i + 1) * len(ends_at)]
+        ]
+        row_totals = totals[i * count : (i + 1) * count]
         consumption = [Decimal(total) * REGISTER_STEP for total in row_totals]
         amounts, _, charge = tariff.amounts(consumption)
         notes = None
         if estimated[i]:
             around = sides.take(slice(firsts[i], firsts[i] + width))
             notes = _notes(Registers(milli[i], how[i]), around, plan.instants, zone)
-        items = [  # positional: in Item's field order
-            Item(
-                period.name,
-                p,
-                item_ends[2 * n],
-                item_ends[2 * n + 1],
-                consumption[p],
-                period.price,
-                cents(amounts[p]),
-                held_in[i][p],
-                _said(notes, ks) if notes else None,
-            )
-            for n, p, period, ks in periods
-        ]
+        items = tuple(
+            [
+                (
+                    p,
+                    name,
+                    item_ends[2 * n],
+                    item_ends[2 * n + 1],
+                    consumption[p],
+                    price,
+                    cents(amounts[p]),
+                    held_in[i * count + p],
+                    _said(notes, ks) if notes else None,
+                )
+                for n, (p, name, price, ks) in enumerate(periods)
+            ]
+        )
         found = rules.get(i, ())
         rule = None
         if unexplained[i] or REGISTER_DECREASED_UNEXPLAINED in found:
@@ -159,7 +168,7 @@ def tou_bills(
         elif REGISTER_RESET in found:
             rule = REGISTER_RESET
         total = Decimal(sum(row_totals)) * REGISTER_STEP
-        bills.append(TouBill(start, end, total, charge, rule, estimated[i], items))
+        bills.append((start, end, total, charge, rule, estimated[i], items))
     return bills
 
 
