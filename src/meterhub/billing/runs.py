@@ -435,10 +435,10 @@ def _insert_items(
         bills.c.device_pk.between(min(items), max(items)),
         bills.c.run_id == run_id,
     )
-    rows = [
-        (bill_id, *item)
+    rows = [  # decimals as their text, which SQLite binds quicker than through its adapter
+        (bill_id, seq, period, str(start), str(end), str(used), price, str(charge), held, note)
         for bill_id, device_pk in conn.execute(query)
         if device_pk in items
-        for item in items[device_pk]
+        for seq, period, start, end, used, price, charge, held, note in items[device_pk]
     ]
     insert_rows(conn, "bill_items", ITEM_COLUMNS, rows)
