@@ -133,10 +133,10 @@ def tou_bills(
     ends_at = [0, width - 1, *(k for _, ks in layout for k in (ks[0], ks[-1] + 1))]
     registers = milli[:, ends_at].ravel().tolist()  # the bill's start and end, then each item's
     periods = [(p, tariff.periods[p].name, text(tariff.periods[p].price), ks) for p, ks in layout]
-    bills = []
+    reads, bills = len(ends_at), []
     for i in range(len(firsts)):
         start, end, *item_ends = [
-            Decimal(m) * REGISTER_STEP for m in registers[i * len(ends_at) : (i + 1) * len(ends_at)]
+            Decimal(m) * REGISTER_STEP for m in registers[i * reads : (i + 1) * reads]
         ]
         row_totals = totals[i * count : (i + 1) * count]
         consumption = [Decimal(total) * REGISTER_STEP for total in row_totals]
