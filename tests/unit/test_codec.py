@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from meterhub.storage.codec import pack, unpack_floats, unpack_floats_joined, unpack_into
+from meterhub.storage.codec import pack, unpack_each_into, unpack_floats, unpack_floats_joined
 
 
 def test_floats_come_back_bit_for_bit() -> None:
@@ -26,12 +26,10 @@ def test_a_column_of_another_length_than_said_is_refused(sizes: list[int]) -> No
         unpack_floats_joined(blobs, sizes)
 
 
-def test_a_blob_decoded_into_rows_says_how_many_and_refuses_part_rows() -> None:
-    rows = np.arange(12, dtype=np.int64).reshape(4, 3)
-    into = np.empty((6, 3), np.int64)  # room for more rows than the blob holds
-    assert unpack_into(pack(rows.reshape(-1)), into) == 4
-    assert np.array_equal(into[:4], rows)
+def test_blobs_are_decoded_each_at_its_place_and_a_longer_one_is_refused() -> None:
+    into = np.full(10, -1, np.int64)  # places [0, 4), [4, 5), [5, 9), and a spare value
+    blobs = [pack(np.arange(3, dtype=np.int64)), None, pack(np.arange(10, 14, dtype=np.int64))]
+    assert unpack_each_into(blobs, into, [4, 5, 9]).tolist() == [3, 0, 4]
+    assert into.tolist() == [0, 1, 2, -1, -1, 10, 11, 12, 13, -1]
     with pytest.raises(ValueError, match="does not hold"):
-        unpack_into(pack(np.arange(10, dtype=np.int64)), into)  # 3 rows and a third
-    with pytest.raises(ValueError, match="does not hold"):
-        unpack_into(pack(np.arange(18, dtype=np.int64)), into)  # fills it: no spare row
+        unpack_each_into([pack(np.arange(5, dtype=np.int64))], into, [4])  # more than its place

@@ -67,17 +67,6 @@ def unpack_floats(blob: bytes) -> npt.NDArray[np.float64]:
     return array
 
 
-def unpack_into(blob: bytes, into: npt.NDArray[Any]) -> int:
-    """Decode ``blob`` in place into ``into`` (of its type; its rows, if it has two
-    dimensions): how many values, or rows, it holds. ``ValueError`` if it fills ``into``
-    (leave a spare place to tell a longer blob) or does not fill whole rows."""
-    width: int = into.shape[1] if into.ndim == 2 else 1
-    count = int(unpack_each_into([blob], into, [into.size - 1])[0])
-    if count % width:
-        raise ValueError("a blob does not hold whole rows")
-    return count // width
-
-
 def unpack_each_into(
     blobs: Sequence[bytes | None], into: npt.NDArray[Any], ends: Sequence[int]
 ) -> npt.NDArray[np.int64]:
