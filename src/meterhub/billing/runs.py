@@ -315,15 +315,17 @@ def _time_of_use(
 ) -> dict[int, TouBill]:
     """The time-of-use bills of ``billed`` by device pk, priced together per tariff and plan
     (``tou_items.tou_bills``)."""
-    groups: dict[tuple[int, int], list[tuple[Mapping[str, Any], AnyTariff, Any]]] = {}
+    groups: dict[tuple[int, int], tuple[TouTariff, list[tuple[Mapping[str, Any], Any, Any]]]] = {}
     for entry in billed:
         target, tariff, _ = entry
         if isinstance(tariff, TouTariff):
-            groups.setdefault((id(tariff), id(target["plan"])), []).append(entry)
+            key = (id(tariff), id(target["plan"]))
+            if key not in groups:
+                groups[key] = (tariff, [])
+            groups[key][1].append(entry)
     priced: dict[int, TouBill] = {}
-    for group in groups.values():
-        first, tariff, _ = group[0]
-        assert isinstance(tariff, TouTariff)
+    for tariff, group in groups.values():
+        first = group[0][0]
         ends, around, _ = first["ends"]  # one batch: every target's boundaries in these
         found = tou_bills(
             tariff,

@@ -75,9 +75,9 @@ class Item(NamedTuple):
 ItemRow = tuple[int, str, Decimal, Decimal, Decimal, str, Decimal, bool, str | None]
 """An item as a run writes it, after its bill's id: ``seq, period, start_register,
 end_register, consumption, price`` (exact text), ``charge, estimated, note``. A plain tuple of
-plain values, which Python's collector of cyclic garbage stops tracking at its first pass (it
-never does so for a named tuple): a run holds a batch's items, and tracked ones would have it
-walk them all again at each full collection."""
+plain values, which Python's collector of cyclic garbage stops tracking at a pass (it never
+does so for a named tuple): a run holds a batch's items, and tracked ones would have it walk
+them all again at each full collection."""
 
 
 TouBill = tuple[Decimal, Decimal, Decimal, Decimal, str | None, bool, tuple[ItemRow, ...]]
